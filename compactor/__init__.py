@@ -1,0 +1,14 @@
+"""compactor: an emulator of Android ART's concurrent heap compaction over real Linux userfaultfd.
+
+The Python layer builds heaps, marks and plans (numpy); the C++ core (``compactor._native``) owns everything on the
+hot path: userfaultfd, page compaction, page installation, fault handling, mutator threads and timing.
+"""
+
+from .errors import HeapCorruption, PlanFileError, SystemCallError, UffdError, UffdUnavailable, WatchdogTimeout
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HeapCorruption", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable", "WatchdogTimeout",
+    "__version__",
+]

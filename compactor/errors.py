@@ -1,0 +1,55 @@
+"""Exceptions raised by compactor. The native core raises these directly (see native/python/module.cpp)."""
+
+from __future__ import annotations
+
+
+class UffdError(OSError):
+    """A userfaultfd operation failed.
+
+    ``errno`` is the kernel's error, ``op`` the operation ("MOVE", "COPY", "REGISTER", ...), and ``done`` the
+    number of bytes completed before the failure (partial progress is continued automatically first).
+    """
+
+    def __init__(self, errno: int, message: str, op: str = "", done: int = 0) -> None:
+        super().__init__(errno, message)
+        self.op = op
+        self.done = done
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class UffdUnavailable(OSError):
+    """userfaultfd cannot be opened at all; the message names every attempt and the remedies."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class SystemCallError(OSError):
+    """A system call outside userfaultfd failed (mmap, madvise, mremap)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class PlanFileError(ValueError):
+    """A plan file or plan array is malformed; the message names the field."""
+
+
+class HeapCorruption(RuntimeError):
+    """Verification found the heap differs from what the plan promises; names the first differing object."""
+
+
+class WatchdogTimeout(RuntimeError):
+    """No page made progress for longer than the watchdog allows; the run was aborted."""
+
+
+__all__ = [
+    "HeapCorruption",
+    "PlanFileError",
+    "SystemCallError",
+    "UffdError",
+    "UffdUnavailable",
+    "WatchdogTimeout",
+]

@@ -1,0 +1,166 @@
+// collect(): chooses what can run here (with the reason for any fallback), runs stop-the-world or concurrent
+// compaction, and verifies the result independently of the planner.
+#include "compactor/collector.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <sys/mman.h>
+
+#include "compaction_context.hpp"
+#include "compactor/errors.hpp"
+#include "compactor/object_layout.hpp"
+#include "compactor/page_compaction.hpp"
+#include "compactor/uffd.hpp"
+#include "concurrent.hpp"
+
+namespace compactor {
+
+const char* strategy_name(Strategy s) {
+    switch (s) {
+        case Strategy::Stw: return "stw";
+        case Strategy::Copy: return "copy";
+        case Strategy::Move: return "move";
+        case Strategy::MoveAlloc: return "move-alloc";
+    }
+    return "?";
+}
+const char* fault_mode_name(FaultMode f) { return f == FaultMode::Sigbus ? "sigbus" : "thread"; }
+const char* access_name(Access a) {
+    switch (a) {
+        case Access::Random: return "random";
+        case Access::Sequential: return "sequential";
+        case Access::HotSet: return "hot-set";
+    }
+    return "?";
+}
+
+Strategy parse_strategy(const std::string& s) {
+    for (Strategy x : {Strategy::Stw, Strategy::Copy, Strategy::Move, Strategy::MoveAlloc})
+        if (s == strategy_name(x)) return x;
+    throw std::invalid_argument("unknown strategy '" + s + "' (choose stw, copy, move or move-alloc)");
+}
+FaultMode parse_fault_mode(const std::string& s) {
+    if (s == "sigbus") return FaultMode::Sigbus;
+    if (s == "thread") return FaultMode::Thread;
+    throw std::invalid_argument("unknown fault mode '" + s + "' (choose sigbus or thread)");
+}
+Access parse_access(const std::string& s) {
+    for (Access a : {Access::Random, Access::Sequential, Access::HotSet})
+        if (s == access_name(a)) return a;
+    throw std::invalid_argument("unknown access pattern '" + s + "' (choose random, sequential or hot-set)");
+}
+
+double percentile_ns(std::vector<uint64_t> v, double q) {
+    if (v.empty()) return 0.0;
+    const size_t k = static_cast<size_t>(std::ceil(q * static_cast<double>(v.size()))) ;
+    const size_t idx = k == 0 ? 0 : std::min(k - 1, v.size() - 1);
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(idx), v.end());
+    return static_cast<double>(v[idx]);
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Stop-the-world compaction inside the pause: pages in ascending order, each compacted into a scratch page and
+// copied over its own to-space page (page p only reads from-space at or above p's start). Dense pages in place.
+CollectionStats run_stw(HeapSpace& space, const PlanView& plan) {
+    CollectionStats st;
+    const auto t0 = std::chrono::steady_clock::now();
+    const uint64_t ps = plan.page_size;
+    update_roots(plan, space.roots().data(), space.roots().size());
+    std::vector<uint8_t> scratch(ps);
+    uint8_t* heap = space.base();
+    for (uint64_t p = 0; p < plan.num_to_pages; ++p) {
+        if (page_kind(plan, p) == PageKind::Dense) {
+            compact_page(plan, heap, heap + p * ps, p);
+        } else {
+            compact_page(plan, heap, scratch.data(), p);
+            std::memcpy(heap + p * ps, scratch.data(), ps);
+        }
+    }
+    const uint64_t tail = plan.num_to_pages * ps;
+    if (tail < space.size()) space.mapping().dontneed(tail, space.size() - tail);
+    st.pause_s = seconds_since(t0);
+    st.gc_thread_s = st.pause_s;
+    st.pages_total = plan.num_to_pages;
+    return st;
+}
+
+}  // namespace
+
+CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, uint64_t digest_before,
+                          const ObjectTableView* table, const int32_t* root_objects) {
+    if (plan.heap_size != space.size())
+        throw PlanError("the plan is for a heap of " + std::to_string(plan.heap_size) + " bytes, the space has " +
+                        std::to_string(space.size()));
+    if (plan.page_size != page_size())
+        throw PlanError("the plan was made for " + std::to_string(plan.page_size) + "-byte pages; this kernel uses " +
+                        std::to_string(page_size()) + "-byte pages: plan again with page_size=" + std::to_string(page_size()));
+    Strategy strategy = cfg.strategy;
+    FaultMode mode = cfg.faults;
+    std::string fallback;
+    if (strategy != Strategy::Stw) {
+        ProbeResult pr;
+        try {
+            pr = probe(cfg.user_mode_only);
+        } catch (const UffdUnavailable& e) {
+            strategy = Strategy::Stw;
+            fallback = std::string("userfaultfd unavailable, stop-the-world instead: ") + e.what();
+        }
+        if (strategy != Strategy::Stw && !mremap_dontunmap_usable()) {
+            strategy = Strategy::Stw;
+            fallback = "mremap(MREMAP_DONTUNMAP) unavailable (Linux >= 5.7 needed): stop-the-world instead";
+        }
+        if ((strategy == Strategy::Move || strategy == Strategy::MoveAlloc) && !(pr.features & UFFD_FEATURE_MOVE)) {
+            strategy = Strategy::Copy;
+            fallback = "this kernel lacks UFFD_FEATURE_MOVE (Linux >= 6.8 needed): COPY instead of MOVE";
+        }
+        if (strategy != Strategy::Stw && mode == FaultMode::Sigbus && !(pr.features & UFFD_FEATURE_SIGBUS)) {
+            mode = FaultMode::Thread;
+            fallback += std::string(fallback.empty() ? "" : "; ") + "this kernel lacks UFFD_FEATURE_SIGBUS: fault thread instead";
+        }
+    }
+    CollectionOutcome out;
+    out.stats = strategy == Strategy::Stw ? run_stw(space, plan) : detail::run_concurrent(space, plan, cfg, strategy, mode);
+    CollectionStats& st = out.stats;
+    st.strategy = strategy_name(strategy);
+    st.faults = strategy == Strategy::Stw ? "none" : fault_mode_name(mode);
+    st.requested_strategy = strategy_name(cfg.strategy);
+    st.fallback = fallback;
+    st.mutators = strategy == Strategy::Stw ? 0 : cfg.mutators;
+    if (strategy != Strategy::Stw) st.pages_total = plan.num_to_pages;
+    out.expected_digest = digest_after_writes(digest_before, st.writes.data(), st.writes.size());
+    try {
+        out.verify = verify_compacted(space.base(), space.size(), plan.post_compact_end, space.roots().data(),
+                                      space.roots().size(), out.expected_digest);
+    } catch (const HeapCorruption& e) {
+        std::string msg = e.what();
+        if (table && root_objects) {
+            // Explain: rebuild the pristine heap, replay the logged writes, and find the first differing object.
+            Mapping pristine(space.size());
+            materialize_heap(*table, pristine.data(), pristine.length());
+            std::vector<uint32_t> eroots = root_offsets(*table, root_objects, space.roots().size());
+            const uint64_t tag_mask = 0xFFFFFFFFull;
+            for (const PayloadWrite& w : st.writes) {
+                const uint64_t idx = (w.identity & tag_mask) - 1;
+                if (idx >= table->count) continue;
+                const uint32_t pay = layout::payload_offset(table->num_refs[idx]);
+                const uint64_t at = table->offset[idx] + pay + 8 * w.index;
+                if (at + 8 <= table->offset[idx] + table->size[idx]) std::memcpy(pristine.data() + at, &w.new_value, 8);
+            }
+            const std::string diff = first_difference(pristine.data(), eroots.data(), space.base(), space.roots().data(),
+                                                      eroots.size(), space.size());
+            if (!diff.empty()) msg += "; first differing object: " + diff;
+        }
+        throw HeapCorruption(std::string(st.strategy) + "/" + st.faults + " collection: " + msg);
+    }
+    return out;
+}
+
+}  // namespace compactor

@@ -1,0 +1,424 @@
+// Concurrent compaction over userfaultfd, after ART's CMC: the compaction pause (root flip, mremap with
+// MREMAP_DONTUNMAP onto a from-space, MISSING registration), the concurrent phase (GC thread walking to-space
+// pages high to low; mutators resolving their own faults in SIGBUS handlers, or a fault-handling thread), and
+// the finish (drain, unregister, release the from-space). No Python and no GIL anywhere below.
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <thread>
+
+#include "compaction_context.hpp"
+#include "compactor/errors.hpp"
+#include "compactor/page_compaction.hpp"
+#include "concurrent.hpp"
+
+namespace compactor::detail {
+
+namespace {
+
+std::atomic<Context*> g_active{nullptr};
+struct sigaction g_prev_sigbus;
+thread_local ThreadCtx* t_ctx __attribute__((tls_model("initial-exec"))) = nullptr;
+
+void chain_sigbus(int sig, siginfo_t* si, void* uc) {
+    const struct sigaction& prev = g_prev_sigbus;
+    if (prev.sa_flags & SA_SIGINFO) {
+        if (prev.sa_sigaction) {
+            prev.sa_sigaction(sig, si, uc);
+            return;
+        }
+    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
+        prev.sa_handler(sig);
+        return;
+    }
+    // Default action: re-executing the access raises SIGBUS again with the default disposition.
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, &dfl, nullptr);
+}
+
+void sigbus_handler(int sig, siginfo_t* si, void* uc) {
+    const int saved_errno = errno;
+    Context* ctx = g_active.load(std::memory_order_acquire);
+    const uint64_t addr = reinterpret_cast<uint64_t>(si->si_addr);
+    if (ctx && ctx->in_space(addr)) {
+        ctx->handlers_in_flight.fetch_add(1, std::memory_order_acq_rel);
+        const uint64_t t0 = now_ns();
+        ThreadCtx* tc = t_ctx;
+        resolve_fault(*ctx, tc, (addr - reinterpret_cast<uint64_t>(ctx->to_space)) / ctx->ps);
+        if (tc) {
+            record_latency(*tc, now_ns() - t0, ctx->cfg.max_samples);
+            tc->counters.faults_handled += 1;
+        }
+        ctx->handlers_in_flight.fetch_sub(1, std::memory_order_acq_rel);
+        errno = saved_errno;
+        return;
+    }
+    errno = saved_errno;
+    chain_sigbus(sig, si, uc);
+}
+
+double thread_cpu_seconds() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+uint64_t minor_faults(int who) {
+    rusage ru;
+    getrusage(who, &ru);
+    return static_cast<uint64_t>(ru.ru_minflt);
+}
+
+void backoff_sleep(unsigned& spins) {
+    if (spins++ < 16) {
+        sched_yield();
+    } else {
+        timespec ts{0, 20000};
+        nanosleep(&ts, nullptr);
+    }
+}
+
+// The first from-space offset above every live word: from there up, nothing is ever read.
+uint64_t end_of_live_data(const PlanView& p) {
+    for (uint64_t c = p.num_chunks; c-- > 0;) {
+        if (p.live_words[c]) return (c * 64 + 64 - static_cast<uint64_t>(__builtin_clzll(p.live_words[c]))) * 8;
+    }
+    return 0;
+}
+
+struct Batch {
+    uint8_t* base = nullptr;  // region of `cap` pages; page `top - i` is compacted into slot cap - 1 - i
+    uint64_t cap = 0, k = 0, top = 0;
+    bool dense = false, move = false, pool_empty = false;
+};
+
+void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out) {
+    const uint64_t t_start = now_ns();
+    const double cpu0 = thread_cpu_seconds();
+    const uint64_t flt0 = minor_faults(RUSAGE_THREAD);
+    const PlanView& p = ctx.plan;
+    const uint64_t ps = ctx.ps;
+    const uint64_t B = ctx.cfg.batch ? ctx.cfg.batch : 1;
+    CollectionStats& c = tc.counters;
+    uint64_t lowest_done = p.num_to_pages;
+    uint64_t released_low = ctx.heap_size;  // COPY: [released_low, heap_size) already given back
+    Batch b;
+
+    auto release_from_space = [&](bool final_release) {
+        const uint64_t r = ctx.reclaim_boundary.load(std::memory_order_acquire);
+        if (ctx.strategy != Strategy::Copy || final_release) return;
+        if (released_low > r && released_low - r >= ctx.cfg.release_chunk) {
+            const uint64_t t0 = now_ns();
+            for (uint64_t hi = released_low; hi > r;) {
+                const uint64_t lo = hi - r > ctx.cfg.release_chunk ? hi - ctx.cfg.release_chunk : r;
+                ::madvise(ctx.from_space + lo, hi - lo, MADV_DONTNEED);
+                c.madvise_calls += 1;
+                hi = lo;
+            }
+            c.released_bytes += released_low - r;
+            c.gc_release_ns += now_ns() - t0;
+            released_low = r;
+        }
+    };
+    auto advance_reclaim = [&]() {
+        while (lowest_done > 0 && ctx.state[lowest_done - 1].load(std::memory_order_acquire) == kProcessedAndMapped)
+            --lowest_done;
+        if (lowest_done == p.num_to_pages) return;
+        const uint64_t boundary = lowest_done == 0 ? 0 : (p.pre_compact_offset[lowest_done] + ps - 1) / ps * ps;
+        if (boundary < ctx.reclaim_boundary.load(std::memory_order_relaxed))
+            ctx.reclaim_boundary.store(boundary, std::memory_order_release);
+        release_from_space(false);
+    };
+    auto flush = [&]() -> bool {
+        if (b.k == 0) return true;
+        const uint64_t first = b.top - b.k + 1;
+        uint8_t* src = b.dense ? ctx.from_space + first * ps : b.base + (b.cap - b.k) * ps;
+        for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapping, std::memory_order_release);
+        bool ok = b.pool_empty ? install_pages_pool_empty(ctx, tc, first, src, b.k)
+                               : install_pages(ctx, tc, first, src, b.k, b.move, b.dense);
+        if (ok) {
+            for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapped, std::memory_order_release);
+            ctx.progress.fetch_add(b.k, std::memory_order_relaxed);
+        }
+        b.k = 0;
+        advance_reclaim();
+        return ok;
+    };
+
+    for (uint64_t page = p.num_to_pages; page-- > 0;) {
+        if (ctx.abort.load(std::memory_order_relaxed)) break;
+        uint8_t s = kUnprocessed;
+        if (!ctx.state[page].compare_exchange_strong(s, kProcessing, std::memory_order_acq_rel)) {
+            if (!flush()) break;  // a mutator owns it: the run is broken here
+            continue;
+        }
+        if (ctx.cfg.stall_seconds > 0 && page == p.num_to_pages / 2) {  // test hook: stall holding a page
+            const uint64_t until = now_ns() + static_cast<uint64_t>(ctx.cfg.stall_seconds * 1e9);
+            while (now_ns() < until && !ctx.abort.load(std::memory_order_relaxed)) {
+                timespec ts{0, 5000000};
+                nanosleep(&ts, nullptr);
+            }
+            if (ctx.abort.load(std::memory_order_relaxed)) break;
+        }
+        const bool dense = page < p.dense_prefix_pages;
+        if (b.k > 0 && dense != b.dense)
+            if (!flush()) break;
+        if (b.k == 0) {
+            b = Batch{};
+            b.top = page;
+            b.dense = dense;
+            b.cap = B;
+            b.move = ctx.strategy != Strategy::Copy;
+            if (!dense) {
+                switch (ctx.strategy) {
+                    case Strategy::Copy: b.base = tc.buffer; break;
+                    case Strategy::MoveAlloc: b.base = tc.fresh; break;
+                    default: {
+                        const uint64_t n = recycle_pages(ctx, B, &b.base);
+                        if (n) {
+                            b.cap = n;
+                        } else {
+                            b.base = tc.buffer;
+                            b.move = false;
+                            b.pool_empty = true;
+                        }
+                    }
+                }
+            }
+        }
+        uint8_t* target = dense ? ctx.from_space + page * ps : b.base + (b.cap - 1 - b.k) * ps;
+        const uint64_t t0 = now_ns();
+        compact_page(p, ctx.from_space, target, page);
+        c.gc_compact_ns += now_ns() - t0;
+        ctx.state[page].store(kProcessed, std::memory_order_release);
+        b.k += 1;
+        if (b.k == b.cap || page == 0)
+            if (!flush()) break;
+    }
+    if (!ctx.abort.load(std::memory_order_relaxed)) flush();
+    // Pages that mutators claimed may still be in flight: wait for every page to be mapped.
+    const uint64_t tw = now_ns();
+    for (uint64_t q = 0; q < p.num_to_pages && !ctx.abort.load(std::memory_order_relaxed); ++q) {
+        unsigned spins = 0;
+        while (ctx.state[q].load(std::memory_order_acquire) != kProcessedAndMapped && !ctx.abort.load(std::memory_order_relaxed))
+            backoff_sleep(spins);
+    }
+    c.gc_wait_ns += now_ns() - tw;
+    // Release what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
+    if (!ctx.abort.load(std::memory_order_acquire)) {
+        const uint64_t tr = now_ns();
+        from.unmap();
+        c.gc_release_ns += now_ns() - tr;
+    }
+    const uint64_t t_end = now_ns();
+    out.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
+    out.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
+    out.gc_minor_faults = minor_faults(RUSAGE_THREAD) - flt0;
+}
+
+void fault_thread_main(Context& ctx, ThreadCtx& tc) {
+    set_thread_ctx(&tc);
+    Event events[64];
+    while (!ctx.stop_mutators.load(std::memory_order_acquire) || ctx.handlers_in_flight.load() > 0) {
+        pollfd pfd{ctx.uffd->fd(), POLLIN, 0};
+        const int pr = ::poll(&pfd, 1, 5);
+        if (pr <= 0) continue;
+        const long n = ctx.uffd->read_events(events, 64);
+        if (n < 0) {
+            request_abort(ctx, static_cast<int>(-n), "reading userfaultfd events failed");
+            return;
+        }
+        for (long i = 0; i < n; ++i) {
+            if (events[i].kind != EventKind::Pagefault || !ctx.in_space(events[i].address)) continue;
+            const uint64_t page = (events[i].address - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
+            resolve_fault(ctx, &tc, page);
+            tc.counters.faults_handled += 1;
+            ctx.uffd->wake(reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps, ctx.ps);
+        }
+    }
+}
+
+void merge(CollectionStats& into, const CollectionStats& c) {
+#define M(f) into.f += c.f
+    M(gc_compact_ns); M(gc_install_ns); M(gc_release_ns); M(gc_wait_ns);
+    M(pages_copy); M(pages_move); M(pages_move_batched); M(pages_dense_move); M(pages_zeropage);
+    M(pages_copy_fallback_pool); M(pages_copy_fallback_ebusy); M(pages_copy_fallback_error); M(pages_by_mutators);
+    M(ioctl_copy); M(ioctl_move); M(ioctl_zeropage); M(bytes_copied); M(bytes_moved);
+    M(eagain); M(eexist); M(ebusy); M(enomem); M(enoent); M(injected); M(madvise_calls); M(released_bytes);
+    M(faults_handled); M(mutator_accesses); M(mutator_writes);
+#undef M
+    for (int i = 0; i < kLatencyBuckets; ++i) into.latency_histogram[i] += c.latency_histogram[i];
+}
+
+std::mutex g_collection_lock;  // one concurrent compaction per process: the SIGBUS handler is process-wide
+
+}  // namespace
+
+void set_thread_ctx(ThreadCtx* tc) { t_ctx = tc; }
+
+CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
+                               FaultMode mode) {
+    std::lock_guard<std::mutex> lock(g_collection_lock);
+    const uint64_t ps = page_size();
+    Context ctx;
+    ctx.plan = plan;
+    ctx.cfg = cfg;
+    ctx.strategy = strategy;
+    ctx.mode = mode;
+    ctx.to_space = space.base();
+    ctx.heap_size = space.size();
+    ctx.ps = ps;
+    ctx.num_pages = ctx.heap_size / ps;
+    ctx.roots = space.roots().data();
+    ctx.num_roots = space.roots().size();
+    ctx.dense_end = plan.dense_prefix_pages * ps;
+    ctx.state.reset(new std::atomic<uint8_t>[ctx.num_pages]);
+    for (uint64_t i = 0; i < ctx.num_pages; ++i) ctx.state[i].store(kUnprocessed, std::memory_order_relaxed);
+
+    // Before the pause: per-thread buffers, prepared so the fault path never allocates.
+    const uint64_t B = cfg.batch ? cfg.batch : 1;
+    const unsigned nthreads = cfg.mutators + 1;  // mutators + (fault thread | unused)
+    Mapping gc_buffer(B * ps), gc_fresh(B * ps, true), buffers(nthreads * ps), fresh(nthreads * ps, true);
+    std::memset(gc_buffer.data(), 0, B * ps);
+    std::memset(buffers.data(), 0, nthreads * ps);
+    for (Mapping* m : {&gc_fresh, &fresh}) {
+        try { m->hugepage(false); } catch (const SysError&) {}
+    }
+    ThreadCtx gc;
+    gc.is_gc = true;
+    gc.buffer = gc_buffer.data();
+    gc.fresh = gc_fresh.data();
+    gc.buffer_pages = B;
+    gc.rng.s = cfg.seed * 31 + 7;
+    std::vector<ThreadCtx> mctx(nthreads);
+    const uint64_t per_thread_samples = cfg.max_samples / nthreads + 1;
+    for (unsigned i = 0; i < nthreads; ++i) {
+        mctx[i].buffer = buffers.data() + i * ps;
+        mctx[i].fresh = fresh.data() + i * ps;
+        mctx[i].buffer_pages = 1;
+        mctx[i].rng.s = cfg.seed * 1000003 + i * 7919 + 1;
+        mctx[i].samples.reserve(per_thread_samples);
+        if (i < cfg.mutators) mctx[i].writes.reserve(1u << 18);
+    }
+    std::vector<std::thread> mutators;
+    for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(mctx[i]), i);
+
+    CollectionStats stats;
+    const uint64_t flt0 = minor_faults(RUSAGE_SELF);
+    // ---- Compaction pause ----
+    const uint64_t t_pause = now_ns();
+    const std::vector<uint32_t> pre_compact_roots = space.roots();
+    update_roots(plan, space.roots().data(), space.roots().size());
+    Mapping from;
+    std::unique_ptr<Userfaultfd> uffd;
+    bool handler_installed = false;
+    auto stop_threads = [&]() {
+        ctx.stop_mutators.store(true, std::memory_order_release);
+        for (auto& t : mutators)
+            if (t.joinable()) t.join();
+    };
+    try {
+        from = space.mapping().remap_dontunmap();
+        from.dontfork();
+        uint64_t features = 0;
+        if (mode == FaultMode::Sigbus) features |= UFFD_FEATURE_SIGBUS;
+        uffd = std::make_unique<Userfaultfd>(features, cfg.user_mode_only, true);
+        uint64_t range_ioctls = 0;
+        IoResult r = uffd->register_range(space.mapping().address(), ctx.heap_size, UFFDIO_REGISTER_MODE_MISSING, &range_ioctls);
+        if (!r.ok()) throw UffdError(r.err, "REGISTER", 0, sys_message("UFFDIO_REGISTER of the moving space", r.err));
+    } catch (...) {
+        stop_threads();
+        if (from.valid()) from.remap_dontunmap_to(space.mapping().address());  // put the heap back
+        space.roots() = pre_compact_roots;
+        throw;
+    }
+    ctx.uffd = uffd.get();
+    ctx.from_space = from.data();
+    const uint64_t live_end = (end_of_live_data(plan) + ps - 1) / ps * ps;
+    ctx.reclaim_boundary.store(live_end, std::memory_order_release);
+    ctx.recycle_cursor.store(ctx.heap_size, std::memory_order_release);
+    if (mode == FaultMode::Sigbus) {
+        g_active.store(&ctx, std::memory_order_release);
+        struct sigaction sa;
+        std::memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = sigbus_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &g_prev_sigbus);
+        handler_installed = true;
+    }
+    std::thread fault_thread;
+    if (mode == FaultMode::Thread) fault_thread = std::thread(fault_thread_main, std::ref(ctx), std::ref(mctx[cfg.mutators]));
+    const uint64_t t_concurrent = now_ns();
+    stats.pause_s = static_cast<double>(t_concurrent - t_pause) * 1e-9;
+
+    // ---- Concurrent phase ----
+    std::atomic<bool> gc_done{false};
+    std::thread gc_thread([&]() {
+        gc_thread_main(ctx, gc, from, stats);
+        gc_done.store(true, std::memory_order_release);
+    });
+    ctx.start_mutators.store(true, std::memory_order_release);
+    uint64_t last_progress = 0, last_change = now_ns();
+    const uint64_t watchdog_ns = static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
+    while (!gc_done.load(std::memory_order_acquire)) {
+        timespec ts{0, 10000000};
+        nanosleep(&ts, nullptr);
+        const uint64_t pr = ctx.progress.load(std::memory_order_relaxed);
+        const uint64_t now = now_ns();
+        if (pr != last_progress) {
+            last_progress = pr;
+            last_change = now;
+        } else if (now - last_change > watchdog_ns && !ctx.abort.load()) {
+            char why[160];
+            snprintf(why, sizeof why, "watchdog: no page made progress for %.1f s (%llu of %llu pages installed)",
+                     cfg.watchdog_seconds, static_cast<unsigned long long>(pr),
+                     static_cast<unsigned long long>(plan.num_to_pages));
+            request_abort(ctx, ETIMEDOUT, why);
+        }
+    }
+    gc_thread.join();
+    const uint64_t t_gc_end = now_ns();
+    stats.concurrent_s = static_cast<double>(t_gc_end - t_concurrent) * 1e-9;
+
+    // ---- Finish: stop mutators, drain handlers, unregister ----
+    ctx.stop_mutators.store(true, std::memory_order_release);
+    if (ctx.abort.load()) {
+        uffd->unregister_range(space.mapping().address(), ctx.heap_size);  // wakes blocked faulters
+        ctx.unregistered.store(true, std::memory_order_release);
+    }
+    stop_threads();
+    if (fault_thread.joinable()) fault_thread.join();
+    while (ctx.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
+    if (handler_installed) {
+        sigaction(SIGBUS, &g_prev_sigbus, nullptr);
+        g_active.store(nullptr, std::memory_order_release);
+    }
+    if (!ctx.unregistered.load()) uffd->unregister_range(space.mapping().address(), ctx.heap_size);
+    uffd.reset();
+    stats.finish_s = static_cast<double>(now_ns() - t_gc_end) * 1e-9;
+    stats.minor_faults = minor_faults(RUSAGE_SELF) - flt0;
+
+    merge(stats, gc.counters);
+    for (auto& t : mctx) {
+        merge(stats, t.counters);
+        stats.latency_samples_ns.insert(stats.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
+        stats.writes.insert(stats.writes.end(), t.writes.begin(), t.writes.end());
+    }
+    if (ctx.abort.load()) {
+        const int err = ctx.abort_err.load();
+        if (err == ETIMEDOUT) throw WatchdogTimeout(ctx.abort_reason);
+        throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx.abort_reason);
+    }
+    return stats;
+}
+
+}  // namespace compactor::detail

@@ -1,0 +1,49 @@
+#include "compactor/heap_space.hpp"
+
+#include "compactor/errors.hpp"
+
+namespace compactor {
+
+ObjectTableView ObjectTable::view() const {
+    ObjectTableView v;
+    v.count = offset.size();
+    v.offset = offset.data();
+    v.size = size.data();
+    v.num_refs = num_refs.data();
+    v.identity = identity.data();
+    v.ref_start = ref_start.data();
+    v.refs = refs.data();
+    v.num_refs_total = refs.size();
+    return v;
+}
+
+PlanView PlanData::view() const {
+    PlanView v;
+    v.heap_size = heap_size;
+    v.page_size = page_size;
+    v.num_chunks = live_words.size();
+    v.live_words = live_words.data();
+    v.chunk_offset = chunk_offset.data();
+    v.num_to_pages = first_obj.size();
+    v.first_obj = first_obj.data();
+    v.first_obj_header = first_obj_header.data();
+    v.pre_compact_offset = pre_compact_offset.data();
+    v.dense_prefix_pages = dense_prefix_pages;
+    v.slide_begin = slide_begin;
+    v.post_compact_end = post_compact_end;
+    v.live_bytes = live_bytes;
+    return v;
+}
+
+HeapSpace::HeapSpace(uint64_t heap_size) : space_(heap_size) {
+    if (heap_size % page_size() != 0)
+        throw SysError(EINVAL, "heap size " + std::to_string(heap_size) + " is not a multiple of the page size " +
+                                   std::to_string(page_size()));
+}
+
+void HeapSpace::reset(const ObjectTableView& table, const int32_t* root_objects, uint64_t num_roots) {
+    materialize_heap(table, space_.data(), space_.length());
+    roots_ = root_offsets(table, root_objects, num_roots);
+}
+
+}  // namespace compactor

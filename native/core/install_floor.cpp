@@ -1,0 +1,138 @@
+#include "compactor/install_floor.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "compactor/errors.hpp"
+#include "compactor/mapping.hpp"
+#include "compactor/uffd.hpp"
+
+namespace compactor {
+
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Region {
+    Mapping dst, src;
+};
+
+void must(const IoResult& r, const char* what) {
+    if (!r.ok()) throw UffdError(r.err, what, r.done, sys_message(std::string("install floor: ") + what, r.err));
+}
+
+}  // namespace
+
+std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned repetitions) {
+    const uint64_t ps = page_size();
+    const uint64_t len = pages * ps;
+    Userfaultfd uffd(0, true, true);
+    const bool has_move = uffd.available() & UFFD_FEATURE_MOVE;
+    std::vector<uint8_t> hot(ps, 0x5a);
+
+    struct Entry {
+        std::string name, description;
+        uint64_t per_call;
+        bool needs_move;
+        bool src_populated;  // populate src before timing
+        std::function<void(Region&)> body;
+    };
+    auto reg = [&](Region& r) {
+        uint64_t io = 0;
+        must(uffd.register_range(r.dst.address(), len, UFFDIO_REGISTER_MODE_MISSING, &io), "REGISTER");
+    };
+    auto per_call_loop = [&](uint64_t per_call, bool move, bool raw) {
+        return [&, per_call, move, raw](Region& r) {
+            for (uint64_t off = 0; off < len; off += per_call * ps) {
+                const uint64_t n = std::min(per_call * ps, len - off);
+                if (raw) {
+                    if (move) {
+                        uffdio_move m{r.dst.address() + off, r.src.address() + off, n, 0, 0};
+                        if (::ioctl(uffd.fd(), UFFDIO_MOVE, &m) != 0) must({0, errno}, "MOVE (raw)");
+                    } else {
+                        uffdio_copy c{r.dst.address() + off, r.src.address() + off, n, 0, 0};
+                        if (::ioctl(uffd.fd(), UFFDIO_COPY, &c) != 0) must({0, errno}, "COPY (raw)");
+                    }
+                } else {
+                    must(move ? uffd.move(r.dst.address() + off, r.src.address() + off, n, 0)
+                              : uffd.copy(r.dst.address() + off, r.src.address() + off, n, 0),
+                         move ? "MOVE" : "COPY");
+                }
+            }
+        };
+    };
+    std::vector<Entry> entries = {
+        {"memcpy", "memcpy of a hot page into a populated page", 1, false, true,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) std::memcpy(r.src.data() + off, hot.data(), ps);
+         }},
+        {"first_touch", "first-touch write of a fresh page (fault + allocate + copy)", 1, false, false,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) std::memcpy(r.src.data() + off, hot.data(), ps);
+         }},
+        {"wake", "syscall floor: UFFDIO_WAKE with no waiter", 1, false, false,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) must(uffd.wake(r.dst.address() + off, ps), "WAKE");
+         }},
+        {"copy_1", "UFFDIO_COPY, 1 page per ioctl", 1, false, true, per_call_loop(1, false, false)},
+        {"copy_1_raw", "UFFDIO_COPY, 1 page per ioctl, plain C loop", 1, false, true, per_call_loop(1, false, true)},
+        {"copy_batch", "UFFDIO_COPY, the whole region in one ioctl", pages, false, true, per_call_loop(pages, false, false)},
+        {"zeropage_1", "UFFDIO_ZEROPAGE, 1 page per ioctl", 1, false, false,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) must(uffd.zeropage(r.dst.address() + off, ps, 0), "ZEROPAGE");
+         }},
+        {"move_1", "UFFDIO_MOVE, 1 page per ioctl, recycled (populated) source", 1, true, true, per_call_loop(1, true, false)},
+        {"move_1_raw", "UFFDIO_MOVE, 1 page per ioctl, plain C loop", 1, true, true, per_call_loop(1, true, true)},
+        {"move_batch_16", "UFFDIO_MOVE, 16 pages per ioctl", 16, true, true, per_call_loop(16, true, false)},
+        {"move_batch_512", "UFFDIO_MOVE, 512 pages per ioctl", 512, true, true, per_call_loop(512, true, false)},
+        {"write_then_move", "write a fresh page, then UFFDIO_MOVE it (the page must be allocated)", 1, true, false,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) {
+                 std::memcpy(r.src.data() + off, hot.data(), ps);
+                 must(uffd.move(r.dst.address() + off, r.src.address() + off, ps, 0), "MOVE");
+             }
+         }},
+    };
+    std::vector<FloorMeasurement> out;
+    for (const Entry& e : entries) {
+        if (e.needs_move && !has_move) continue;
+        FloorMeasurement m;
+        m.name = e.name;
+        m.description = e.description;
+        m.pages_per_call = e.per_call;
+        out.push_back(m);
+    }
+    for (unsigned rep = 0; rep < repetitions; ++rep) {
+        size_t i = 0;
+        for (const Entry& e : entries) {
+            if (e.needs_move && !has_move) continue;
+            Region r{Mapping(len), Mapping(len)};
+            r.dst.hugepage(false);
+            r.src.hugepage(false);
+            r.src.dontfork();
+            if (e.src_populated) std::memset(r.src.data(), 1, len);
+            if (e.name != "memcpy" && e.name != "first_touch") reg(r);
+            const double t0 = now_s();
+            e.body(r);
+            const double dt = now_s() - t0;
+            out[i].ns_per_page.push_back(dt * 1e9 / static_cast<double>(pages));
+            if (e.name != "memcpy" && e.name != "first_touch") uffd.unregister_range(r.dst.address(), len);
+            ++i;
+        }
+    }
+    for (auto& m : out) {
+        std::vector<double> v = m.ns_per_page;
+        std::sort(v.begin(), v.end());
+        m.median_ns = v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+    }
+    return out;
+}
+
+}  // namespace compactor

@@ -1,0 +1,117 @@
+#include "compactor/result_json.hpp"
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace compactor {
+
+std::string json_escape(const std::string& s) {
+    std::string o = "\"";
+    for (unsigned char ch : s) {
+        switch (ch) {
+            case '"': o += "\\\""; break;
+            case '\\': o += "\\\\"; break;
+            case '\n': o += "\\n"; break;
+            case '\t': o += "\\t"; break;
+            default:
+                if (ch < 0x20) {
+                    char b[8];
+                    snprintf(b, sizeof b, "\\u%04x", ch);
+                    o += b;
+                } else {
+                    o += static_cast<char>(ch);
+                }
+        }
+    }
+    return o + "\"";
+}
+
+namespace {
+
+std::string num(double v) {
+    if (!std::isfinite(v)) return "null";
+    char b[40];
+    snprintf(b, sizeof b, "%.9g", v);
+    return b;
+}
+std::string num(uint64_t v) { return std::to_string(v); }
+
+class Obj {
+public:
+    Obj& kv(const std::string& k, const std::string& raw) {
+        s_ += (first_ ? "" : ", ") + json_escape(k) + ": " + raw;
+        first_ = false;
+        return *this;
+    }
+    std::string str() const { return "{" + s_ + "}"; }
+
+private:
+    std::string s_;
+    bool first_ = true;
+};
+
+}  // namespace
+
+std::string collection_json(const CollectionOutcome& out) {
+    const CollectionStats& s = out.stats;
+    Obj pages;
+    pages.kv("total", num(s.pages_total)).kv("copy", num(s.pages_copy)).kv("move", num(s.pages_move))
+        .kv("move_batched", num(s.pages_move_batched)).kv("dense_move", num(s.pages_dense_move))
+        .kv("zeropage", num(s.pages_zeropage)).kv("copy_fallback_pool_empty", num(s.pages_copy_fallback_pool))
+        .kv("copy_fallback_ebusy", num(s.pages_copy_fallback_ebusy)).kv("copy_fallback_error", num(s.pages_copy_fallback_error))
+        .kv("by_mutators", num(s.pages_by_mutators));
+    Obj counters;
+    counters.kv("ioctl_copy", num(s.ioctl_copy)).kv("ioctl_move", num(s.ioctl_move)).kv("ioctl_zeropage", num(s.ioctl_zeropage))
+        .kv("bytes_copied", num(s.bytes_copied)).kv("bytes_moved", num(s.bytes_moved)).kv("eagain", num(s.eagain))
+        .kv("eexist", num(s.eexist)).kv("ebusy", num(s.ebusy)).kv("enomem", num(s.enomem)).kv("enoent", num(s.enoent))
+        .kv("injected_failures", num(s.injected)).kv("madvise_calls", num(s.madvise_calls))
+        .kv("released_bytes", num(s.released_bytes)).kv("minor_faults", num(s.minor_faults))
+        .kv("gc_minor_faults", num(s.gc_minor_faults)).kv("faults_handled", num(s.faults_handled))
+        .kv("mutator_accesses", num(s.mutator_accesses)).kv("mutator_writes", num(s.mutator_writes));
+    Obj gct;
+    gct.kv("compact", num(s.gc_compact_ns)).kv("install", num(s.gc_install_ns)).kv("release", num(s.gc_release_ns))
+        .kv("wait_for_mutators", num(s.gc_wait_ns));
+    Obj lat;
+    const auto& v = s.latency_samples_ns;
+    lat.kv("samples", num(static_cast<uint64_t>(v.size())))
+        .kv("p50", num(percentile_ns(v, 0.50) / 1e3)).kv("p90", num(percentile_ns(v, 0.90) / 1e3))
+        .kv("p99", num(percentile_ns(v, 0.99) / 1e3)).kv("p99.9", num(percentile_ns(v, 0.999) / 1e3))
+        .kv("max", num(percentile_ns(v, 1.0) / 1e3));
+    std::string hist = "[";
+    for (int i = 0; i < kLatencyBuckets; ++i) hist += (i ? ", " : "") + num(s.latency_histogram[i]);
+    hist += "]";
+    char digest[24];
+    snprintf(digest, sizeof digest, "0x%016" PRIx64, out.verify.after.digest);
+    Obj o;
+    o.kv("strategy", json_escape(s.strategy)).kv("faults", json_escape(s.faults))
+        .kv("requested_strategy", json_escape(s.requested_strategy)).kv("fallback", json_escape(s.fallback))
+        .kv("mutators", num(static_cast<uint64_t>(s.mutators))).kv("pause_s", num(s.pause_s))
+        .kv("gc_thread_s", num(s.gc_thread_s)).kv("gc_thread_cpu_s", num(s.gc_thread_cpu_s))
+        .kv("concurrent_s", num(s.concurrent_s)).kv("finish_s", num(s.finish_s))
+        .kv("gc_time_ns", gct.str()).kv("pages", pages.str()).kv("counters", counters.str())
+        .kv("fault_latency_us", lat.str()).kv("latency_histogram_log2_ns", hist)
+        .kv("verified", out.verify.verified ? "true" : "false").kv("digest", json_escape(digest))
+        .kv("reachable_objects", num(out.verify.after.objects)).kv("reachable_bytes", num(out.verify.after.bytes))
+        .kv("fillers", num(out.verify.fillers));
+    return o.str();
+}
+
+std::string floor_json(const std::vector<FloorMeasurement>& floor) {
+    std::string s = "[";
+    bool first = true;
+    for (const auto& m : floor) {
+        std::string reps = "[";
+        for (size_t i = 0; i < m.ns_per_page.size(); ++i) reps += (i ? ", " : "") + num(m.ns_per_page[i]);
+        reps += "]";
+        Obj o;
+        o.kv("name", json_escape(m.name)).kv("description", json_escape(m.description))
+            .kv("pages_per_call", num(m.pages_per_call)).kv("median_ns_per_page", num(m.median_ns)).kv("ns_per_page", reps);
+        s += (first ? "" : ", ") + o.str();
+        first = false;
+    }
+    return s + "]";
+}
+
+}  // namespace compactor

@@ -1,0 +1,212 @@
+#include "compactor/verify.hpp"
+
+#include <cstring>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "compactor/errors.hpp"
+#include "compactor/mapping.hpp"
+#include "compactor/object_layout.hpp"
+
+namespace compactor {
+
+using namespace layout;
+
+namespace {
+
+inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 33)) * 0xff51afd7ed558ccdull;
+    z = (z ^ (z >> 33)) * 0xc4ceb9fe1a85ec53ull;
+    return z ^ (z >> 33);
+}
+
+inline uint64_t ld64(const uint8_t* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
+inline uint32_t ld32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+std::string hex(uint64_t v) {
+    char b[24];
+    snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+    return b;
+}
+
+// Reads and checks the object at `off`; throws naming `who` when it is not a valid object.
+ObjectHeader checked_object(const uint8_t* heap, uint64_t heap_size, uint64_t limit, uint64_t off, const std::string& who) {
+    if (off % 8 || off + kMinObjectSize > limit)
+        throw HeapCorruption(who + " points at offset " + hex(off) + ", outside the heap or unaligned");
+    const ObjectHeader h = unpack_header(ld64(heap + off));
+    if (h.klass != kClassObject || h.size < min_object_size(h.num_refs) || h.size % 8 || off + h.size > limit ||
+        off + h.size > heap_size)
+        throw HeapCorruption(who + " points at offset " + hex(off) + ", which is not the start of a live object (header " +
+                             hex(ld64(heap + off)) + ")");
+    return h;
+}
+
+}  // namespace
+
+uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value) {
+    return mix64(value ^ mix64(identity * 0x9E3779B97F4A7C15ull + index));
+}
+
+static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
+                               uint64_t num_roots, const std::vector<uint64_t>* starts) {
+    GraphDigest g;
+    std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
+    std::vector<uint32_t> stack;
+    auto visit = [&](uint32_t off, const std::string& who) -> bool {
+        checked_object(heap, heap_size, limit, off, who);
+        if (starts) {
+            const uint64_t w = off / 8;
+            if (!((*starts)[w / 64] >> (w % 64) & 1))
+                throw HeapCorruption(who + " points into the middle of an object at offset " + hex(off));
+        }
+        const uint64_t w = off / 8;
+        uint64_t& bits = visited[w / 64];
+        const uint64_t m = 1ull << (w % 64);
+        if (bits & m) return false;
+        bits |= m;
+        return true;
+    };
+    for (uint64_t r = 0; r < num_roots; ++r) {
+        if (roots[r] == kNullRef) {
+            g.digest += mix64(r * 2 + 1);
+            continue;
+        }
+        const std::string who = "root " + std::to_string(r);
+        visit(roots[r], who) ? stack.push_back(roots[r]) : void();
+        g.digest += mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
+    }
+    while (!stack.empty()) {
+        const uint32_t off = stack.back();
+        stack.pop_back();
+        const uint8_t* obj = heap + off;
+        const ObjectHeader h = unpack_header(ld64(obj));
+        const uint64_t id = ld64(obj + kIdentityOffset);
+        uint64_t shape = mix64(id ^ (static_cast<uint64_t>(h.size) << 20) ^ h.num_refs);
+        for (uint32_t i = 0; i < h.num_refs; ++i) {
+            const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
+            uint64_t target_id = 0;
+            if (ref != kNullRef) {
+                if (visit(ref, "reference " + std::to_string(i) + " of object identity " + hex(id))) stack.push_back(ref);
+                target_id = ld64(heap + ref + kIdentityOffset);
+            }
+            shape = mix64(shape + target_id + i);
+        }
+        uint64_t payload = 0;
+        const uint32_t pay = payload_offset(h.num_refs);
+        for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term(id, w, ld64(obj + pay + 8 * w));
+        g.digest += shape + payload;
+        g.objects += 1;
+        g.bytes += h.size;
+    }
+    return g;
+}
+
+GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots) {
+    return digest_impl(heap, heap_size, heap_size, roots, num_roots, nullptr);
+}
+
+uint64_t digest_after_writes(uint64_t before, const PayloadWrite* writes, uint64_t n) {
+    uint64_t d = before;
+    for (uint64_t i = 0; i < n; ++i)
+        d += payload_term(writes[i].identity, writes[i].index, writes[i].new_value) -
+             payload_term(writes[i].identity, writes[i].index, writes[i].old_value);
+    return d;
+}
+
+VerifyReport verify_compacted(const uint8_t* heap, uint64_t heap_size, uint64_t end, const uint32_t* roots,
+                              uint64_t num_roots, uint64_t expected_digest) {
+    VerifyReport rep;
+    if (end > heap_size) throw HeapCorruption("post-compact end " + hex(end) + " lies beyond the heap");
+    // 1. [0, end) parses as objects and fillers.
+    std::vector<uint64_t> starts(heap_size / 8 / 64 + 1, 0);
+    uint64_t cur = 0;
+    while (cur < end) {
+        const ObjectHeader h = unpack_header(ld64(heap + cur));
+        const bool filler = h.klass == kClassFiller && h.size >= kMinFillerSize && h.num_refs == 0;
+        const bool object = h.klass == kClassObject && h.size >= min_object_size(h.num_refs);
+        if ((!filler && !object) || h.size % 8 || cur + h.size > end)
+            throw HeapCorruption("the compacted heap does not parse at offset " + hex(cur) + " (header " +
+                                 hex(ld64(heap + cur)) + "); the post-compact end is " + hex(end));
+        if (object) starts[cur / 8 / 64] |= 1ull << (cur / 8 % 64);
+        rep.fillers += filler;
+        rep.parsed_objects += 1;
+        cur += h.size;
+    }
+    // 2. The space above the end is unused: zero bytes up to the page end, then zero or non-resident pages.
+    const uint64_t ps = page_size();
+    const uint64_t end_page = (end + ps - 1) / ps * ps;
+    for (uint64_t o = end; o < end_page && o < heap_size; o += 8)
+        if (ld64(heap + o) != 0) throw HeapCorruption("the space above the post-compact end is not free: offset " + hex(o));
+    if (end_page < heap_size) {
+        const uint64_t npages = (heap_size - end_page) / ps;
+        std::vector<unsigned char> resident(npages);
+        if (::mincore(const_cast<uint8_t*>(heap + end_page), heap_size - end_page, resident.data()) != 0)
+            resident.assign(npages, 1);
+        for (uint64_t i = 0; i < npages; ++i) {
+            if (!(resident[i] & 1)) continue;
+            const uint8_t* pg = heap + end_page + i * ps;
+            for (uint64_t o = 0; o < ps; o += 8)
+                if (ld64(pg + o) != 0)
+                    throw HeapCorruption("the space above the post-compact end is not free: offset " + hex(end_page + i * ps + o));
+        }
+    }
+    // 3. Every reachable reference is an object start below the end, and the digest matches.
+    rep.after = digest_impl(heap, heap_size, end, roots, num_roots, &starts);
+    if (rep.after.digest != expected_digest)
+        throw HeapCorruption("graph digest " + hex(rep.after.digest) + " differs from the expected " + hex(expected_digest) +
+                             " over " + std::to_string(rep.after.objects) + " reachable objects");
+    rep.verified = true;
+    return rep;
+}
+
+std::string first_difference(const uint8_t* eheap, const uint32_t* eroots, const uint8_t* heap, const uint32_t* roots,
+                             uint64_t num_roots, uint64_t heap_size) {
+    std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
+    std::vector<std::pair<uint32_t, uint32_t>> stack;
+    for (uint64_t r = num_roots; r-- > 0;) {
+        if ((eroots[r] == kNullRef) != (roots[r] == kNullRef)) return "root " + std::to_string(r) + " differs in nullness";
+        if (eroots[r] != kNullRef) stack.emplace_back(eroots[r], roots[r]);
+    }
+    while (!stack.empty()) {
+        auto [eo, o] = stack.back();
+        stack.pop_back();
+        const uint64_t w = eo / 8;
+        if (visited[w / 64] >> (w % 64) & 1) continue;
+        visited[w / 64] |= 1ull << (w % 64);
+        const uint64_t eid = ld64(eheap + eo + kIdentityOffset);
+        if (o % 8 || o + kMinObjectSize > heap_size) return "object identity " + hex(eid) + ": its reference is out of range";
+        const ObjectHeader eh = unpack_header(ld64(eheap + eo)), h = unpack_header(ld64(heap + o));
+        const uint64_t id = ld64(heap + o + kIdentityOffset);
+        const std::string name = "object identity " + hex(eid) + " (expected at pre-compact offset " + hex(eo) +
+                                 ", found at " + hex(o) + ")";
+        if (id != eid) return name + ": identity is " + hex(id);
+        if (h.size != eh.size || h.num_refs != eh.num_refs || h.klass != eh.klass)
+            return name + ": header " + hex(ld64(heap + o)) + " instead of " + hex(ld64(eheap + eo));
+        if (o + h.size > heap_size) return name + ": extends beyond the heap";
+        const uint32_t pay = payload_offset(h.num_refs);
+        for (uint64_t b = pay; b < h.size; b += 8)
+            if (ld64(heap + o + b) != ld64(eheap + eo + b))
+                return name + ": payload word " + std::to_string((b - pay) / 8) + " differs";
+        for (uint32_t i = h.num_refs; i-- > 0;) {
+            const uint32_t er = ld32(eheap + eo + kRefsOffset + 4 * i), r = ld32(heap + o + kRefsOffset + 4 * i);
+            if ((er == kNullRef) != (r == kNullRef)) return name + ": reference " + std::to_string(i) + " differs in nullness";
+            if (er == kNullRef) continue;
+            if (r % 8 || r + kMinObjectSize > heap_size) return name + ": reference " + std::to_string(i) + " out of range";
+            if (ld64(heap + r + kIdentityOffset) != ld64(eheap + er + kIdentityOffset))
+                return name + ": reference " + std::to_string(i) + " points at identity " +
+                       hex(ld64(heap + r + kIdentityOffset)) + " instead of " + hex(ld64(eheap + er + kIdentityOffset));
+            stack.emplace_back(er, r);
+        }
+    }
+    return "";
+}
+
+}  // namespace compactor

@@ -1,0 +1,65 @@
+// Owning containers for an object table and a plan, and the moving space they are materialized into.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compactor/heap_image.hpp"
+#include "compactor/mapping.hpp"
+#include "compactor/plan.hpp"
+
+namespace compactor {
+
+struct ObjectTable {
+    std::vector<uint32_t> offset;
+    std::vector<uint32_t> size;
+    std::vector<uint16_t> num_refs;
+    std::vector<uint64_t> identity;
+    std::vector<uint64_t> ref_start;  // count + 1
+    std::vector<int32_t> refs;
+    ObjectTableView view() const;
+};
+
+struct PlanData {
+    uint64_t heap_size = 0, page_size = 0;
+    std::vector<uint64_t> live_words;
+    std::vector<uint32_t> chunk_offset;
+    std::vector<uint32_t> first_obj;
+    std::vector<uint64_t> first_obj_header;
+    std::vector<uint32_t> pre_compact_offset;
+    uint64_t dense_prefix_pages = 0, slide_begin = 0, post_compact_end = 0, live_bytes = 0;
+    PlanView view() const;
+};
+
+// Everything a plan file carries: the heap (object table and roots), the plan, and the expected digest.
+struct PlanBundle {
+    ObjectTable table;
+    std::vector<int32_t> root_objects;
+    PlanData plan;
+    uint64_t expected_digest = 0;  // graph digest of the pristine heap
+    uint64_t seed = 0;
+    std::string description;       // free text from the planner (heap spec)
+};
+
+// Loads and validates a plan file; throws PlanError naming the problem (truncated, wrong version, out of range).
+PlanBundle load_plan_file(const std::string& path);
+PlanBundle parse_plan_file(const uint8_t* data, size_t size);
+
+// The moving space: one anonymous mapping that holds the heap image, plus the root array outside it.
+class HeapSpace {
+public:
+    explicit HeapSpace(uint64_t heap_size);
+    uint8_t* base() const { return space_.data(); }
+    uint64_t size() const { return space_.length(); }
+    Mapping& mapping() { return space_; }
+    std::vector<uint32_t>& roots() { return roots_; }
+    // Restores the pristine generated state: materializes the table and resets the roots.
+    void reset(const ObjectTableView& table, const int32_t* root_objects, uint64_t num_roots);
+
+private:
+    Mapping space_;
+    std::vector<uint32_t> roots_;
+};
+
+}  // namespace compactor

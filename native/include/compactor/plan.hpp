@@ -1,0 +1,45 @@
+// The compaction plan as the native core executes it (the Python planner computes it; the runner loads it
+// from a plan file). Non-owning view over the plan arrays. The core never re-plans: it evaluates ART's
+// post-compact address formula over these arrays and walks the live-words bitmap.
+#pragma once
+
+#include <cstdint>
+
+namespace compactor {
+
+struct PlanView {
+    uint64_t heap_size = 0;          // bytes in the moving space (multiple of page_size)
+    uint64_t page_size = 0;          // the page size the plan was made for
+    uint64_t num_chunks = 0;         // heap_size / 512
+    const uint64_t* live_words = nullptr;   // live-words bitmap: bit b of word c = 8-byte word 64*c + b is live
+    const uint32_t* chunk_offset = nullptr; // post-compact offset of chunk c's first live word (chunks >= slide_begin)
+    uint64_t num_to_pages = 0;       // to-space pages holding data: ceil(post_compact_end / page_size)
+    const uint32_t* first_obj = nullptr;         // per to-space page: pre-compact offset of the object covering its start
+    const uint64_t* first_obj_header = nullptr;  // per to-space page: that object's header word
+    const uint32_t* pre_compact_offset = nullptr;// per to-space page: pre-compact offset of the byte landing at its start
+    uint64_t dense_prefix_pages = 0; // leading pages updated in place, not slid
+    uint64_t slide_begin = 0;        // first pre-compact offset that slides (>= dense_prefix_pages * page_size)
+    uint64_t post_compact_end = 0;   // end of the compacted heap
+    uint64_t live_bytes = 0;
+};
+
+// Bounds and consistency checks that make every core routine memory-safe on this plan; throws PlanError naming
+// the field. A plan that passes but is semantically wrong yields a heap that fails verification, never an
+// out-of-bounds access.
+void validate_plan(const PlanView& p);
+
+inline bool word_is_live(const PlanView& p, uint64_t offset) {
+    const uint64_t w = offset / 8;
+    return (p.live_words[w / 64] >> (w % 64)) & 1u;
+}
+
+// ART's formula: post-compact offset of a live object starting at `offset`.
+inline uint64_t post_compact_offset(const PlanView& p, uint64_t offset) {
+    if (offset < p.slide_begin) return offset;
+    const uint64_t w = offset / 8;
+    const uint64_t c = w / 64;
+    const uint64_t below = p.live_words[c] & ((1ull << (w % 64)) - 1);
+    return p.chunk_offset[c] + 8ull * static_cast<uint64_t>(__builtin_popcountll(below));
+}
+
+}  // namespace compactor

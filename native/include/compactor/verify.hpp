@@ -1,0 +1,55 @@
+// Heap verification, independent of the planner: a digest of the graph reachable from the roots (per object its
+// identity, size, payload and the identities of its referents), computed by a plain traversal of the heap image,
+// plus structural checks of a compacted heap. Shares no code with planning or compaction.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compactor/heap_image.hpp"
+
+namespace compactor {
+
+struct GraphDigest {
+    uint64_t digest = 0;
+    uint64_t objects = 0;  // reachable objects
+    uint64_t bytes = 0;    // their total size
+};
+
+// One logged mutator write: payload word `index` of the object with `identity` changed from old_value to new_value.
+struct PayloadWrite {
+    uint64_t identity;
+    uint64_t index;
+    uint64_t old_value;
+    uint64_t new_value;
+};
+
+// The additive payload term of the digest; a write changes the digest by term(new) - term(old).
+uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value);
+
+// Traverses from the roots; throws HeapCorruption when a reference is not the start of a valid object.
+GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots);
+
+// The digest expected after the writes were applied to a heap whose digest was `before`.
+uint64_t digest_after_writes(uint64_t before, const PayloadWrite* writes, uint64_t n);
+
+struct VerifyReport {
+    bool verified = false;
+    GraphDigest after;
+    uint64_t parsed_objects = 0;  // objects and fillers parsed below post_compact_end
+    uint64_t fillers = 0;
+};
+
+// Checks a compacted heap: [0, end) parses as a sequence of objects and fillers ending exactly at `end`; every
+// reachable reference is the start of an object below `end`; the bytes above `end` are unused (zero, or pages not
+// resident); the graph digest equals `expected_digest`. Throws HeapCorruption naming the first problem.
+VerifyReport verify_compacted(const uint8_t* heap, uint64_t heap_size, uint64_t post_compact_end, const uint32_t* roots,
+                              uint64_t num_roots, uint64_t expected_digest);
+
+// Names the first object (in traversal order from the roots) that differs between a reference heap and a
+// compacted one; empty when none differs. Used to explain a digest mismatch.
+std::string first_difference(const uint8_t* expected_heap, const uint32_t* expected_roots, const uint8_t* heap,
+                             const uint32_t* roots, uint64_t num_roots, uint64_t heap_size);
+
+}  // namespace compactor

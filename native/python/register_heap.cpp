@@ -1,0 +1,154 @@
+// The heap side: object layout constants, the object table and plan as native objects (validated once), the
+// moving space, the independent graph digest, and the plan-file reader.
+#include "bindings.hpp"
+#include "compactor/errors.hpp"
+#include "compactor/heap_space.hpp"
+#include "compactor/object_layout.hpp"
+#include "compactor/verify.hpp"
+
+using namespace compactor;
+
+namespace {
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v) {
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size()));
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+    return a;
+}
+
+}  // namespace
+
+void register_heap(py::module_& m) {
+    m.def("layout_info", [] {
+        py::dict d;
+        d["object_alignment"] = layout::kObjectAlignment;
+        d["chunk_size"] = layout::kChunkSize;
+        d["null_ref"] = layout::kNullRef;
+        d["class_object"] = layout::kClassObject;
+        d["class_filler"] = layout::kClassFiller;
+        d["header_size"] = layout::kHeaderSize;
+        d["identity_offset"] = layout::kIdentityOffset;
+        d["refs_offset"] = layout::kRefsOffset;
+        d["min_object_size"] = layout::kMinObjectSize;
+        d["max_heap_size"] = layout::kMaxHeapSize;
+        d["size_offset"] = offsetof(layout::ObjectHeader, size);
+        d["num_refs_offset"] = offsetof(layout::ObjectHeader, num_refs);
+        d["klass_offset"] = offsetof(layout::ObjectHeader, klass);
+        return d;
+    }, "Offsets and constants of the C++ object layout (native/include/compactor/object_layout.hpp).");
+    m.def("initial_payload_word", &layout::initial_payload_word, py::arg("identity"), py::arg("index"));
+    m.def("payload_term", &payload_term, py::arg("identity"), py::arg("index"), py::arg("value"));
+
+    py::class_<TableBundle>(m, "ObjectTable", "An object table and its roots, validated against a heap size.")
+        .def(py::init([](uint64_t heap_size, const py::array& offset, const py::array& size, const py::array& num_refs,
+                         const py::array& identity, const py::array& refs, const py::array& roots) {
+                 auto t = std::make_unique<TableBundle>();
+                 t->heap_size = heap_size;
+                 t->table.offset = to_vector<uint32_t>(offset, "offset");
+                 t->table.size = to_vector<uint32_t>(size, "size");
+                 t->table.num_refs = to_vector<uint16_t>(num_refs, "num_refs");
+                 t->table.identity = to_vector<uint64_t>(identity, "identity");
+                 t->table.refs = to_vector<int32_t>(refs, "refs");
+                 t->roots = to_vector<int32_t>(roots, "roots");
+                 const size_t n = t->table.offset.size();
+                 if (t->table.size.size() != n || t->table.num_refs.size() != n || t->table.identity.size() != n)
+                     throw PlanError("object table: arrays differ in length");
+                 t->table.ref_start.resize(n + 1);
+                 t->table.ref_start[0] = 0;
+                 for (size_t i = 0; i < n; ++i) t->table.ref_start[i + 1] = t->table.ref_start[i] + t->table.num_refs[i];
+                 if (t->table.ref_start[n] != t->table.refs.size())
+                     throw PlanError("object table: refs has " + std::to_string(t->table.refs.size()) +
+                                     " entries, num_refs sums to " + std::to_string(t->table.ref_start[n]));
+                 validate_object_table(t->table.view(), heap_size);
+                 root_offsets(t->table.view(), t->roots.data(), t->roots.size());  // validates the roots
+                 return t;
+             }),
+             py::arg("heap_size"), py::arg("offset"), py::arg("size"), py::arg("num_refs"), py::arg("identity"),
+             py::arg("refs"), py::arg("roots"))
+        .def_property_readonly("count", [](const TableBundle& t) { return t.table.offset.size(); })
+        .def_property_readonly("heap_size", [](const TableBundle& t) { return t.heap_size; });
+
+    py::class_<PlanData>(m, "Plan", "Plan arrays in native form, validated (bounds and consistency) on construction.")
+        .def(py::init([](uint64_t heap_size, uint64_t page_size, const py::array& live_words, const py::array& chunk_offset,
+                         const py::array& first_obj, const py::array& first_obj_header, const py::array& pre_compact_offset,
+                         uint64_t dense_prefix_pages, uint64_t slide_begin, uint64_t post_compact_end, uint64_t live_bytes) {
+                 auto p = std::make_unique<PlanData>();
+                 p->heap_size = heap_size;
+                 p->page_size = page_size;
+                 p->live_words = to_vector<uint64_t>(live_words, "live_words");
+                 p->chunk_offset = to_vector<uint32_t>(chunk_offset, "chunk_offset");
+                 p->first_obj = to_vector<uint32_t>(first_obj, "first_obj");
+                 p->first_obj_header = to_vector<uint64_t>(first_obj_header, "first_obj_header");
+                 p->pre_compact_offset = to_vector<uint32_t>(pre_compact_offset, "pre_compact_offset");
+                 p->dense_prefix_pages = dense_prefix_pages;
+                 p->slide_begin = slide_begin;
+                 p->post_compact_end = post_compact_end;
+                 p->live_bytes = live_bytes;
+                 if (p->chunk_offset.size() != p->live_words.size()) throw PlanError("plan: chunk_offset and live_words differ in length");
+                 if (p->first_obj.size() != p->first_obj_header.size() || p->first_obj.size() != p->pre_compact_offset.size())
+                     throw PlanError("plan: per-page arrays differ in length");
+                 validate_plan(p->view());
+                 return p;
+             }),
+             py::arg("heap_size"), py::arg("page_size"), py::arg("live_words"), py::arg("chunk_offset"), py::arg("first_obj"),
+             py::arg("first_obj_header"), py::arg("pre_compact_offset"), py::arg("dense_prefix_pages"),
+             py::arg("slide_begin"), py::arg("post_compact_end"), py::arg("live_bytes"));
+
+    py::class_<HeapSpace>(m, "HeapSpace", "The moving space (one anonymous mapping) and the roots outside it.")
+        .def(py::init<uint64_t>(), py::arg("heap_size"))
+        .def_property_readonly("address", [](const HeapSpace& h) { return reinterpret_cast<uint64_t>(h.base()); })
+        .def_property_readonly("size", &HeapSpace::size)
+        .def("reset", [](HeapSpace& h, const TableBundle& t) {
+            if (t.heap_size != h.size()) throw PlanError("object table is for a heap of " + std::to_string(t.heap_size) + " bytes");
+            py::gil_scoped_release rel;
+            h.reset(t.table.view(), t.roots.data(), t.roots.size());
+        }, py::arg("table"), "Materializes the table into the space and resets the roots (the pristine state).")
+        .def("roots", [](HeapSpace& h) { return to_numpy(h.roots()); }, "A copy of the root references (heap offsets).")
+        .def("set_root", [](HeapSpace& h, size_t i, uint32_t v) {
+            if (i >= h.roots().size()) throw py::index_error("root index out of range");
+            h.roots()[i] = v;
+        })
+        .def("view", [](py::object self) {
+            HeapSpace& h = self.cast<HeapSpace&>();
+            return py::array_t<uint8_t>({static_cast<py::ssize_t>(h.size())}, {1}, h.base(), self);
+        }, "A writable numpy view of the whole space (for inspection and fault-injection tests; never during a collection).")
+        .def("digest", [](HeapSpace& h) {
+            GraphDigest g;
+            {
+                py::gil_scoped_release rel;
+                g = graph_digest(h.base(), h.size(), h.roots().data(), h.roots().size());
+            }
+            return py::make_tuple(g.digest, g.objects, g.bytes);
+        }, "(digest, reachable objects, reachable bytes) of the graph reachable from the roots.");
+
+    m.def("load_plan_file", [](const std::string& path) {
+        PlanBundle b;
+        {
+            py::gil_scoped_release rel;
+            b = load_plan_file(path);
+        }
+        py::dict d;
+        d["heap_size"] = b.plan.heap_size;
+        d["page_size"] = b.plan.page_size;
+        d["dense_prefix_pages"] = b.plan.dense_prefix_pages;
+        d["slide_begin"] = b.plan.slide_begin;
+        d["post_compact_end"] = b.plan.post_compact_end;
+        d["live_bytes"] = b.plan.live_bytes;
+        d["expected_digest"] = b.expected_digest;
+        d["seed"] = b.seed;
+        d["description"] = b.description;
+        d["offset"] = to_numpy(b.table.offset);
+        d["size"] = to_numpy(b.table.size);
+        d["num_refs"] = to_numpy(b.table.num_refs);
+        d["identity"] = to_numpy(b.table.identity);
+        d["refs"] = to_numpy(b.table.refs);
+        d["roots"] = to_numpy(b.root_objects);
+        d["live_words"] = to_numpy(b.plan.live_words);
+        d["chunk_offset"] = to_numpy(b.plan.chunk_offset);
+        d["first_obj"] = to_numpy(b.plan.first_obj);
+        d["first_obj_header"] = to_numpy(b.plan.first_obj_header);
+        d["pre_compact_offset"] = to_numpy(b.plan.pre_compact_offset);
+        return d;
+    }, py::arg("path"), "Reads and validates a plan file (raises PlanFileError naming the problem).");
+}
