@@ -12,3 +12,9 @@ __all__ = [
     "HeapCorruption", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable", "WatchdogTimeout",
     "__version__",
 ]
+
+from .heap import Heap, HeapSpec, parse_size  # noqa: E402
+from .planning import Plan, plan  # noqa: E402
+from .collector import CollectionResult, collect  # noqa: E402
+
+__all__ += ["CollectionResult", "Heap", "HeapSpec", "Plan", "collect", "parse_size", "plan"]

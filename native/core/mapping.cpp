@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <string>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "compactor/errors.hpp"
@@ -74,7 +75,9 @@ void Mapping::dontneed(size_t offset, size_t len) const { advise(offset, len, MA
 void Mapping::hugepage(bool enable) const { advise(0, length_, enable ? MADV_HUGEPAGE : MADV_NOHUGEPAGE); }
 
 Mapping Mapping::remap_dontunmap() const {
-    void* p = ::mremap(addr_, length_, length_, MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+    // The raw syscall: glibc's variadic wrapper passes an indeterminate new_address with MREMAP_DONTUNMAP on
+    // some versions, which recent kernels reject with EINVAL.
+    void* p = reinterpret_cast<void*>(::syscall(SYS_mremap, addr_, length_, length_, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0UL));
     if (p == MAP_FAILED) {
         int e = errno;
         throw SysError(e, sys_message("mremap(MREMAP_DONTUNMAP)", e) +
@@ -84,8 +87,8 @@ Mapping Mapping::remap_dontunmap() const {
 }
 
 void Mapping::remap_dontunmap_to(uint64_t target) const {
-    void* p = ::mremap(addr_, length_, length_, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
-                       reinterpret_cast<void*>(target));
+    void* p = reinterpret_cast<void*>(::syscall(SYS_mremap, addr_, length_, length_,
+                                                 MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, target));
     if (p == MAP_FAILED) {
         int e = errno;
         throw SysError(e, sys_message("mremap(MREMAP_FIXED|MREMAP_DONTUNMAP)", e));

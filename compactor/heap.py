@@ -1,0 +1,254 @@
+"""The heap model: a generator of ART-like moving spaces (vectorized numpy, deterministic from a seed), the object
+table it produces, and the native moving space the table is materialized into.
+
+Every object in [0, used_end) is tiled without gaps (live and garbage alike, as in a bump-pointer space); the tail
+above ``used_end`` is free. Roots live outside the moving space: an array of object indices.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _native
+from .layout import (MAX_HEAP_SIZE, MIN_OBJECT_SIZE, REFS_OFFSET, identity_of, max_refs)
+
+GARBAGE_PATTERNS = ("uniform", "clustered", "dense-prefix")
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+def parse_size(text: Union[str, int]) -> int:
+    """'256MiB', '64M', '1GiB', '4096' -> bytes (binary units). Raises ValueError naming the input."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text <= 0:
+            raise ValueError(f"size must be positive, got {text}")
+        return text
+    m = _SIZE_RE.match(str(text))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ValueError(f"malformed size {text!r}: use a number with an optional unit, e.g. 64MiB, 1GiB, 4096")
+    value = float(m.group(1)) * _UNITS[m.group(2).upper()]
+    if value <= 0 or value != int(value):
+        raise ValueError(f"malformed size {text!r}: must be a positive whole number of bytes")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class HeapSpec:
+    """What to generate.
+
+    size: bytes of moving space (rounded up to the page size when materialized); live_fraction: share of the
+    objects that stay reachable; sizes: "art" (mostly 16-64 B objects, some up to 256 B, a few arrays up to
+    4 KiB), or a sequence of object sizes to draw from uniformly; refs_per_object: mean reference slots of an
+    ordinary object; garbage: "uniform", "clustered" (live and dead regions of ~64 KiB) or "dense-prefix" (a leading
+    region almost fully live, as ART's black-dense prefix); roots: how many root references (more are added when
+    the reachability tree needs them); seed: everything is deterministic from it.
+    """
+
+    size: int = 64 << 20
+    live_fraction: float = 0.5
+    sizes: Union[str, Tuple[int, ...]] = "art"
+    refs_per_object: float = 2.0
+    garbage: str = "uniform"
+    roots: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", parse_size(self.size))
+        if not isinstance(self.sizes, str):
+            object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
+        if self.size > MAX_HEAP_SIZE:
+            raise ValueError(f"heap size {self.size} exceeds the 32-bit reference limit ({MAX_HEAP_SIZE} bytes)")
+        if not 0.0 <= self.live_fraction <= 1.0:
+            raise ValueError(f"live_fraction must lie in [0, 1], got {self.live_fraction}")
+        if self.garbage not in GARBAGE_PATTERNS:
+            raise ValueError(f"unknown garbage pattern {self.garbage!r}; choose one of {', '.join(GARBAGE_PATTERNS)}")
+        if self.refs_per_object < 0:
+            raise ValueError("refs_per_object must be non-negative")
+        if self.roots < 1:
+            raise ValueError("roots must be at least 1")
+        if isinstance(self.sizes, str):
+            if self.sizes != "art":
+                raise ValueError(f"sizes must be 'art' or a sequence of object sizes, got {self.sizes!r}")
+        else:
+            if not self.sizes or any(s < MIN_OBJECT_SIZE or s % 8 for s in self.sizes):
+                raise ValueError(f"object sizes must be multiples of 8 and at least {MIN_OBJECT_SIZE}: {self.sizes}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sizes"] = self.sizes if isinstance(self.sizes, str) else list(self.sizes)
+        return d
+
+
+def _art_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+    kind = rng.random(n)
+    small = 16 + 8 * rng.integers(0, 7, n)                      # 16..64 B
+    medium = 72 + 8 * rng.integers(0, 24, n)                    # 72..256 B
+    arrays = (np.exp(rng.uniform(np.log(256), np.log(4096), n)).astype(np.int64) + 7) & ~7  # 256 B .. 4 KiB
+    return np.where(kind < 0.80, small, np.where(kind < 0.95, medium, arrays)).astype(np.int64)
+
+
+def _sample_sizes(spec: HeapSpec, rng: np.random.Generator, n: int) -> np.ndarray:
+    if spec.sizes == "art":
+        return _art_sizes(rng, n)
+    return rng.choice(np.asarray(spec.sizes, dtype=np.int64), size=n)
+
+
+def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: np.ndarray, used_end: int) -> np.ndarray:
+    n = offset.size
+    p = spec.live_fraction
+    if spec.garbage == "uniform":
+        return rng.random(n) < p
+    if spec.garbage == "clustered":
+        mean_region = 64 << 10
+        count = used_end // mean_region * 2 + 2
+        bounds = np.cumsum(rng.geometric(1.0 / mean_region, count))
+        region_live = rng.random(bounds.size + 1) < p
+        return region_live[np.searchsorted(bounds, offset, side="right")]
+    # dense-prefix: a leading region ~99% live, the rest uniform so that the total stays at live_fraction
+    prefix = min(0.4, p * 0.6) * used_end
+    dense_p = 0.99 if p > 0 else 0.0
+    rest_p = 0.0 if prefix >= used_end else max(0.0, min(1.0, (p * used_end - dense_p * prefix) / (used_end - prefix)))
+    return rng.random(n) < np.where(offset < prefix, dense_p, rest_p)
+
+
+class Heap:
+    """A generated heap: the object table, the roots, and (on first use) the native moving space it lives in.
+
+    Table arrays (numpy, one entry per object, sorted by offset): ``offset`` (u32), ``size`` (u32), ``num_refs``
+    (u16), ``identity`` (u64), ``ref_start`` (u64, count + 1 entries), ``refs`` (i32 object indices, -1 = null);
+    ``roots`` (i32 object indices).
+    """
+
+    def __init__(self, heap_size: int, offset: np.ndarray, size: np.ndarray, num_refs: np.ndarray,
+                 identity: np.ndarray, refs: np.ndarray, roots: np.ndarray, spec: Optional[HeapSpec] = None) -> None:
+        self.heap_size = int(heap_size)
+        self.offset = np.ascontiguousarray(offset, dtype=np.uint32)
+        self.size = np.ascontiguousarray(size, dtype=np.uint32)
+        self.num_refs = np.ascontiguousarray(num_refs, dtype=np.uint16)
+        self.identity = np.ascontiguousarray(identity, dtype=np.uint64)
+        self.refs = np.ascontiguousarray(refs, dtype=np.int32)
+        self.roots = np.ascontiguousarray(roots, dtype=np.int32)
+        self.spec = spec
+        self.ref_start = np.zeros(self.offset.size + 1, dtype=np.uint64)
+        np.cumsum(self.num_refs, dtype=np.uint64, out=self.ref_start[1:])
+        # Validated natively (bounds, order, alignment, reference targets) before anything touches memory.
+        self._table = _native.ObjectTable(self.heap_size, self.offset, self.size, self.num_refs, self.identity,
+                                          self.refs, self.roots)
+        ends = self.offset.astype(np.int64) + self.size
+        self.used_end = int(ends[-1]) if ends.size else 0
+        self.tiled = bool(ends.size == 0 or (self.offset[0] == 0 and np.array_equal(self.offset[1:], ends[:-1])))
+        self._space: Optional[_native.HeapSpace] = None
+        self._pristine_digest: Optional[Tuple[int, int, int]] = None
+        self.state = "unmaterialized"
+
+    # -- generation ---------------------------------------------------------------------------------------
+    @classmethod
+    def generate(cls, spec: HeapSpec, page_size: Optional[int] = None) -> "Heap":
+        """Generates the heap described by ``spec`` (deterministic from ``spec.seed``)."""
+        from .uffd import PAGE_SIZE
+
+        ps = page_size or PAGE_SIZE
+        heap_size = -(-spec.size // ps) * ps
+        rng = np.random.default_rng(spec.seed)
+        mean = 126.0 if spec.sizes == "art" else float(np.mean(spec.sizes))
+        n_est = int(heap_size / mean * 1.2) + 64
+        sizes = _sample_sizes(spec, rng, n_est)
+        ends = np.cumsum(sizes)
+        while ends[-1] < heap_size:  # rare: draw more
+            more = _sample_sizes(spec, rng, n_est // 4 + 64)
+            sizes = np.concatenate([sizes, more])
+            ends = np.cumsum(sizes)
+        n = int(np.searchsorted(ends, heap_size, side="right"))
+        sizes = sizes[:n]
+        ends = ends[:n]
+        offset = ends - sizes
+        used_end = int(ends[-1]) if n else 0
+
+        # Reference slots: ordinary objects ~ Poisson(refs_per_object); arrays are mostly primitive.
+        cap = max_refs(sizes)
+        is_array = sizes > 256
+        nrefs = np.where(is_array, np.where(rng.random(n) < 0.2, np.minimum(cap, 64), 0),
+                         np.minimum(cap, rng.poisson(spec.refs_per_object, n)))
+        nrefs = np.minimum(nrefs, 0xFFFF).astype(np.int64)
+
+        live = _intended_live(spec, rng, offset, used_end)
+        live_idx = np.flatnonzero(live)
+        # Reachability: holders (live, >= 1 slot) first, then the others, in random order. The first R of that order
+        # are roots; child j hangs off slot j of the holder slot sequence, whose owner always comes earlier.
+        holders = live_idx[nrefs[live_idx] > 0]
+        others = live_idx[nrefs[live_idx] == 0]
+        order = np.concatenate([rng.permutation(holders), rng.permutation(others)])
+        total_slots = int(nrefs[holders].sum())
+        n_live = order.size
+        n_roots = min(n_live, max(spec.roots, n_live - total_slots)) if n_live else 0
+        refs_total = int(nrefs.sum())
+        ref_start = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(nrefs, out=ref_start[1:])
+        # Default targets: garbage points anywhere; live objects point at random live objects; 10% null.
+        owner = np.repeat(np.arange(n, dtype=np.int64), nrefs)
+        refs = rng.integers(0, max(n, 1), refs_total, dtype=np.int64)
+        if n_live:
+            owner_live = live[owner]
+            refs[owner_live] = live_idx[rng.integers(0, n_live, int(owner_live.sum()))]
+        refs[rng.random(refs_total) < 0.1] = -1
+        # Tree edges: slots enumerated over holders in `order`, children = order[n_roots:].
+        children = order[n_roots:]
+        if children.size:
+            hold_in_order = order[: holders.size]
+            counts = nrefs[hold_in_order]
+            slot_pos = (np.repeat(ref_start[hold_in_order] - np.cumsum(counts) + counts, counts)
+                        + np.arange(int(counts.sum()), dtype=np.int64))
+            refs[slot_pos[: children.size]] = children
+        roots = rng.permutation(order[:n_roots]) if n_roots else np.zeros(0, dtype=np.int64)
+        if roots.size < spec.roots and n_live:  # extra roots onto random live objects, as stacks hold duplicates
+            roots = np.concatenate([roots, live_idx[rng.integers(0, n_live, spec.roots - roots.size)]])
+        elif roots.size < spec.roots:
+            roots = np.concatenate([roots, np.full(spec.roots - roots.size, -1)])
+        tag = (spec.seed * 0x9E3779B1 + 0x7F4A7C15) & 0xFFFFFFFF or 1
+        identity = identity_of(np.arange(n), tag)
+        return cls(heap_size, offset, sizes, nrefs, identity, refs, roots, spec=spec)
+
+    # -- the native moving space --------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return int(self.offset.size)
+
+    @property
+    def space(self) -> "_native.HeapSpace":
+        """The native moving space, materialized on first use."""
+        if self._space is None:
+            self._space = _native.HeapSpace(self.heap_size)
+            self.reset()
+        return self._space
+
+    @property
+    def native_table(self) -> "_native.ObjectTable":
+        return self._table
+
+    def reset(self) -> None:
+        """Restores the pristine generated state (materializes the table into the space, resets the roots)."""
+        if self._space is None:
+            self._space = _native.HeapSpace(self.heap_size)
+        self._space.reset(self._table)
+        self.state = "pristine"
+
+    def pristine_digest(self) -> Tuple[int, int, int]:
+        """(digest, reachable objects, reachable bytes) of the pristine heap, by the native verifier's traversal."""
+        if self._pristine_digest is None:
+            if self.state != "pristine":
+                self.reset()
+            self._pristine_digest = tuple(self.space.digest())
+        return self._pristine_digest
+
+    def describe(self) -> dict:
+        d = {"heap_bytes": self.heap_size, "objects": self.count, "used_bytes": self.used_end,
+             "roots": int(self.roots.size), "references": int(self.refs.size)}
+        if self.spec is not None:
+            d["spec"] = self.spec.to_dict()
+        return d

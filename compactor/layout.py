@@ -1,0 +1,58 @@
+"""The object layout of the moving space, as numpy sees it. Mirrors native/include/compactor/object_layout.hpp
+(tests/test_layout.py checks that the two agree).
+
+An object: ``size:u32 | num_refs:u16 | klass:u16 | identity:u64 | refs:u32[num_refs] (8-aligned) | payload:u64[]``.
+A filler (dead space in the dense prefix after compaction) is just the 8-byte header with ``klass=CLASS_FILLER``.
+References are heap offsets (32-bit, "compressed"); ``NULL_REF`` is null.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+OBJECT_ALIGNMENT = 8
+CHUNK_SIZE = 512  # bytes per live-bytes chunk (ART's kOffsetChunkSize): one 64-bit bitmap word
+NULL_REF = 0xFFFFFFFF
+CLASS_OBJECT = 1
+CLASS_FILLER = 2
+HEADER_SIZE = 8
+IDENTITY_OFFSET = 8
+REFS_OFFSET = 16
+MIN_OBJECT_SIZE = 16
+MAX_HEAP_SIZE = 0xFFFFFFF8
+
+# The fixed part of every object, as a structured dtype.
+OBJECT_HEADER_DTYPE = np.dtype([("size", "<u4"), ("num_refs", "<u2"), ("klass", "<u2"), ("identity", "<u8")])
+
+
+def payload_offset(num_refs):
+    """Byte offset of the first payload word (works on ints and numpy arrays)."""
+    return REFS_OFFSET + ((4 * num_refs + 7) & ~7)
+
+
+def max_refs(size):
+    """How many reference slots an object of ``size`` bytes can hold."""
+    return (size - REFS_OFFSET) // 4
+
+
+def pack_header(size, num_refs, klass=CLASS_OBJECT):
+    """The 8-byte header word(s) as uint64 (works on arrays)."""
+    return (np.asarray(size, dtype=np.uint64)
+            | (np.asarray(num_refs, dtype=np.uint64) << np.uint64(32))
+            | (np.asarray(klass, dtype=np.uint64) << np.uint64(48)))
+
+
+def identity_of(index, tag: int):
+    """Object identities: the generator's tag in the high 32 bits, index + 1 in the low 32 bits."""
+    return (np.uint64(tag) << np.uint64(32)) | (np.asarray(index, dtype=np.uint64) + np.uint64(1))
+
+
+_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def popcount64(words: np.ndarray) -> np.ndarray:
+    """Per-element population count of a uint64 array."""
+    words = np.ascontiguousarray(words, dtype=np.uint64)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words).astype(np.int64)
+    return _POP8[words.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.int64)

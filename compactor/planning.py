@@ -1,0 +1,165 @@
+"""Compaction planning, after ART's PrepareForCompaction: chunk offsets by exclusive prefix sum, post-compact
+addresses by popcount, per to-space page the first object and the pre-compact offset where copying starts, the
+post-compact end, and the black-dense prefix (leading pages at least 95% live are updated in place, not slid).
+
+The native core executes the arrays produced here; it never re-plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import _native
+from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
+from .marking import MarkResult, mark
+
+DENSE_THRESHOLD = 0.95
+
+
+@dataclass
+class Plan:
+    """A compaction plan for one heap. Arrays are numpy; ``native`` is the validated native form."""
+
+    heap: object
+    page_size: int
+    live: np.ndarray               # bool per object (the marking result)
+    live_words: np.ndarray         # uint64 per chunk
+    chunk_offset: np.ndarray       # uint32 per chunk: post-compact offset of the chunk's first live word
+    first_obj: np.ndarray          # uint32 per to-space page
+    first_obj_header: np.ndarray   # uint64 per to-space page
+    pre_compact_offset: np.ndarray # uint32 per to-space page
+    dense_prefix_pages: int
+    slide_begin: int
+    post_compact_end: int
+    live_bytes: int
+    expected_digest: Optional[int] = None
+    _native: object = field(default=None, repr=False)
+
+    @property
+    def heap_size(self) -> int:
+        return self.heap.heap_size
+
+    @property
+    def num_to_pages(self) -> int:
+        return int(self.first_obj.size)
+
+    @property
+    def native(self) -> "_native.Plan":
+        if self._native is None:
+            self._native = _native.Plan(self.heap_size, self.page_size, self.live_words, self.chunk_offset,
+                                        self.first_obj, self.first_obj_header, self.pre_compact_offset,
+                                        self.dense_prefix_pages, self.slide_begin, self.post_compact_end,
+                                        self.live_bytes)
+        return self._native
+
+    def post_compact_offsets(self, objects: Optional[np.ndarray] = None) -> np.ndarray:
+        """ART's formula for the given live objects (default: all live objects, in address order)."""
+        if objects is None:
+            objects = np.flatnonzero(self.live)
+        x = self.heap.offset[objects].astype(np.int64)
+        w = x // 8
+        c = w // 64
+        below = self.live_words[c] & ((np.uint64(1) << (w % 64).astype(np.uint64)) - np.uint64(1))
+        slid = self.chunk_offset[c].astype(np.int64) + 8 * popcount64(below)
+        return np.where(x < self.slide_begin, x, slid)
+
+    def save(self, path) -> None:
+        from .planfile import save_plan
+
+        save_plan(self, path)
+
+    @staticmethod
+    def load(path) -> "Plan":
+        from .planfile import load_plan
+
+        return load_plan(path)
+
+    def to_dict(self) -> dict:
+        return {"page_size": self.page_size, "heap_bytes": self.heap_size, "live_bytes": self.live_bytes,
+                "post_compact_end": self.post_compact_end, "to_space_pages": self.num_to_pages,
+                "dense_prefix_pages": self.dense_prefix_pages, "slide_begin": self.slide_begin}
+
+
+def plan(heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = None) -> Plan:
+    """Marks (unless ``marking`` is given) and plans the compaction of ``heap`` for pages of ``page_size`` bytes
+    (default: this kernel's)."""
+    from .uffd import PAGE_SIZE
+
+    ps = int(page_size or PAGE_SIZE)
+    if ps < 4096 or ps & (ps - 1):
+        raise ValueError(f"page_size must be a power of two >= 4096, got {ps}")
+    if heap.heap_size % ps:
+        raise ValueError(f"heap size {heap.heap_size} is not a multiple of the page size {ps}")
+    m = marking if marking is not None else mark(heap)
+    bitmap = m.live_words
+    chunk_live = m.chunk_live_bytes
+    chunks_per_page = ps // CHUNK_SIZE
+    live_idx = np.flatnonzero(m.live)
+    live_start = heap.offset[live_idx].astype(np.int64)
+    live_end = live_start + heap.size[live_idx]
+
+    # Black-dense prefix: leading pages >= 95% live (only where the heap is tiled with objects, so that the
+    # in-place update can walk every object, live or dead).
+    page_live = chunk_live.reshape(-1, chunks_per_page).sum(axis=1)
+    sparse = np.flatnonzero(page_live < DENSE_THRESHOLD * ps)
+    dense_pages = int(sparse[0]) if sparse.size else int(page_live.size)
+    dense_pages = min(dense_pages, heap.used_end // ps) if heap.tiled else 0
+    dense_end = dense_pages * ps
+    slide_begin = dense_end
+    if dense_pages and live_idx.size:
+        i = int(np.searchsorted(live_start, dense_end, side="right")) - 1
+        if i >= 0 and live_end[i] > dense_end:
+            slide_begin = int(live_end[i])  # a live object straddling the boundary stays where it is
+
+    # Chunk offsets: exclusive prefix sum of the live bytes at or above slide_begin.
+    num_chunks = bitmap.size
+    cb = slide_begin // CHUNK_SIZE
+    below_bits = np.uint64((1 << ((slide_begin // 8) % 64)) - 1)
+    counted = chunk_live.copy()
+    counted[:cb] = 0
+    below_cb = 0
+    if cb < num_chunks:
+        below_cb = int(popcount64(np.array([bitmap[cb] & below_bits]))[0]) * 8
+        counted[cb] -= below_cb
+    exclusive = np.concatenate([[0], np.cumsum(counted)[:-1]]) if num_chunks else np.zeros(0, np.int64)
+    chunk_offset = slide_begin + exclusive
+    if cb < num_chunks:
+        chunk_offset[cb] -= below_cb
+    chunk_offset[:cb] = np.arange(cb, dtype=np.int64) * CHUNK_SIZE  # unused below slide_begin
+    post_compact_end = slide_begin + int(counted.sum())
+    num_to_pages = -(-post_compact_end // ps)
+
+    # Per to-space page: the byte landing at its start and the object covering it.
+    page_start = np.arange(num_to_pages, dtype=np.int64) * ps
+    pre = page_start.copy()
+    first = np.zeros(num_to_pages, dtype=np.int64)
+    dense = page_start < dense_end
+    if dense.any():  # in place: the object (live or dead) covering the page start
+        first[dense] = heap.offset[np.searchsorted(heap.offset, page_start[dense], side="right") - 1]
+    straddle = (~dense) & (page_start < slide_begin)
+    if straddle.any():
+        i = int(np.searchsorted(live_start, dense_end, side="right")) - 1
+        first[straddle] = live_start[i]
+    sliding = page_start >= slide_begin
+    if sliding.any():
+        t = page_start[sliding]
+        cs = slide_begin + exclusive  # post-compact offset of the first counted live word of each chunk
+        ce = cs + counted
+        c = np.searchsorted(ce, t, side="right")
+        k = (t - cs[c]) // 8 + np.where(c == cb, below_cb // 8, 0)
+        bits = np.unpackbits(bitmap[c].astype("<u8").view(np.uint8), bitorder="little").reshape(-1, 64)
+        pos = np.argmax(np.cumsum(bits, axis=1) > k[:, None], axis=1)
+        x = (c * 64 + pos) * 8
+        pre[sliding] = x
+        first[sliding] = live_start[np.searchsorted(live_start, x, side="right") - 1]
+    obj_index = np.searchsorted(heap.offset, first, side="right") - 1 if num_to_pages else np.zeros(0, np.int64)
+    header = pack_header(heap.size[obj_index], heap.num_refs[obj_index], CLASS_OBJECT)
+
+    return Plan(heap=heap, page_size=ps, live=m.live, live_words=bitmap,
+                chunk_offset=chunk_offset.astype(np.uint32), first_obj=first.astype(np.uint32),
+                first_obj_header=header.astype(np.uint64), pre_compact_offset=pre.astype(np.uint32),
+                dense_prefix_pages=dense_pages, slide_begin=int(slide_begin), post_compact_end=int(post_compact_end),
+                live_bytes=m.live_bytes)
