@@ -37,14 +37,16 @@ std::string hex(uint64_t v) {
     return b;
 }
 
-// Reads and checks the object at `off`; throws naming `who` when it is not a valid object.
-ObjectHeader checked_object(const uint8_t* heap, uint64_t heap_size, uint64_t limit, uint64_t off, const std::string& who) {
+// Reads and checks the object at `off`; throws naming `who()` when it is not a valid object. `who` builds its
+// text only on failure: the traversal visits every reference.
+template <typename Who>
+ObjectHeader checked_object(const uint8_t* heap, uint64_t heap_size, uint64_t limit, uint64_t off, const Who& who) {
     if (off % 8 || off + kMinObjectSize > limit)
-        throw HeapCorruption(who + " points at offset " + hex(off) + ", outside the heap or unaligned");
+        throw HeapCorruption(who() + " points at offset " + hex(off) + ", outside the heap or unaligned");
     const ObjectHeader h = unpack_header(ld64(heap + off));
     if (h.klass != kClassObject || h.size < min_object_size(h.num_refs) || h.size % 8 || off + h.size > limit ||
         off + h.size > heap_size)
-        throw HeapCorruption(who + " points at offset " + hex(off) + ", which is not the start of a live object (header " +
+        throw HeapCorruption(who() + " points at offset " + hex(off) + ", which is not the start of a live object (header " +
                              hex(ld64(heap + off)) + ")");
     return h;
 }
@@ -60,12 +62,12 @@ static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t
     GraphDigest g;
     std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
     std::vector<uint32_t> stack;
-    auto visit = [&](uint32_t off, const std::string& who) -> bool {
+    auto visit = [&](uint32_t off, const auto& who) -> bool {
         checked_object(heap, heap_size, limit, off, who);
         if (starts) {
             const uint64_t w = off / 8;
             if (!((*starts)[w / 64] >> (w % 64) & 1))
-                throw HeapCorruption(who + " points into the middle of an object at offset " + hex(off));
+                throw HeapCorruption(who() + " points into the middle of an object at offset " + hex(off));
         }
         const uint64_t w = off / 8;
         uint64_t& bits = visited[w / 64];
@@ -79,8 +81,7 @@ static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t
             g.digest += mix64(r * 2 + 1);
             continue;
         }
-        const std::string who = "root " + std::to_string(r);
-        visit(roots[r], who) ? stack.push_back(roots[r]) : void();
+        if (visit(roots[r], [r] { return "root " + std::to_string(r); })) stack.push_back(roots[r]);
         g.digest += mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
     }
     while (!stack.empty()) {
@@ -94,7 +95,8 @@ static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t
             const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
             uint64_t target_id = 0;
             if (ref != kNullRef) {
-                if (visit(ref, "reference " + std::to_string(i) + " of object identity " + hex(id))) stack.push_back(ref);
+                if (visit(ref, [i, id] { return "reference " + std::to_string(i) + " of object identity " + hex(id); }))
+                    stack.push_back(ref);
                 target_id = ld64(heap + ref + kIdentityOffset);
             }
             shape = mix64(shape + target_id + i);

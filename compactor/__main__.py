@@ -1,0 +1,23 @@
+"""python -m compactor {info,bench,device} ..."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"info": "compactor.info", "bench": "compactor.bench.cli"}
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print("usage: python -m compactor {info,bench} [options]\n"
+              "  info    what this machine offers (kernel, page size, userfaultfd features, MOVE, SIGBUS)\n"
+              "  bench   the benchmark (same as python -m compactor.bench)",
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    return importlib.import_module(commands[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`python -m compactor info`: what this machine offers for the emulation."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from typing import Optional
+
+from . import _native
+from .errors import UffdUnavailable
+from .uffd import PAGE_SIZE, probe
+
+
+def environment(user_mode_only: bool = True) -> dict:
+    """Kernel release, architecture, page size, how userfaultfd was opened, the feature names, and whether MOVE,
+    SIGBUS and MREMAP_DONTUNMAP are usable."""
+    env = {
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "page_size": PAGE_SIZE,
+        "cpus": os.cpu_count(),
+        "uid": os.getuid(),
+        "mremap_dontunmap": bool(_native.mremap_dontunmap_usable()),
+    }
+    try:
+        f = probe(user_mode_only=user_mode_only)
+        env.update(userfaultfd=True, opened_by=f.opened_by, user_mode_only=user_mode_only,
+                   features=sorted(f.names), feature_bits=f.bits, move="move" in f, sigbus="sigbus" in f)
+    except UffdUnavailable as e:
+        env.update(userfaultfd=False, error=str(e), features=[], feature_bits=0, move=False, sigbus=False)
+    return env
+
+
+def render(env: dict) -> str:
+    yes = lambda b: "yes" if b else "no"  # noqa: E731
+    lines = [
+        f"kernel            {env['kernel']} ({env['arch']}), page size {env['page_size']} bytes, {env['cpus']} cpus",
+    ]
+    if env["userfaultfd"]:
+        lines += [
+            f"userfaultfd       opened by {env['opened_by']}"
+            + (" with UFFD_USER_MODE_ONLY" if env.get("user_mode_only") else ""),
+            f"features          {', '.join(env['features'])}",
+        ]
+    else:
+        lines.append(f"userfaultfd       UNAVAILABLE: {env['error']}")
+    lines += [
+        f"UFFDIO_MOVE       {yes(env['move'])}" + ("" if env["move"] else " (needs Linux >= 6.8; COPY still works)"),
+        f"SIGBUS faults     {yes(env['sigbus'])}",
+        f"MREMAP_DONTUNMAP  {yes(env['mremap_dontunmap'])}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list] = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m compactor info", description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--no-user-mode-only", action="store_true", help="probe without UFFD_USER_MODE_ONLY")
+    args = ap.parse_args(argv)
+    env = environment(user_mode_only=not args.no_user_mode_only)
+    print(json.dumps(env, indent=2) if args.json else render(env))
+    return 0 if env["userfaultfd"] else 2
