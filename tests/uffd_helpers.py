@@ -1,0 +1,34 @@
+"""Small helpers for the userfaultfd tests (no mocks: real mappings, real ioctls)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+from compactor import uffd
+
+PS = uffd.PAGE_SIZE
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def fill(m: uffd.Mapping, page: int, byte: int) -> None:
+    m[page * PS:(page + 1) * PS] = bytes([byte]) * PS
+
+
+def page_of(m: uffd.Mapping, page: int) -> bytes:
+    return m[page * PS:(page + 1) * PS]
+
+
+def resident(address: int, pages: int) -> list:
+    """mincore(2): which pages are populated, without touching them."""
+    vec = (ctypes.c_ubyte * pages)()
+    if _libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(pages * PS), vec) != 0:
+        raise OSError(ctypes.get_errno(), "mincore failed")
+    return [bool(v & 1) for v in vec]
+
+
+def populate_dst(u: uffd.Userfaultfd, dst: uffd.Mapping, page: int, byte: int) -> None:
+    """Populates one page of a registered destination (through COPY, never by touching it)."""
+    with uffd.Mapping(PS) as tmp:
+        fill(tmp, 0, byte)
+        u.copy(dst.address + page * PS, tmp.address, PS)
