@@ -67,16 +67,14 @@ def mapping():
 
 
 def run_python(code: str, *, user=None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Runs `code` in a fresh interpreter (optionally as another uid), outside the source tree so that the
-    installed package is imported."""
-    preexec = None
+    """Runs `code` in a fresh interpreter, outside the source tree so that the installed package is imported.
+    With `user`, the child imports compactor first and then drops to that uid (and its capabilities) before
+    running `code`: the interpreter may live where that uid cannot read, the kernel checks only the caller."""
+    code = textwrap.dedent(code)
     if user is not None:
-        def preexec():  # noqa: F811
-            os.setgroups([])
-            os.setgid(user)
-            os.setuid(user)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd="/", preexec_fn=preexec)
+        code = (f"import os, compactor, compactor.uffd\nos.setgroups([])\nos.setgid({user})\nos.setuid({user})\n"
+                + code)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd="/")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
