@@ -110,11 +110,14 @@ def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: np.ndarray,
         bounds = np.cumsum(rng.geometric(1.0 / mean_region, count))
         region_live = rng.random(bounds.size + 1) < p
         return region_live[np.searchsorted(bounds, offset, side="right")]
-    # dense-prefix: a leading region ~99% live, the rest uniform so that the total stays at live_fraction
+    # dense-prefix: a leading region almost fully live (only a few small objects die, so every page there stays
+    # >= 95% live, as ART's black-dense prefix), the rest uniform so that the total stays at live_fraction.
     prefix = min(0.4, p * 0.6) * used_end
-    dense_p = 0.99 if p > 0 else 0.0
-    rest_p = 0.0 if prefix >= used_end else max(0.0, min(1.0, (p * used_end - dense_p * prefix) / (used_end - prefix)))
-    return rng.random(n) < np.where(offset < prefix, dense_p, rest_p)
+    in_prefix = offset < prefix
+    rest_p = 0.0 if prefix >= used_end else max(0.0, min(1.0, (p * used_end - 0.99 * prefix) / (used_end - prefix)))
+    small = np.diff(np.append(offset, used_end)) <= 64
+    dead_in_prefix = small & (rng.random(n) < 0.03)
+    return np.where(in_prefix, ~dead_in_prefix & (p > 0), rng.random(n) < rest_p)
 
 
 class Heap:

@@ -110,7 +110,7 @@ def plan(heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = 
     dense_end = dense_pages * ps
     slide_begin = dense_end
     if dense_pages and live_idx.size:
-        i = int(np.searchsorted(live_start, dense_end, side="right")) - 1
+        i = int(np.searchsorted(live_start, dense_end, side="left")) - 1
         if i >= 0 and live_end[i] > dense_end:
             slide_begin = int(live_end[i])  # a live object straddling the boundary stays where it is
 
@@ -141,7 +141,7 @@ def plan(heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = 
         first[dense] = heap.offset[np.searchsorted(heap.offset, page_start[dense], side="right") - 1]
     straddle = (~dense) & (page_start < slide_begin)
     if straddle.any():
-        i = int(np.searchsorted(live_start, dense_end, side="right")) - 1
+        i = int(np.searchsorted(live_start, dense_end, side="left")) - 1
         first[straddle] = live_start[i]
     sliding = page_start >= slide_begin
     if sliding.any():

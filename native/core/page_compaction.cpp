@@ -85,7 +85,7 @@ uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_
             update_object_refs(p, target, page, end, cur, h);
             live += h.size;
             cur += h.size;
-        } else if (cur >= page && (cur == 0 || !word_is_live(p, cur - 8))) {
+        } else if (cur >= page && (cur == 0 || word_is_live(p, cur - 8))) {
             // Start of a dead run in this page: one filler covers it up to the next live word.
             uint64_t run_end = next_live(p, cur);
             if (run_end > dense_end) run_end = dense_end;

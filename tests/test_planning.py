@@ -1,0 +1,230 @@
+"""The planner against a brute-force reference, edge-case heaps, page sizes, determinism, and the plan file."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import compactor
+from compactor import PlanFileError
+from compactor.marking import mark
+from heap_helpers import brute_force, make_heap
+
+
+def check_plan_against_brute_force(heap, page_size):
+    p = compactor.plan(heap, page_size=page_size)
+    slide, pc, dense, end = brute_force(heap, p.live, page_size)
+    assert p.slide_begin == slide and p.dense_prefix_pages == dense and p.post_compact_end == end
+    live_idx = np.flatnonzero(p.live)
+    got = p.post_compact_offsets(live_idx)
+    assert list(got) == [pc[i] for i in live_idx]
+    # Per page: the first object covers the page start, and the pre-compact offset maps onto the page start.
+    for page in range(p.num_to_pages):
+        start = page * page_size
+        obj = int(np.searchsorted(heap.offset, p.first_obj[page], side="right") - 1)
+        assert heap.offset[obj] == p.first_obj[page]
+        if page < dense:
+            assert heap.offset[obj] <= start < heap.offset[obj] + heap.size[obj]
+            assert p.pre_compact_offset[page] == start
+        else:
+            assert p.live[obj] and pc[obj] <= start < pc[obj] + heap.size[obj]
+            assert p.pre_compact_offset[page] == heap.offset[obj] + (start - pc[obj])
+    return p
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), live=st.floats(0.0, 1.0), garbage=st.sampled_from(["uniform", "clustered", "dense-prefix"]),
+       kib=st.integers(16, 160), page_size=st.sampled_from([4096, 16384]),
+       sizes=st.sampled_from(["art", (16, 24, 40), (16, 4096, 9000)]))
+def test_post_compact_addresses_equal_the_brute_force_slide(seed, live, garbage, kib, page_size, sizes):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size=kib * 1024, live_fraction=live, garbage=garbage,
+                                                      sizes=sizes, roots=4, seed=seed), page_size=page_size)
+    check_plan_against_brute_force(heap, page_size)
+
+
+def test_marking_finds_exactly_the_intended_live_objects_of_a_tree():
+    heap = make_heap([24, 32, 24, 16], [1, 0, 0, 0], 4096, nrefs=[2, 1, 0, 0], refs={0: [2, -1], 1: [3]})
+    assert list(mark(heap).live) == [True, False, True, False]
+
+
+def test_live_words_bitmap_marks_every_word_of_live_objects_only():
+    heap = make_heap([16, 32, 520, 16], [0, 1, 1, 0], 4096)
+    m = mark(heap)
+    bits = np.unpackbits(m.live_words.view(np.uint8), bitorder="little")
+    assert bits[:2].sum() == 0 and bits[2:2 + 4 + 65].all() and bits[2 + 4 + 65:].sum() == 0
+    assert m.live_bytes == 32 + 520 and list(m.chunk_live_bytes[:2]) == [496, 56]
+
+
+def test_straddling_objects_are_planned_across_pages():
+    heap = make_heap([4000, 200, 5000, 304], [0, 1, 1, 1], 16384)
+    p = check_plan_against_brute_force(heap, 4096)
+    assert p.num_to_pages == 2 and p.first_obj[1] == heap.offset[2]
+
+
+def test_empty_heap_plans_nothing():
+    heap = make_heap([], [], 8192)
+    p = compactor.plan(heap, page_size=4096)
+    assert (p.post_compact_end, p.num_to_pages, p.live_bytes) == (0, 0, 0)
+    assert compactor.collect(heap, "stw", plan=p).verified
+
+
+def test_all_garbage_heap_compacts_to_nothing():
+    heap = make_heap([64] * 100, [0] * 100, 8192, roots=[-1])
+    p = compactor.plan(heap, page_size=4096)
+    assert p.post_compact_end == 0
+    assert compactor.collect(heap, "stw", plan=p).verified
+
+
+def test_all_live_heap_is_one_dense_prefix_updated_in_place():
+    heap = make_heap([64] * 128, [1] * 128, 8192)
+    p = check_plan_against_brute_force(heap, 4096)
+    assert p.dense_prefix_pages == 2 and p.post_compact_end == 8192
+    assert compactor.collect(heap, "stw", plan=p).verified
+
+
+def test_one_object_spanning_many_pages_slides_whole():
+    heap = make_heap([4096, 40000, 64], [0, 1, 1], 65536)
+    p = check_plan_against_brute_force(heap, 4096)
+    assert p.post_compact_end == 40064 and p.num_to_pages == 10
+    assert compactor.collect(heap, "stw", plan=p).verified
+
+
+@pytest.mark.parametrize("page_size", [4096, 16384])
+def test_both_page_sizes_plan_the_same_addresses(page_size):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="512KiB", seed=5), page_size=16384)
+    p = check_plan_against_brute_force(heap, page_size)
+    assert p.page_size == page_size and p.num_to_pages == -(-p.post_compact_end // page_size)
+
+
+def test_generation_is_deterministic_by_seed():
+    a = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", seed=9))
+    b = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", seed=9))
+    c = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", seed=10))
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("offset", "size", "num_refs", "refs", "roots"))
+    assert not np.array_equal(a.size, c.size)
+    assert a.pristine_digest() == b.pristine_digest() != c.pristine_digest()
+
+
+@pytest.mark.parametrize("garbage", ["uniform", "clustered", "dense-prefix"])
+def test_generated_live_fraction_is_close_to_the_spec(garbage):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="8MiB", live_fraction=0.3, garbage=garbage, seed=2))
+    frac = mark(heap).live_bytes / heap.used_end
+    assert abs(frac - 0.3) < 0.08, frac
+
+
+def test_dense_prefix_pattern_produces_a_dense_prefix():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="8MiB", garbage="dense-prefix", seed=4))
+    assert compactor.plan(heap).dense_prefix_pages > 100
+
+
+def test_heap_spec_rejects_bad_input():
+    with pytest.raises(ValueError, match="garbage pattern"):
+        compactor.HeapSpec(garbage="fractal")
+    with pytest.raises(ValueError, match="live_fraction"):
+        compactor.HeapSpec(live_fraction=1.5)
+    with pytest.raises(ValueError, match="malformed size"):
+        compactor.HeapSpec(size="lots")
+    with pytest.raises(ValueError, match="32-bit"):
+        compactor.HeapSpec(size="8GiB")
+
+
+def test_parse_size_units():
+    assert compactor.parse_size("64MiB") == 64 << 20 and compactor.parse_size("1G") == 1 << 30
+    assert compactor.parse_size("4096") == 4096
+
+
+# ---- the plan file ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", garbage="dense-prefix", seed=11))
+    p = compactor.plan(heap)
+    path = tmp_path_factory.mktemp("plan") / "heap.plan"
+    p.save(path)
+    return p, path
+
+
+def test_plan_file_round_trip_keeps_every_array(saved):
+    p, path = saved
+    q = compactor.Plan.load(path)
+    for f in ("live_words", "chunk_offset", "first_obj", "first_obj_header", "pre_compact_offset"):
+        assert np.array_equal(getattr(p, f), getattr(q, f)), f
+    for f in ("offset", "size", "num_refs", "identity", "refs", "roots"):
+        assert np.array_equal(getattr(p.heap, f), getattr(q.heap, f)), f
+    assert (q.dense_prefix_pages, q.slide_begin, q.post_compact_end) == (p.dense_prefix_pages, p.slide_begin, p.post_compact_end)
+    assert q.expected_digest == p.heap.pristine_digest()[0] == q.heap.pristine_digest()[0]
+    assert np.array_equal(q.live, p.live)
+
+
+def test_loaded_plan_collects_and_verifies(saved):
+    q = compactor.Plan.load(saved[1])
+    assert compactor.collect(q.heap, "stw", plan=q).verified
+
+
+def _corrupt(path, tmp_path, offset, data):
+    raw = bytearray(path.read_bytes())
+    raw[offset:offset + len(data)] = data
+    out = tmp_path / "bad.plan"
+    out.write_bytes(bytes(raw))
+    return out
+
+
+def test_truncated_plan_file_is_rejected(saved, tmp_path):
+    out = tmp_path / "short.plan"
+    out.write_bytes(saved[1].read_bytes()[:-100])
+    with pytest.raises(PlanFileError, match="truncated"):
+        compactor.Plan.load(out)
+
+
+def test_wrong_version_is_rejected(saved, tmp_path):
+    with pytest.raises(PlanFileError, match="version 9 is not supported"):
+        compactor.Plan.load(_corrupt(saved[1], tmp_path, 8, struct.pack("<I", 9)))
+
+
+def test_bad_magic_is_rejected(saved, tmp_path):
+    with pytest.raises(PlanFileError, match="bad magic"):
+        compactor.Plan.load(_corrupt(saved[1], tmp_path, 0, b"NOTAPLAN"))
+
+
+def test_out_of_range_page_array_is_rejected(saved, tmp_path):
+    p, path = saved
+    raw = path.read_bytes()
+    # section 9 (first objects): find its table entry, then overwrite its first element with a huge offset
+    for i in range(12):
+        sid, es, count, off = struct.unpack_from("<IIQQ", raw, 96 + 24 * i)
+        if sid == 9:
+            break
+    with pytest.raises(PlanFileError, match=r"first_obj\[0\] out of range"):
+        compactor.Plan.load(_corrupt(path, tmp_path, off, struct.pack("<I", 0xFFFFFFF0)))
+
+
+def test_reference_to_a_missing_object_is_rejected(saved, tmp_path):
+    raw = saved[1].read_bytes()
+    for i in range(12):
+        sid, es, count, off = struct.unpack_from("<IIQQ", raw, 96 + 24 * i)
+        if sid == 5:
+            break
+    with pytest.raises(PlanFileError, match="names object"):
+        compactor.Plan.load(_corrupt(saved[1], tmp_path, off, struct.pack("<i", 10**8)))
+
+
+def test_section_outside_the_file_is_rejected(saved, tmp_path):
+    with pytest.raises(PlanFileError, match="outside the file"):
+        compactor.Plan.load(_corrupt(saved[1], tmp_path, 96 + 16, struct.pack("<Q", 1 << 40)))
+
+
+def test_missing_plan_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PlanFileError, match="cannot open"):
+        compactor.Plan.load(tmp_path / "nope.plan")
+
+
+def test_save_is_atomic_and_leaves_no_partial_file(saved, tmp_path):
+    p, _ = saved
+    target = tmp_path / "x.plan"
+    p.save(target)
+    assert sorted(os.listdir(tmp_path)) == ["x.plan"]
