@@ -68,12 +68,16 @@ def mapping():
 
 def run_python(code: str, *, user=None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter, outside the source tree so that the installed package is imported.
-    With `user`, the child imports compactor first and then drops to that uid (and its capabilities) before
-    running `code`: the interpreter may live where that uid cannot read, the kernel checks only the caller."""
+    With `user`, the child drops to that uid (and all capabilities) where the code calls `drop_privileges()`, or
+    right after importing compactor: the interpreter and its modules may live where that uid cannot read; the
+    kernel checks only the credentials of the caller of userfaultfd(2)."""
     code = textwrap.dedent(code)
     if user is not None:
-        code = (f"import os, compactor, compactor.uffd\nos.setgroups([])\nos.setgid({user})\nos.setuid({user})\n"
-                + code)
+        prelude = ("import os, json, numpy, numpy.random, numpy.ma, compactor, compactor.uffd\n"
+                   f"def drop_privileges():\n    os.setgroups([]); os.setgid({user}); os.setuid({user})\n")
+        if "drop_privileges()" not in code:
+            prelude += "drop_privileges()\n"
+        code = prelude + code
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd="/")
 
 

@@ -111,6 +111,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
     uint64_t lowest_done = p.num_to_pages;
     uint64_t released_low = ctx.heap_size;  // COPY: [released_low, heap_size) already given back
     Batch b;
+    bool stalled = false;
 
     auto release_from_space = [&](bool final_release) {
         const uint64_t r = ctx.reclaim_boundary.load(std::memory_order_acquire);
@@ -160,7 +161,8 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             if (!flush()) break;  // a mutator owns it: the run is broken here
             continue;
         }
-        if (ctx.cfg.stall_seconds > 0 && page == p.num_to_pages / 2) {  // test hook: stall holding a page
+        if (ctx.cfg.stall_seconds > 0 && !stalled && page <= p.num_to_pages / 2) {  // test hook: stall holding a page
+            stalled = true;
             const uint64_t until = now_ns() + static_cast<uint64_t>(ctx.cfg.stall_seconds * 1e9);
             while (now_ns() < until && !ctx.abort.load(std::memory_order_relaxed)) {
                 timespec ts{0, 5000000};

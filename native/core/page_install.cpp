@@ -91,7 +91,9 @@ bool install(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uin
         const uint64_t len = (npages - done) * ps;
         const uint64_t t0 = tc.is_gc ? now_ns() : 0;
         IoResult r;
-        if (ctx.cfg.inject.fraction > 0 && tc.rng.uniform() < ctx.cfg.inject.fraction) {
+        // Test hook. EBUSY is injected into MOVE only: the kernel never answers COPY with it.
+        const bool inject_here = ctx.cfg.inject.fraction > 0 && (move || ctx.cfg.inject.err != EBUSY);
+        if (inject_here && tc.rng.uniform() < ctx.cfg.inject.fraction) {
             r = {0, ctx.cfg.inject.err};
             c.injected += 1;
         } else {

@@ -1,0 +1,257 @@
+"""Collections: stop-the-world and concurrent compaction over userfaultfd verify on every heap shape; the verifier
+catches corruption; fallbacks, fault injection, the watchdog and unprivileged runs behave."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import compactor
+from compactor import HeapCorruption, PlanFileError, WatchdogTimeout
+from compactor.layout import NULL_REF
+from conftest import require, run_python
+
+SHAPES = ["uniform", "clustered", "dense-prefix"]
+CONCURRENT = ["copy", "move", "move-alloc"]
+
+
+@pytest.fixture(scope="module", params=SHAPES)
+def shaped(request):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", garbage=request.param, seed=21))
+    return heap, compactor.plan(heap)
+
+
+def pages_accounted(r):
+    p = r.pages
+    return (p["copy"] + p["move"] + p["move_batched"] + p["dense_move"] + p["copy_fallback_pool_empty"]
+            + p["copy_fallback_ebusy"] + p["copy_fallback_error"])
+
+
+def test_stw_collection_verifies_on_every_heap_shape(shaped):
+    heap, plan = shaped
+    r = compactor.collect(heap, "stw", plan=plan)
+    assert r.verified and r.strategy == "stw" and r.raw["reachable_bytes"] == plan.live_bytes
+
+
+@pytest.mark.parametrize("strategy", CONCURRENT)
+@pytest.mark.parametrize("faults", ["sigbus", "thread"])
+@pytest.mark.parametrize("mutators", [0, 1, 4])
+def test_concurrent_collection_verifies(shaped, need_move, strategy, faults, mutators):
+    heap, plan = shaped
+    r = compactor.collect(heap, strategy, faults=faults, mutators=mutators, plan=plan, seed=mutators + 1)
+    assert r.verified and r.fallback == ""
+    assert (r.strategy, r.faults, r.mutators) == (strategy, faults, mutators)
+    assert pages_accounted(r) == r.pages["total"] == plan.num_to_pages
+    if mutators:
+        assert r.counters["mutator_accesses"] > 0
+
+
+def test_copy_installs_every_page_with_copy(shaped):
+    heap, plan = shaped
+    r = compactor.collect(heap, "copy", plan=plan)
+    assert r.pages["copy"] == plan.num_to_pages and r.counters["ioctl_move"] == 0
+    assert r.counters["madvise_calls"] > 0  # the from-space is released in chunks during the phase
+
+
+def test_move_batches_runs_of_recycled_pages(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="8MiB", seed=3))
+    plan = compactor.plan(heap)
+    r = compactor.collect(heap, "move", plan=plan, batch=16)
+    assert r.pages["move_batched"] > plan.num_to_pages // 2
+    assert r.counters["ioctl_move"] < plan.num_to_pages // 4
+    assert r.counters["madvise_calls"] == 0
+
+
+def test_move_with_batch_1_moves_page_by_page(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=3))
+    r = compactor.collect(heap, "move", batch=1)
+    assert r.verified and r.pages["move_batched"] == 0 and r.pages["move"] > 0
+
+
+def test_dense_prefix_pages_are_moved_in_place_without_copy(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", garbage="dense-prefix", seed=5))
+    plan = compactor.plan(heap)
+    r = compactor.collect(heap, "move", plan=plan)
+    assert r.verified and r.pages["dense_move"] == plan.dense_prefix_pages > 0
+    assert r.raw["fillers"] > 0
+
+
+def test_mutator_writes_are_logged_and_verified(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=8))
+    r = compactor.collect(heap, "move", mutators=2, write_fraction=0.5)
+    assert r.verified and r.counters["mutator_writes"] > 0
+
+
+def test_sigbus_faults_are_handled_by_the_mutators_themselves(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="16MiB", seed=8))
+    r = compactor.collect(heap, "copy", faults="sigbus", mutators=2)
+    assert r.counters["faults_handled"] > 0 and r.fault_latency_us["samples"] > 0
+    lat = r.fault_latency_us
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+    assert len(r.latency_samples_ns) == lat["samples"]
+
+
+def test_thread_mode_faults_are_resolved_by_the_fault_thread():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="16MiB", seed=8))
+    r = compactor.collect(heap, "copy", faults="thread", mutators=2)
+    assert r.verified and r.counters["faults_handled"] > 0
+
+
+@pytest.mark.parametrize("access", ["random", "sequential", "hot-set"])
+def test_every_access_pattern_verifies(access):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=9))
+    assert compactor.collect(heap, "copy", mutators=2, access=access).verified
+
+
+def test_repeated_collections_reuse_one_heap_and_plan(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=10))
+    plan = compactor.plan(heap)
+    digests = {compactor.collect(heap, s, plan=plan).raw["digest"] for s in ["stw", "copy", "move", "stw"]}
+    assert len(digests) == 1
+
+
+# ---- the verifier catches corruption ------------------------------------------------------------------------
+
+def _reference_slot(heap, plan):
+    """(pre-compact byte offset of a reference slot of a live object, its current value)."""
+    live = np.flatnonzero(plan.live & (heap.num_refs > 0))
+    for i in live:
+        for k in range(int(heap.num_refs[i])):
+            if heap.refs[int(heap.ref_start[i]) + k] >= 0:
+                return int(heap.offset[i]) + 16 + 4 * k, i
+    raise AssertionError("no live reference")
+
+
+def test_verifier_catches_a_flipped_reference():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=12))
+    plan = compactor.plan(heap)
+    heap.pristine_digest()
+    slot, obj = _reference_slot(heap, plan)
+    view = heap.space.view().view(np.uint32)
+    other = int(heap.offset[np.flatnonzero(plan.live)[0]])
+    view[slot // 4] = other if view[slot // 4] != other else int(heap.offset[np.flatnonzero(plan.live)[1]])
+    with pytest.raises(HeapCorruption, match="first differing object: object identity"):
+        compactor.collect(heap, "stw", plan=plan)
+
+
+def test_verifier_catches_a_dropped_object():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=12))
+    plan = compactor.plan(heap)
+    heap.pristine_digest()
+    slot, obj = _reference_slot(heap, plan)
+    heap.space.view().view(np.uint32)[slot // 4] = NULL_REF  # the referent's subtree drops out of the graph
+    with pytest.raises(HeapCorruption, match="differs"):
+        compactor.collect(heap, "copy", plan=plan)
+
+
+def test_verifier_catches_a_corrupted_payload_word():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=13))
+    plan = compactor.plan(heap)
+    heap.pristine_digest()
+    big = np.flatnonzero(plan.live & (heap.size >= 64))[5]
+    heap.space.view()[int(heap.offset[big]) + int(heap.size[big]) - 1] ^= 0xFF
+    with pytest.raises(HeapCorruption, match="payload word"):
+        compactor.collect(heap, "stw", plan=plan)
+
+
+def test_a_plan_for_another_page_size_is_refused():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", seed=1), page_size=16384)
+    plan = compactor.plan(heap, page_size=16384 if compactor.uffd.PAGE_SIZE != 16384 else 4096)
+    with pytest.raises(PlanFileError, match="-byte pages"):
+        compactor.collect(heap, "stw", plan=plan)
+
+
+# ---- fault injection, the watchdog, unprivileged runs --------------------------------------------------------
+
+def test_injected_ebusy_falls_back_to_copy_and_verifies(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=14))
+    r = compactor.collect(heap, "move", mutators=2, inject="EBUSY", inject_fraction=0.3)
+    assert r.verified and r.counters["ebusy"] > 0 and r.pages["copy_fallback_ebusy"] > 0
+
+
+def test_injected_eagain_is_retried_and_verifies(need_move):
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=15))
+    r = compactor.collect(heap, "move", mutators=1, inject="EAGAIN", inject_fraction=0.3)
+    assert r.verified and r.counters["eagain"] > 0
+
+
+def test_injected_enomem_is_retried_and_verifies():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=15))
+    r = compactor.collect(heap, "copy", inject="ENOMEM", inject_fraction=0.2)
+    assert r.verified and r.counters["enomem"] > 0
+
+
+def test_persistent_enomem_aborts_cleanly_and_the_heap_can_be_reset():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=16))
+    with pytest.raises(compactor.UffdError, match="ENOMEM"):
+        compactor.collect(heap, "copy", mutators=2, inject="ENOMEM", inject_fraction=1.0)
+    assert compactor.collect(heap, "copy").verified
+
+
+def test_watchdog_aborts_a_stalled_run():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=17))
+    with pytest.raises(WatchdogTimeout, match="no page made progress"):
+        compactor.collect(heap, "copy", mutators=2, watchdog=0.5, stall_seconds=60)
+    assert compactor.collect(heap, "copy", mutators=2).verified
+
+
+def test_bad_arguments_are_clear_errors():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", seed=1))
+    with pytest.raises(ValueError, match="unknown strategy"):
+        compactor.collect(heap, "shuffle")
+    with pytest.raises(ValueError, match="fault mode"):
+        compactor.collect(heap, "copy", faults="poll")
+    with pytest.raises(ValueError, match="batch"):
+        compactor.collect(heap, "copy", batch=0)
+    with pytest.raises(ValueError, match="mutators"):
+        compactor.collect(heap, "copy", mutators=-1)
+
+
+def test_unprivileged_concurrent_collection_verifies(need_move):
+    r = run_python("""
+        import compactor
+        heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=2))
+        plan = compactor.plan(heap)
+        drop_privileges()
+        assert os.getuid() == 65534
+        for s in ("copy", "move"):
+            res = compactor.collect(heap, s, mutators=2, plan=plan)
+            print(s, res.verified, res.strategy, repr(res.fallback))
+    """, user=65534)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["copy True copy ''", "move True move ''"]
+
+
+def test_previous_sigbus_handler_is_restored_after_a_collection():
+    r = run_python(f"""
+        import faulthandler, sys
+        faulthandler.enable()
+        import compactor
+        from compactor import uffd
+        heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=2))
+        assert compactor.collect(heap, "copy", faults="sigbus", mutators=2).verified
+        u = uffd.Userfaultfd(); m = uffd.Mapping({compactor.uffd.PAGE_SIZE})
+        u.register(m.address, m.length); u.poison(m.address, m.length)
+        print("poisoned", flush=True)
+        m[0]
+    """)
+    assert "poisoned" in r.stdout
+    assert r.returncode == -7 and "Bus error" in r.stderr  # faulthandler, not our handler, saw it
+
+
+@pytest.mark.slow
+def test_stress_200_randomized_collections_with_mutators(need_move):
+    rnd = random.Random(1234)
+    heaps = [compactor.Heap.generate(compactor.HeapSpec(size=f"{rnd.choice([1, 2, 3])}MiB", garbage=g,
+                                                        live_fraction=rnd.uniform(0.2, 0.9), seed=i))
+             for i, g in enumerate(SHAPES * 2)]
+    plans = [compactor.plan(h) for h in heaps]
+    for i in range(200):
+        k = rnd.randrange(len(heaps))
+        r = compactor.collect(heaps[k], rnd.choice(CONCURRENT), faults=rnd.choice(["sigbus", "thread"]),
+                              mutators=rnd.choice([1, 2, 4]), batch=rnd.choice([1, 8, 64]),
+                              access=rnd.choice(["random", "sequential", "hot-set"]), seed=i, plan=plans[k],
+                              write_fraction=rnd.uniform(0, 0.3))
+        assert r.verified, i
