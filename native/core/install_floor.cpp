@@ -1,6 +1,8 @@
 #include "compactor/install_floor.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -92,6 +94,11 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
         {"move_1_raw", "UFFDIO_MOVE, 1 page per ioctl, plain C loop", 1, true, true, per_call_loop(1, true, true)},
         {"move_batch_16", "UFFDIO_MOVE, 16 pages per ioctl", 16, true, true, per_call_loop(16, true, false)},
         {"move_batch_512", "UFFDIO_MOVE, 512 pages per ioctl", 512, true, true, per_call_loop(512, true, false)},
+        {"move_batch_512_busy_sibling",
+         "UFFDIO_MOVE, 512 pages per ioctl, while another thread of this process runs (TLB shootdowns)", 512, true,
+         true, per_call_loop(512, true, false)},
+        {"copy_batch_busy_sibling", "UFFDIO_COPY, the whole region in one ioctl, while another thread of this process runs",
+         pages, false, true, per_call_loop(pages, false, false)},
         {"write_then_move", "write a fresh page, then UFFDIO_MOVE it (the page must be allocated)", 1, true, false,
          [&](Region& r) {
              for (uint64_t off = 0; off < len; off += ps) {
@@ -119,9 +126,21 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
             r.src.dontfork();
             if (e.src_populated) std::memset(r.src.data(), 1, len);
             if (e.name != "memcpy" && e.name != "first_touch") reg(r);
+            // A sibling thread that only spins keeps this mm live on another CPU, as mutators do during a GC.
+            std::atomic<bool> stop{false};
+            std::thread sibling;
+            if (e.name.find("busy_sibling") != std::string::npos)
+                sibling = std::thread([&stop, &hot] {
+                    uint64_t sink = 0;  // reads memory, as a mutator does
+                    while (!stop.load(std::memory_order_relaxed))
+                        for (size_t i = 0; i < hot.size(); i += 64) sink += hot[i];
+                    asm volatile("" : : "r"(sink));
+                });
             const double t0 = now_s();
             e.body(r);
             const double dt = now_s() - t0;
+            stop.store(true);
+            if (sibling.joinable()) sibling.join();
             out[i].ns_per_page.push_back(dt * 1e9 / static_cast<double>(pages));
             if (e.name != "memcpy" && e.name != "first_touch") uffd.unregister_range(r.dst.address(), len);
             ++i;

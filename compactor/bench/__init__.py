@@ -1,0 +1,1 @@
+"""`python -m compactor.bench`: reproduces the UFFDIO_REMAP series' measurements and says whether each holds here."""

@@ -1,0 +1,161 @@
+"""Human-readable rendering of a bench report (rich tables), CSV, plots and raw samples, and `compare`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from typing import List, Optional
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+
+def _ms(x) -> str:
+    return "-" if x is None else f"{1e3 * x:.1f}"
+
+
+def render(report: dict, console: Console) -> None:
+    env = report["environment"]
+    emulated = env.get("emulated")
+    note = " — emulated: not a performance measurement" if emulated else ""
+    console.print(f"[bold]compactor.bench[/bold] {report.get('created', '')}  Linux {env['kernel']} {env['arch']}, "
+                  f"{env['page_size']}-byte pages, {env['cpus']} cpus, {env['where']}"
+                  f"{' (virtual machine)' if env.get('virtualized') else ''}{note}")
+    cfg, heap = report["config"], report["heap"]
+    console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {cfg['live_fraction']:.0%} live ({cfg['garbage']}), "
+                  f"{heap['objects']:,} objects, {heap['to_space_pages']:,} to-space pages; {cfg['repeat']} repetitions "
+                  f"interleaved; batch {cfg['batch']} pages; executor {cfg['executor']}")
+    t = Table(title="Install floor (ns per page, median)" + note, title_justify="left")
+    for c in ("operation", "ns/page", "pages/ioctl"):
+        t.add_column(c, justify="right" if c != "operation" else "left")
+    for m in report["limits"].values():
+        t.add_row(m["description"], f"{m['median_ns_per_page']:.0f}", str(m["pages_per_call"]))
+    console.print(t)
+    t = Table(title="GC (compacting) thread completion time" + note, title_justify="left")
+    for c in ("strategy", "faults", "mut.", "median ms", "min-max ms", "vs copy", "pause ms", "pages: copy/move/batched/fallback/by mutators", "fault p50/p99 us", "verified"):
+        t.add_column(c)
+    for r in report["runs"]:
+        if r["status"] != "measured":
+            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"], "-", "-")
+            continue
+        p, lat = r["pages"], r["fault_latency_us"]
+        fb = p.get("copy_fallback_pool_empty", 0) + p.get("copy_fallback_ebusy", 0) + p.get("copy_fallback_error", 0)
+        pages = f"{p.get('copy', 0)}/{p.get('move', 0) + p.get('dense_move', 0)}/{p.get('move_batched', 0)}/{fb}/{p.get('by_mutators', 0)}"
+        latency = f"{lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f}" if lat.get("samples") else "-"
+        ratio = "-" if r["ratio_vs_copy_median"] is None else f"{r['ratio_vs_copy_median']:.2f}x"
+        t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _ms(r["median"]), f"{_ms(r['min'])}-{_ms(r['max'])}",
+                  ratio, _ms(r["pause_median"]), pages, latency, "yes" if r["verified"] else "NO")
+    console.print(t)
+    t = Table(title="The seed's claims, here", title_justify="left", show_lines=True)
+    for c in ("claim", "seed", "measured", "holds", "verdict"):
+        t.add_column(c)
+    for c in report["claims"]:
+        m = "-" if c["measured"] is None else f"{100 * c['measured']:.0f}%"
+        t.add_row(c["id"], f"{100 * c['seed_value']:.0f}%", m, c["holds"], c["verdict"] + f" [dim]({c['where']})[/dim]")
+    console.print(t)
+    for r in report["runs"]:
+        if r.get("fallback"):
+            console.print(f"[yellow]note[/yellow]: {r['key']}: {'; '.join(r['fallback'])}")
+
+
+def write_csv(report: dict, path: str) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["strategy", "faults", "mutators", "repetition", "gc_thread_s", "ratio_vs_copy", "pause_s",
+                "heap_bytes", "live_bytes", "kernel", "where"])
+    env = report["environment"]
+    for r in report["runs"]:
+        if r["status"] != "measured":
+            continue
+        for i, g in enumerate(r["gc_thread_s"]):
+            ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
+            w.writerow([r["strategy"], r["faults"], r["mutators"], i + 1, f"{g:.9f}", ratio, r["pause_s"][i],
+                        r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"]])
+    _atomic_write(path, buf.getvalue().encode())
+
+
+def write_plot(report: dict, samples: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in report["runs"] if r["status"] == "measured"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [f"{r['strategy']}\n{r['faults']}/{r['mutators']}m" for r in measured]
+    med = [1e3 * r["median"] for r in measured]
+    lo = [1e3 * (r["median"] - r["min"]) for r in measured]
+    hi = [1e3 * (r["max"] - r["median"]) for r in measured]
+    a.bar(range(len(measured)), med, yerr=[lo, hi], capsize=4,
+          color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c" for r in measured])
+    a.set_xticks(range(len(measured)), labels, fontsize=8)
+    a.set_ylabel("GC thread completion time (ms), median and min-max")
+    env = report["environment"]
+    title = f"Linux {env['kernel']} {env['arch']}, {report['config']['heap_bytes'] >> 20} MiB heap"
+    if env.get("emulated"):
+        title += " (emulated: not a performance measurement)"
+    a.set_title(title, fontsize=9)
+    for key, s in samples.items():
+        if len(s):
+            x = np.sort(s) / 1e3
+            b.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=key)
+    b.set_xscale("log")
+    b.set_xlabel("fault service latency (us)")
+    b.set_ylabel("fraction of faults")
+    b.set_title("Fault-latency CDF per scenario", fontsize=9)
+    if samples:
+        b.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path + ".tmp" + os.path.splitext(path)[1]
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_raw(samples: dict, directory: str) -> List[str]:
+    os.makedirs(directory, exist_ok=True)
+    written = []
+    for key, s in samples.items():
+        name = os.path.join(directory, key.replace("/", "_") + ".npy")
+        np.save(name, np.asarray(s, dtype=np.uint64))
+        written.append(name)
+    return written
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def compare(a: dict, b: dict, console: Console, names=("A", "B")) -> None:
+    def label(r):
+        e = r["environment"]
+        return f"Linux {e['kernel']} {e['arch']} ({e['where']}{', emulated' if e.get('emulated') else ''})"
+
+    console.print(f"{names[0]}: {label(a)}\n{names[1]}: {label(b)}")
+    t = Table(title="GC thread completion time, median ms", title_justify="left")
+    for c in ("scenario", names[0], names[1], f"{names[1]}/{names[0]}", f"vs copy {names[0]}", f"vs copy {names[1]}"):
+        t.add_column(c)
+    keyed_b = {r["key"]: r for r in b["runs"]}
+    for r in a["runs"]:
+        s = keyed_b.get(r["key"])
+        if s is None:
+            continue
+        am, bm = r.get("median"), s.get("median")
+        ratio = f"{bm / am:.2f}" if am and bm else "-"
+        rv = lambda x: "-" if x.get("ratio_vs_copy_median") is None else f"{x['ratio_vs_copy_median']:.2f}x"  # noqa: E731
+        t.add_row(r["key"], _ms(am), _ms(bm), ratio, rv(r), rv(s))
+    console.print(t)
+    t = Table(title="Claims", title_justify="left")
+    for c in ("claim", names[0], names[1]):
+        t.add_column(c)
+    cb = {c["id"]: c for c in b["claims"]}
+    for c in a["claims"]:
+        d = cb.get(c["id"], {})
+        f = lambda x: "-" if x.get("measured") is None else f"{100 * x['measured']:.0f}% ({x['holds']})"  # noqa: E731
+        t.add_row(c["id"], f(c), f(d))
+    console.print(t)

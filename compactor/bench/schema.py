@@ -1,0 +1,46 @@
+"""The versioned JSON schema of `python -m compactor.bench --json` (documented in docs/bench-json.md)."""
+
+from __future__ import annotations
+
+_num = {"type": ["number", "null"]}
+_run = {
+    "type": "object",
+    "required": ["strategy", "faults", "mutators", "heap_bytes", "live_bytes", "status", "verified"],
+    "properties": {
+        "strategy": {"enum": ["stw", "copy", "move", "move-alloc"]},
+        "faults": {"enum": ["sigbus", "thread", "none"]},
+        "mutators": {"type": "integer", "minimum": 0},
+        "heap_bytes": {"type": "integer"}, "live_bytes": {"type": "integer"},
+        "status": {"enum": ["measured", "unsupported"]},
+        "gc_thread_s": {"type": "array", "items": {"type": "number"}},
+        "median": _num, "min": _num, "max": _num,
+        "ratio_vs_copy": {"type": "array", "items": {"type": "number"}},
+        "ratio_vs_copy_median": _num,
+        "pages": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "counters": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "gc_time_ns": {"type": "object"},
+        "fault_latency_us": {"type": "object"},
+        "verified": {"type": ["boolean", "null"]},
+    },
+}
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "compactor.bench report",
+    "type": "object",
+    "required": ["schema", "environment", "limits", "runs", "claims"],
+    "properties": {
+        "schema": {"const": "compactor.bench/1"},
+        "environment": {
+            "type": "object",
+            "required": ["kernel", "arch", "page_size", "cpus", "features", "where", "emulated"],
+            "properties": {"page_size": {"type": "integer"}, "features": {"type": "array", "items": {"type": "string"}},
+                           "where": {"enum": ["host", "device"]}, "emulated": {"type": "boolean"}},
+        },
+        "limits": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["name", "median_ns_per_page", "ns_per_page"]}},
+        "runs": {"type": "array", "items": _run},
+        "claims": {"type": "array", "minItems": 3, "items": {
+            "type": "object", "required": ["id", "seed_text", "seed_value", "measured", "holds", "where", "verdict"],
+            "properties": {"holds": {"enum": ["yes", "direction only", "no", "not measured"]}}}},
+    },
+}

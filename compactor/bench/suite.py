@@ -1,0 +1,292 @@
+"""The benchmark suite: one generated heap reset between runs, scenarios interleaved (A B C D A B C D ...) so that
+machine drift hits all alike, the install floor measured in the same run, and per-repetition ratios against COPY."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from .. import _native
+from ..collector import collect
+from ..errors import HeapCorruption
+from ..heap import Heap, HeapSpec
+from ..info import environment
+from ..planning import plan as make_plan
+from .claims import evaluate_claims
+
+SCHEMA = "compactor.bench/1"
+STRATEGIES = ("stw", "copy", "move", "move-alloc")
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run or whose heap failed verification; carries the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Scenario:
+    strategy: str
+    faults: str
+    mutators: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.strategy}/{self.faults}/{self.mutators}"
+
+
+@dataclass
+class BenchConfig:
+    heap: int = 256 << 20
+    live: float = 0.5
+    garbage: str = "uniform"
+    strategies: tuple = STRATEGIES
+    faults: tuple = ("sigbus",)
+    mutators: tuple = (0, 2)
+    batch: int = 64
+    repeat: int = 5
+    seed: int = 1
+    floor_pages: int = 16384
+    floor_repeat: int = 5
+    runner: bool = False
+
+    def scenarios(self) -> List[Scenario]:
+        out = []
+        for s in self.strategies:
+            if s == "stw":
+                out.append(Scenario("stw", "none", 0))
+            else:
+                out += [Scenario(s, f, m) for f in self.faults for m in self.mutators]
+        return out
+
+
+def memory_available() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def virtualized() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " hypervisor" in f.read()
+    except OSError:
+        return False
+
+
+def host_environment() -> dict:
+    env = environment()
+    env.update(where="host", model=platform.node(), emulated=False, virtualized=virtualized(),
+               python=platform.python_version())
+    return env
+
+
+# ---- executors: where a collection runs ----------------------------------------------------------------------
+
+class BindingExecutor:
+    """Runs collections in this process through the binding (GIL released in the core)."""
+
+    name = "binding"
+
+    def __init__(self, heap: Heap, plan, batch: int, seed: int) -> None:
+        self.heap, self.plan, self.batch, self.seed = heap, plan, batch, seed
+
+    def run(self, sc: Scenario, rep: int) -> dict:
+        r = collect(self.heap, sc.strategy, faults=sc.faults if sc.faults != "none" else "sigbus",
+                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan)
+        raw = dict(r.raw)
+        raw["latency_samples_ns"] = r.latency_samples_ns
+        return raw
+
+
+def runner_path() -> str:
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "compactor-runner")
+    if os.path.exists(here):
+        return here
+    raise BenchError("compactor-runner is not installed next to the package (reinstall with pip install .)", 2)
+
+
+class RunnerExecutor:
+    """Runs each collection in the standalone native runner from the saved plan file (no Python in the loop)."""
+
+    name = "runner"
+
+    def __init__(self, plan_path: str, batch: int, seed: int, runner: Optional[str] = None) -> None:
+        self.plan_path, self.batch, self.seed = plan_path, batch, seed
+        self.runner = runner or runner_path()
+
+    def run(self, sc: Scenario, rep: int) -> dict:
+        cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
+               "--batch", str(self.batch), "--seed", str(self.seed + rep)]
+        if sc.faults != "none":
+            cmd += ["--faults", sc.faults]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode == 3:
+            raise HeapCorruption(p.stderr.strip())
+        if p.returncode != 0:
+            raise BenchError(f"compactor-runner failed ({p.returncode}): {p.stderr.strip()}", 1)
+        raw = json.loads(p.stdout)["runs"][0]
+        raw["latency_samples_ns"] = np.zeros(0, dtype=np.uint64)  # the runner reports percentiles only
+        return raw
+
+
+# ---- aggregation -------------------------------------------------------------------------------------------
+
+def _median(xs):
+    return float(statistics.median(xs)) if xs else None
+
+
+def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes: int,
+              unsupported: Dict[str, str]) -> List[dict]:
+    runs = []
+    copy_of = {}
+    for sc in scenarios:
+        if sc.strategy == "copy" and sc.key in raws:
+            copy_of[(sc.faults, sc.mutators)] = [r["gc_thread_s"] for r in raws[sc.key]]
+    first_fault = next((sc.faults for sc in scenarios if sc.strategy == "copy"), None)
+    for sc in scenarios:
+        row = {"strategy": sc.strategy, "faults": sc.faults, "mutators": sc.mutators, "key": sc.key,
+               "heap_bytes": heap_bytes, "live_bytes": live_bytes}
+        if sc.key in unsupported:
+            row.update(status="unsupported", reason=unsupported[sc.key], verified=None)
+            runs.append(row)
+            continue
+        reps = raws.get(sc.key, [])
+        gc = [r["gc_thread_s"] for r in reps]
+        order = np.argsort(gc)
+        mid = reps[int(order[len(order) // 2])] if reps else {}
+        base = copy_of.get((sc.faults, sc.mutators)) or copy_of.get((first_fault, sc.mutators)) \
+            or copy_of.get((first_fault, 0))
+        ratios = [g / b for g, b in zip(gc, base)] if base else []
+        samples = [r.get("latency_samples_ns") for r in reps]
+        samples = np.concatenate([s for s in samples if s is not None and len(s)]) if any(
+            s is not None and len(s) for s in samples) else np.zeros(0, np.uint64)
+        row.update(
+            status="measured",
+            gc_thread_s=gc, median=_median(gc), min=min(gc) if gc else None, max=max(gc) if gc else None,
+            ratio_vs_copy=ratios, ratio_vs_copy_median=_median(ratios),
+            pause_s=[r["pause_s"] for r in reps], pause_median=_median([r["pause_s"] for r in reps]),
+            gc_time_ns={k: _median([r["gc_time_ns"][k] for r in reps]) for k in (mid.get("gc_time_ns") or {})},
+            pages=mid.get("pages", {}), counters=mid.get("counters", {}),
+            fault_latency_us=_percentiles_us(samples) if samples.size else (mid.get("fault_latency_us") or {}),
+            fallback=sorted({r.get("fallback", "") for r in reps} - {""}),
+            verified=all(r.get("verified") for r in reps) and bool(reps),
+            repetitions=len(reps),
+        )
+        row["_samples"] = samples
+        runs.append(row)
+    return runs
+
+
+def _percentiles_us(samples: np.ndarray) -> dict:
+    """True order statistics of the pooled samples (numpy's 'inverted_cdf': an actual sample, never interpolated)."""
+    s = np.sort(samples.astype(np.float64))
+    q = lambda p: float(np.percentile(s, p, method="inverted_cdf")) / 1e3  # noqa: E731
+    return {"samples": int(s.size), "p50": q(50), "p90": q(90), "p99": q(99), "p99.9": q(99.9),
+            "max": float(s[-1]) / 1e3}
+
+
+def measure_floor(pages: int, repeat: int) -> dict:
+    floor = _native.measure_install_floor(pages, repeat)
+    return {m["name"]: m for m in floor}
+
+
+def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None,
+              executor_factory: Optional[Callable] = None) -> dict:
+    """Runs the whole benchmark and returns the report (the JSON document, minus raw samples)."""
+    started = time.time()
+    env = host_environment()
+    if not env["userfaultfd"]:
+        raise BenchError(f"userfaultfd is unavailable here, nothing to measure: {env['error']}", 2)
+    need = int(cfg.heap * 2.5) + (256 << 20)
+    avail = memory_available()
+    if avail is not None and need > avail:
+        raise BenchError(f"a {cfg.heap >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
+                         f"from-space, tables); only {avail >> 20} MiB are available: use a smaller --heap", 2)
+    tick = progress or (lambda *a: None)
+    tick("generating the heap", 0, 1)
+    heap = Heap.generate(HeapSpec(size=cfg.heap, live_fraction=cfg.live, garbage=cfg.garbage, seed=cfg.seed))
+    tick("marking and planning", 0, 1)
+    t0 = time.perf_counter()
+    plan = make_plan(heap)
+    plan_s = time.perf_counter() - t0
+    tick("measuring the install floor", 0, 1)
+    limits = measure_floor(cfg.floor_pages, cfg.floor_repeat)
+
+    scenarios = cfg.scenarios()
+    unsupported = {}
+    if not env["move"]:
+        for sc in scenarios:
+            if sc.strategy in ("move", "move-alloc"):
+                unsupported[sc.key] = "unsupported on this kernel (no UFFD_FEATURE_MOVE)"
+    if not env["sigbus"]:
+        for sc in scenarios:
+            if sc.faults == "sigbus":
+                unsupported.setdefault(sc.key, "unsupported on this kernel (no UFFD_FEATURE_SIGBUS)")
+    runnable = [sc for sc in scenarios if sc.key not in unsupported]
+
+    tmpdir = None
+    if executor_factory is not None:
+        executor = executor_factory(heap, plan)
+    elif cfg.runner:
+        tmpdir = tempfile.mkdtemp(prefix="compactor-bench-")
+        path = os.path.join(tmpdir, "heap.plan")
+        plan.save(path)
+        executor = RunnerExecutor(path, cfg.batch, cfg.seed)
+    else:
+        executor = BindingExecutor(heap, plan, cfg.batch, cfg.seed)
+    raws: Dict[str, List[dict]] = {sc.key: [] for sc in runnable}
+    total = cfg.repeat * len(runnable)
+    done = 0
+    try:
+        for rep in range(cfg.repeat):
+            for sc in runnable:
+                tick(f"{sc.key} (repetition {rep + 1}/{cfg.repeat})", done, total)
+                try:
+                    raw = executor.run(sc, rep)
+                except HeapCorruption as e:
+                    raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap failed verification: {e}", 3)
+                if not raw.get("verified"):
+                    raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap was not verified", 3)
+                raws[sc.key].append(raw)
+                done += 1
+    finally:
+        if tmpdir:
+            for f in os.listdir(tmpdir):
+                os.unlink(os.path.join(tmpdir, f))
+            os.rmdir(tmpdir)
+    tick("done", total, total)
+    runs = aggregate(scenarios, raws, heap.heap_size, plan.live_bytes, unsupported)
+    report = {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "command": "python -m compactor.bench",
+        "environment": env,
+        "config": {"heap_bytes": heap.heap_size, "live_fraction": cfg.live, "garbage": cfg.garbage,
+                   "strategies": list(cfg.strategies), "faults": list(cfg.faults), "mutators": list(cfg.mutators),
+                   "batch": cfg.batch, "repeat": cfg.repeat, "seed": cfg.seed, "executor": executor.name,
+                   "interleaved": True},
+        "heap": {"objects": heap.count, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
+                 "dense_prefix_pages": plan.dense_prefix_pages, "plan_seconds": plan_s},
+        "limits": limits,
+        "runs": runs,
+        "elapsed_s": time.time() - started,
+    }
+    report["claims"] = evaluate_claims(report)
+    return report
