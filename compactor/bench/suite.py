@@ -72,14 +72,28 @@ class BenchConfig:
 
 
 def memory_available() -> Optional[int]:
+    """The memory this process may use: MemAvailable, bounded by the cgroup's memory.max and by the
+    COMPACTOR_MEMORY_LIMIT environment variable (bytes), whichever is smallest."""
+    limits = []
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    limits.append(int(line.split()[1]) * 1024)
     except OSError:
         pass
-    return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        if text != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                limits.append(int(text) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    env = os.environ.get("COMPACTOR_MEMORY_LIMIT")
+    if env:
+        limits.append(int(env))
+    return min(limits) if limits else None
 
 
 def virtualized() -> bool:
@@ -116,10 +130,12 @@ class BindingExecutor:
 
 
 def runner_path() -> str:
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bin", "compactor-runner")
-    if os.path.exists(here):
+    """The host build of compactor-runner: installed beside the native module (COMPACTOR_RUNNER overrides)."""
+    here = os.environ.get("COMPACTOR_RUNNER") or os.path.join(os.path.dirname(_native.__file__), "bin",
+                                                              "compactor-runner")
+    if os.access(here, os.X_OK):
         return here
-    raise BenchError("compactor-runner is not installed next to the package (reinstall with pip install .)", 2)
+    raise BenchError(f"compactor-runner is not installed at {here} (reinstall with pip install .)", 2)
 
 
 class RunnerExecutor:

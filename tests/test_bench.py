@@ -1,0 +1,126 @@
+"""python -m compactor.bench: the report's schema, outputs, compare, and usage errors (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from compactor.bench.schema import SCHEMA
+
+TINY = ["--quick", "--heap", "8MiB", "--repeat", "2", "--quiet"]
+
+
+def bench(*args, check=True):
+    p = subprocess.run([sys.executable, "-m", "compactor.bench", *args], capture_output=True, text=True,
+                       timeout=300, cwd="/")
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture(scope="module")
+def quick_json():
+    p = bench("--quick", "--json", "-")  # the real --quick run, once
+    return p
+
+
+def test_quick_json_on_stdout_is_pure_json_and_valid(quick_json):
+    report = json.loads(quick_json.stdout)
+    jsonschema.validate(report, SCHEMA)
+    assert report["schema"] == "compactor.bench/1"
+
+
+def test_quick_run_verifies_every_run_and_states_every_claim(quick_json):
+    report = json.loads(quick_json.stdout)
+    runs = [r for r in report["runs"] if r["status"] == "measured"]
+    assert {r["strategy"] for r in runs} == {"stw", "copy", "move", "move-alloc"}
+    assert all(r["verified"] for r in runs)
+    assert {c["id"] for c in report["claims"]} == {"move-vs-copy", "copy-vs-move-alloc", "copy-overhead-share"}
+    assert all(c["holds"] in ("yes", "direction only", "no") for c in report["claims"])
+    assert {"memcpy", "copy_1", "move_1", "move_batch_512", "write_then_move"} <= set(report["limits"])
+
+
+def test_interleaved_repetitions_give_per_repetition_ratios(quick_json):
+    report = json.loads(quick_json.stdout)
+    for r in report["runs"]:
+        if r["status"] == "measured":
+            assert len(r["gc_thread_s"]) == len(r["ratio_vs_copy"]) == report["config"]["repeat"]
+            if r["strategy"] == "copy":
+                assert all(x == pytest.approx(1.0) for x in r["ratio_vs_copy"])
+
+
+def test_progress_goes_to_stderr_not_stdout():
+    p = bench(*TINY[:-1], "--json", "-", "--strategies", "copy")
+    json.loads(p.stdout)  # nothing but JSON
+    assert "copy" not in p.stderr or "{" not in p.stderr.split("\n")[0]
+
+
+def test_text_report_lists_claims_and_runs():
+    p = bench(*TINY, "--strategies", "copy,move")
+    assert "The seed's claims, here" in p.stdout and "move-vs-copy" in p.stdout
+    assert "GC (compacting) thread completion time" in p.stdout
+
+
+def test_csv_plot_raw_and_json_files_are_written(tmp_path):
+    out = tmp_path / "r.json"
+    bench(*TINY, "--mutators", "2", "--strategies", "copy,move", "--json", str(out), "--csv", str(tmp_path / "r.csv"),
+          "--plot", str(tmp_path / "r.png"), "--raw", str(tmp_path / "raw"))
+    jsonschema.validate(json.loads(out.read_text()), SCHEMA)
+    rows = (tmp_path / "r.csv").read_text().strip().split("\n")
+    assert rows[0].startswith("strategy,faults,mutators,repetition") and len(rows) == 1 + 2 * 2
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["copy_sigbus_2.npy", "move_sigbus_2.npy"]
+
+
+def test_svg_plot(tmp_path):
+    bench(*TINY, "--strategies", "copy", "--plot", str(tmp_path / "r.svg"))
+    assert "<svg" in (tmp_path / "r.svg").read_text()[:400]
+
+
+def test_compare_prints_two_runs_side_by_side(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    bench(*TINY, "--strategies", "copy,move", "--json", str(a))
+    bench(*TINY, "--strategies", "copy,move", "--json", str(b), "--seed", "2")
+    p = bench("compare", str(a), str(b))
+    assert "move/sigbus/0" in p.stdout and "B/A" in p.stdout and "move-vs-copy" in p.stdout
+
+
+def test_compare_rejects_a_file_that_is_not_a_report(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    p = bench("compare", str(bad), str(bad), check=False)
+    assert p.returncode == 2 and "not a compactor.bench/1 report" in p.stderr
+
+
+def test_runner_executor_gives_the_same_pages_and_verifies(tmp_path):
+    a = json.loads(bench(*TINY, "--strategies", "copy,move", "--mutators", "0", "--json", "-").stdout)
+    b = json.loads(bench(*TINY, "--strategies", "copy,move", "--mutators", "0", "--json", "-", "--runner").stdout)
+    assert b["config"]["executor"] == "runner"
+    for ra, rb in zip(a["runs"], b["runs"]):
+        assert ra["key"] == rb["key"] and ra["verified"] and rb["verified"]
+        assert ra["pages"] == rb["pages"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--strategies", "copy,teleport"], "unknown strategy teleport"),
+    (["--heap", "lots"], "malformed size"),
+    (["--live", "1.5"], "must lie in (0, 1]"),
+    (["--mutators", "two"], "comma-separated integers"),
+    (["--batch", "0"], "at least 1"),
+    (["--plot", "x.gif"], ".png or .svg"),
+    (["--faults", "poll"], "unknown fault mode"),
+])
+def test_bad_options_are_usage_errors(args, message):
+    p = bench(*args, check=False)
+    assert p.returncode == 2 and message in p.stderr, p.stderr
+
+
+def test_a_heap_larger_than_memory_is_refused_before_mapping(monkeypatch):
+    monkeypatch.setenv("COMPACTOR_MEMORY_LIMIT", str(512 << 20))
+    p = bench("--heap", "1GiB", "--quiet", check=False)
+    assert p.returncode == 2
+    assert "a 1024 MiB heap needs about" in p.stderr and "only 512 MiB are available" in p.stderr
