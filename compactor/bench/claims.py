@@ -63,6 +63,10 @@ def _move_vs_copy(runs, env) -> dict:
     text += {"yes": "the claim holds here.",
              "direction only": "MOVE is faster, but by less than the seed's 40%.",
              "no": "MOVE was not faster here; the claim does not hold."}[holds]
+    others = [r for r in results if r is not primary]
+    if others:
+        text += " Other scenarios: " + "; ".join(
+            f"{r['faults']}/{r['mutators']} mutators {_pct(r['reduction'])}" for r in others) + "."
     return {"measured": red, "holds": holds, "verdict": text, "by_scenario": results}
 
 
