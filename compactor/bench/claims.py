@@ -21,9 +21,11 @@ SEED_CLAIMS = [
 
 
 def where(env: dict) -> str:
-    kind = "emulated" if env.get("emulated") else "real"
-    vm = ", in a virtual machine" if env.get("virtualized") else ""
-    return f"{env.get('where', 'host')} ({kind} kernel{vm}): Linux {env.get('kernel')} {env.get('arch')}"
+    if env.get("emulated"):
+        kind = "emulated device"
+    else:
+        kind = "real kernel" + (", in a virtual machine" if env.get("virtualized") else "")
+    return f"{env.get('where', 'host')} ({kind}): Linux {env.get('kernel')} {env.get('arch')}"
 
 
 def _find(runs, strategy, faults=None, mutators=None):

@@ -87,7 +87,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--plot", metavar="PATH", help="PNG or SVG: completion time per strategy, fault-latency CDFs")
     ap.add_argument("--raw", metavar="DIR", help="per-fault latency samples as .npy, one file per scenario")
     ap.add_argument("--runner", action="store_true", help="run each collection in the native compactor-runner")
-    ap.add_argument("--device", metavar="SERIAL", help="run the suite on an ADB device (host:port)")
+    ap.add_argument("--device", metavar="SERIAL", help="run the suite on an arm64 ADB device: host:port (TCP) or a "
+                                                       "USB serial (adb-shell[usb]); ANDROID_SERIAL is honoured")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -103,6 +104,9 @@ def config_from(args) -> BenchConfig:
     cfg.live, cfg.garbage, cfg.batch, cfg.seed = args.live, args.garbage, args.batch, args.seed
     cfg.strategies, cfg.faults, cfg.mutators = args.strategies, args.faults, args.mutators
     cfg.runner = args.runner
+    cfg.device = args.device
+    if cfg.device and cfg.runner:
+        raise SystemExit("python -m compactor.bench: error: --device and --runner exclude each other")
     return cfg
 
 
@@ -115,11 +119,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.plot and not args.plot.lower().endswith((".png", ".svg")):
         ap.error("--plot takes a .png or .svg path")
     err = Console(stderr=True)
-    if args.device:
-        err.print("[red]error[/red]: --device needs the device support of compactor.device, which this build "
-                  "does not include yet; run on the host, or use compactor-runner on the device by hand "
-                  "(see README, 'Running on a device')")
-        return 2
     cfg = config_from(args)
     to_stdout_json = args.json == "-"
     out = Console(file=sys.stderr if to_stdout_json else sys.stdout, soft_wrap=False, width=200)

@@ -60,6 +60,7 @@ class BenchConfig:
     floor_pages: int = 16384
     floor_repeat: int = 5
     runner: bool = False
+    device: Optional[str] = None
 
     def scenarios(self) -> List[Scenario]:
         out = []
@@ -136,6 +137,18 @@ def runner_path() -> str:
     if os.access(here, os.X_OK):
         return here
     raise BenchError(f"compactor-runner is not installed at {here} (reinstall with pip install .)", 2)
+
+
+class DeviceExecutor:
+    """Runs each collection with compactor-runner on an ADB device, from the plan pushed there."""
+
+    name = "device"
+
+    def __init__(self, session, batch: int, seed: int) -> None:
+        self.session, self.batch, self.seed = session, batch, seed
+
+    def run(self, sc: Scenario, rep: int) -> dict:
+        return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep)
 
 
 class RunnerExecutor:
@@ -227,23 +240,43 @@ def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
               executor_factory: Optional[Callable] = None) -> dict:
     """Runs the whole benchmark and returns the report (the JSON document, minus raw samples)."""
     started = time.time()
-    env = host_environment()
+    session = None
+    if cfg.device:
+        from ..device import DeviceError
+        from ..device.session import DeviceSession
+
+        try:
+            session = DeviceSession(cfg.device)
+        except DeviceError as e:
+            raise BenchError(str(e), 2) from None
+    try:
+        return _run(cfg, session, started, progress, executor_factory)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) -> dict:
+    env = session.environment() if session else host_environment()
     if not env["userfaultfd"]:
         raise BenchError(f"userfaultfd is unavailable here, nothing to measure: {env['error']}", 2)
     need = int(cfg.heap * 2.5) + (256 << 20)
-    avail = memory_available()
+    avail = session.memory_available() if session else memory_available()
     if avail is not None and need > avail:
         raise BenchError(f"a {cfg.heap >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
                          f"from-space, tables); only {avail >> 20} MiB are available: use a smaller --heap", 2)
+    page_size = session.page_size if session else None
     tick = progress or (lambda *a: None)
     tick("generating the heap", 0, 1)
-    heap = Heap.generate(HeapSpec(size=cfg.heap, live_fraction=cfg.live, garbage=cfg.garbage, seed=cfg.seed))
+    heap = Heap.generate(HeapSpec(size=cfg.heap, live_fraction=cfg.live, garbage=cfg.garbage, seed=cfg.seed),
+                         page_size=page_size)
     tick("marking and planning", 0, 1)
     t0 = time.perf_counter()
-    plan = make_plan(heap)
+    plan = make_plan(heap, page_size=page_size)
     plan_s = time.perf_counter() - t0
     tick("measuring the install floor", 0, 1)
-    limits = measure_floor(cfg.floor_pages, cfg.floor_repeat)
+    limits = session.measure_floor(cfg.floor_pages, cfg.floor_repeat) if session else \
+        measure_floor(cfg.floor_pages, cfg.floor_repeat)
 
     scenarios = cfg.scenarios()
     unsupported = {}
@@ -260,11 +293,15 @@ def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
     tmpdir = None
     if executor_factory is not None:
         executor = executor_factory(heap, plan)
-    elif cfg.runner:
+    elif session is not None or cfg.runner:
         tmpdir = tempfile.mkdtemp(prefix="compactor-bench-")
         path = os.path.join(tmpdir, "heap.plan")
         plan.save(path)
-        executor = RunnerExecutor(path, cfg.batch, cfg.seed)
+        if session is not None:
+            session.push_plan(path)
+            executor = DeviceExecutor(session, cfg.batch, cfg.seed)
+        else:
+            executor = RunnerExecutor(path, cfg.batch, cfg.seed)
     else:
         executor = BindingExecutor(heap, plan, cfg.batch, cfg.seed)
     raws: Dict[str, List[dict]] = {sc.key: [] for sc in runnable}
@@ -278,6 +315,10 @@ def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
                     raw = executor.run(sc, rep)
                 except HeapCorruption as e:
                     raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap failed verification: {e}", 3)
+                except RuntimeError as e:
+                    if type(e).__name__ == "DeviceError":
+                        raise BenchError(f"run {sc.key} repetition {rep + 1}: {e}", 1)
+                    raise
                 if not raw.get("verified"):
                     raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap was not verified", 3)
                 raws[sc.key].append(raw)
@@ -297,6 +338,7 @@ def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
         "config": {"heap_bytes": heap.heap_size, "live_fraction": cfg.live, "garbage": cfg.garbage,
                    "strategies": list(cfg.strategies), "faults": list(cfg.faults), "mutators": list(cfg.mutators),
                    "batch": cfg.batch, "repeat": cfg.repeat, "seed": cfg.seed, "executor": executor.name,
+                   "page_size": plan.page_size,
                    "interleaved": True},
         "heap": {"objects": heap.count, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
                  "dense_prefix_pages": plan.dense_prefix_pages, "plan_seconds": plan_s},

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include "compactor/collector.hpp"
 #include "compactor/errors.hpp"
@@ -28,11 +29,29 @@ void usage(FILE* f) {
                  "                        [--seed N] [--watchdog SECONDS]\n");
 }
 
+// The device-tree model or compatible string (an emulated "linux,dummy-virt" machine shows here), or "".
+std::string machine_description() {
+    for (const char* path : {"/proc/device-tree/model", "/proc/device-tree/compatible"}) {
+        FILE* f = std::fopen(path, "rb");
+        if (!f) continue;
+        char buf[256];
+        const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+        std::fclose(f);
+        std::string s(buf, n);
+        for (char& c : s)
+            if (c == '\0') c = ' ';
+        while (!s.empty() && s.back() == ' ') s.pop_back();
+        if (!s.empty()) return s;
+    }
+    return "";
+}
+
 std::string probe_json() {
     utsname u{};
     uname(&u);
     std::string s = "{\"kernel\": " + json_escape(u.release) + ", \"arch\": " + json_escape(u.machine) +
-                    ", \"page_size\": " + std::to_string(page_size());
+                    ", \"page_size\": " + std::to_string(page_size()) + ", \"machine\": " +
+                    json_escape(machine_description()) + ", \"uid\": " + std::to_string(getuid());
     try {
         ProbeResult r = probe(true);
         std::string names;

@@ -1,0 +1,95 @@
+"""The benchmark's device side: probe the device, push the runner (only when its sha256 differs) and the plan to
+/data/local/tmp/compactor/, run collections there, and clean up the plan files afterwards."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import HeapCorruption
+from .adb import REMOTE_DIR, Device, DeviceError
+from .runner_build import aarch64_runner
+
+RUNNER = f"{REMOTE_DIR}/compactor-runner"
+EMULATED_MARKERS = ("dummy-virt", "qemu", "QEMU", "goldfish", "ranchu")
+
+
+class DeviceSession:
+    def __init__(self, serial: Optional[str], runner: Optional[Path] = None) -> None:
+        self.device = Device(serial)
+        self.serial = self.device.serial
+        self.plan_remote: Optional[str] = None
+        abi = (self.device.getprop("ro.product.cpu.abi") or self.device.run(["uname", "-m"]).stdout.strip())
+        if abi not in ("arm64-v8a", "aarch64", "arm64"):
+            raise DeviceError(f"{self.serial} is not an arm64 device (ABI {abi!r}); the runner is built for aarch64")
+        self.device.push(runner or aarch64_runner(), RUNNER, mode=0o100755)
+        r = self.device.run([RUNNER, "--probe"])
+        if r.status != 0:
+            raise DeviceError(f"{self.serial}: compactor-runner --probe failed ({r.status}): {r.stderr.strip()}")
+        self.probe = json.loads(r.stdout)
+        if not self.probe.get("userfaultfd"):
+            raise DeviceError(f"{self.serial}: userfaultfd is denied to this user (uid {self.probe.get('uid')}): "
+                              f"{self.probe.get('error', '')}. On Android, SELinux may deny userfaultfd to the shell "
+                              "domain: run as root (adb root) or on a build that allows it")
+        self.model = self.device.getprop("ro.product.model")
+        self.emulated = (self.device.getprop("ro.kernel.qemu") == "1"
+                         or any(m in self.probe.get("machine", "") for m in EMULATED_MARKERS))
+
+    @property
+    def page_size(self) -> int:
+        return int(self.probe["page_size"])
+
+    def environment(self) -> dict:
+        p = self.probe
+        return {
+            "kernel": p["kernel"], "arch": p["arch"], "page_size": p["page_size"], "cpus": self._cpus(),
+            "userfaultfd": True, "opened_by": p.get("opened_by"), "features": p.get("features", []),
+            "feature_bits": p.get("feature_bits", 0), "move": p.get("move", False), "sigbus": p.get("sigbus", False),
+            "mremap_dontunmap": p.get("mremap_dontunmap", False), "uid": p.get("uid"),
+            "where": "device", "serial": self.serial, "model": self.model or p.get("machine") or "unknown",
+            "machine": p.get("machine", ""), "emulated": self.emulated, "virtualized": self.emulated,
+        }
+
+    def _cpus(self) -> int:
+        r = self.device.run(["cat", "/proc/cpuinfo"])
+        return max(1, len(re.findall(r"^processor\s*:", r.stdout, re.M)))
+
+    def memory_available(self) -> Optional[int]:
+        r = self.device.run(["cat", "/proc/meminfo"])
+        m = re.search(r"^MemAvailable:\s+(\d+)", r.stdout, re.M)
+        return int(m.group(1)) * 1024 if m else None
+
+    def measure_floor(self, pages: int, repeat: int) -> dict:
+        r = self.device.run([RUNNER, "--floor", "--floor-pages", str(pages), "--repeat", str(repeat)], timeout=1800)
+        if r.status != 0:
+            raise DeviceError(f"{self.serial}: install floor failed ({r.status}): {r.stderr.strip()}")
+        return {m["name"]: m for m in json.loads(r.stdout)}
+
+    def push_plan(self, local: Path) -> None:
+        self.plan_remote = f"{REMOTE_DIR}/heap.plan"
+        self.device.push(local, self.plan_remote, skip_if_same=False)
+
+    def collect(self, strategy: str, faults: str, mutators: int, batch: int, seed: int) -> dict:
+        cmd = [RUNNER, self.plan_remote, "--strategy", strategy, "--mutators", str(mutators), "--batch", str(batch),
+               "--seed", str(seed)]
+        if faults != "none":
+            cmd += ["--faults", faults]
+        r = self.device.run(cmd, timeout=1800)
+        if r.status == 3:
+            raise HeapCorruption(f"on {self.serial}: {r.stderr.strip()}")
+        if r.status != 0:
+            raise DeviceError(f"{self.serial}: compactor-runner failed ({r.status}): {r.stderr.strip()}")
+        raw = json.loads(r.stdout)["runs"][0]
+        raw["latency_samples_ns"] = np.zeros(0, dtype=np.uint64)
+        return raw
+
+    def close(self) -> None:
+        try:
+            if self.plan_remote:
+                self.device.remove(self.plan_remote)
+        finally:
+            self.device.close()
