@@ -78,9 +78,11 @@ class Device:
         try:
             self._dev.connect(rsa_keys=[load_signer()], auth_timeout_s=self.timeout, read_timeout_s=self.timeout)
         except DeviceAuthError as e:
+            self._dev.close()
             raise DeviceError(f"{self.serial}: unauthorized: accept the USB-debugging prompt for the key "
                               f"{adb_key_path()}.pub on the phone, then retry") from e
-        except (OSError, Exception) as e:
+        except Exception as e:
+            self._dev.close()
             raise DeviceError(f"{self.serial}: device unreachable ({type(e).__name__}: {e}); check the address, "
                               "that adb over TCP is enabled (adb tcpip 5555) or the emulator runs") from e
 

@@ -38,7 +38,7 @@ KERNELS = {
 ADBD_PACKAGES = ["adbd", "android-libbase", "android-libboringssl", "android-libcutils", "android-liblog", "libbrotli1",
                  "liblz4-1", "libprotobuf32", "libsystemd0", "libzstd1", "libstdc++6", "libgcc-s1", "libc6", "zlib1g",
                  "libcap2", "libgcrypt20", "liblzma5", "libgpg-error0"]
-NET_MODULES = ["failover", "net_failover", "virtio_net"]
+NET_MODULES = ["virtio_pci", "virtio_net"]  # plus their dependencies, where they are modules
 
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -51,7 +51,7 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /data
 mkdir -p /data/local/tmp
-for m in {modules}; do [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko; done
+for m in {modules}; do insmod /lib/modules/$m.ko; done
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
@@ -226,17 +226,16 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
                 if not dest.exists():
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     os.symlink(os.path.relpath(item, dest.parent), dest)
-    for mod in NET_MODULES:
-        found = list(kroot.glob(f"lib/modules/*/kernel/**/{mod}.ko*")) + list(kroot.glob(f"usr/lib/modules/*/kernel/**/{mod}.ko*"))
-        if found:
-            data = found[0].read_bytes()
-            if found[0].suffix == ".xz":
-                data = lzma.decompress(data)
-            (rootfs / "lib/modules" / f"{mod}.ko").write_bytes(data)
+    modules = _module_closure(kroot, NET_MODULES)
+    for name, path in modules:
+        data = path.read_bytes()
+        if path.suffix == ".xz":
+            data = lzma.decompress(data)
+        (rootfs / "lib/modules" / f"{name}.ko").write_bytes(data)
     for junk in ("usr/share/doc", "usr/share/man", "usr/share/lintian"):
         shutil.rmtree(rootfs / junk, ignore_errors=True)
     label = f"Linux {kernel} arm64, {page_size} pages (qemu)"
-    (rootfs / "init").write_text(INIT.format(modules=" ".join(NET_MODULES), label=label))
+    (rootfs / "init").write_text(INIT.format(modules=" ".join(n for n, _ in modules), label=label))
     (rootfs / "init").chmod(0o755)
     target.mkdir(parents=True, exist_ok=True)
     tmp_image, tmp_initrd = target / "Image.tmp", target / "initrd.tmp"
@@ -247,6 +246,37 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
     (target / "info.json").write_text(json.dumps({"package": kpkg, "kernel": kernel, "page_size": page_size}))
     shutil.rmtree(work, ignore_errors=True)
     return {"kernel": image, "initrd": initrd}
+
+
+def _module_closure(kroot: Path, wanted: List[str]) -> List[tuple]:
+    """[(name, path)] of the wanted kernel modules and their dependencies (read from each module's .modinfo),
+    dependencies first; modules built into the kernel are absent from the tree and skipped."""
+    index = {}
+    for path in list(kroot.glob("lib/modules/*/kernel/**/*.ko*")) + list(kroot.glob("usr/lib/modules/*/kernel/**/*.ko*")):
+        name = path.name.split(".ko")[0].replace("-", "_")
+        index[name] = path
+    order: List[tuple] = []
+    seen = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("-", "_")
+        if name in seen or name not in index:
+            return
+        seen.add(name)
+        data = index[name].read_bytes()
+        if index[name].suffix == ".xz":
+            data = lzma.decompress(data)
+        m = re.search(rb"depends=([^\0]*)\0", data)
+        for dep in (m.group(1).decode().split(",") if m and m.group(1) else []):
+            visit(dep)
+        order.append((name, index[name]))
+
+    for w in wanted:
+        visit(w)
+    return order
+
+
+_PROCESSES: Dict[int, subprocess.Popen] = {}  # qemu children started by this process, reaped by stop()
 
 
 def _state_file() -> Path:
@@ -285,25 +315,29 @@ def start(kernel: str = "6.12", page_size: str = "4k", port: Optional[int] = Non
         if proc.poll() is not None:
             raise EmulatorError(f"qemu exited ({proc.returncode}); console: {console.read_text(errors='replace')[-2000:]}")
         if _adb_answers(port):
+            _PROCESSES[port] = proc
             runs = _load_states()
             runs[str(port)] = state
             _state_file().write_text(json.dumps(runs))
             return state
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     raise EmulatorError(f"the emulated device's adbd did not answer within {timeout:.0f} s; console: "
                         f"{console.read_text(errors='replace')[-2000:]}")
 
 
 def _adb_answers(port: int) -> bool:
+    from adb_shell.adb_device import AdbDeviceTcp
+
+    dev = AdbDeviceTcp("127.0.0.1", port, default_transport_timeout_s=2.0)
     try:
-        from adb_shell.adb_device import AdbDeviceTcp
-        dev = AdbDeviceTcp("127.0.0.1", port, default_transport_timeout_s=2.0)
         dev.connect(rsa_keys=None, auth_timeout_s=2.0, read_timeout_s=2.0)
-        dev.close()
         return True
     except Exception:
         return False
+    finally:
+        dev.close()
 
 
 def _load_states() -> dict:
@@ -336,6 +370,13 @@ def stop(port: Optional[int] = None) -> int:
             stopped += 1
         except OSError:
             pass
+        proc = _PROCESSES.pop(int(key), None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         del runs[key]
     if _state_file().parent.exists():
         _state_file().write_text(json.dumps(runs))
