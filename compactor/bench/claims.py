@@ -59,9 +59,12 @@ def _move_vs_copy(runs, env) -> dict:
     primary = max(results, key=lambda r: (r["faults"] == "sigbus", r["mutators"]))
     red = primary["reduction"]
     holds = "yes" if red > 0.40 else ("direction only" if red > 0 else "no")
-    text = (f"MOVE cut the GC thread's completion time by {_pct(red)} (per-repetition spread "
-            f"{_pct(primary['reduction_min'])} to {_pct(primary['reduction_max'])}) against COPY "
-            f"({primary['faults']} faults, {primary['mutators']} mutators): ")
+    if red >= 0:
+        text = f"MOVE cut the GC thread's completion time by {_pct(red)}"
+    else:
+        text = f"MOVE made the GC thread's completion time {_pct(-red)} longer"
+    text += (f" (per-repetition reduction from {_pct(primary['reduction_min'])} to {_pct(primary['reduction_max'])}) "
+             f"against COPY ({primary['faults']} faults, {primary['mutators']} mutators): ")
     text += {"yes": "the claim holds here.",
              "direction only": "MOVE is faster, but by less than the seed's 40%.",
              "no": "MOVE was not faster here; the claim does not hold."}[holds]
@@ -97,7 +100,7 @@ def _copy_vs_move_alloc(runs, limits, env) -> dict:
     adv = primary["copy_advantage"]
     size_agrees = 0.10 <= adv <= 0.40
     holds = "yes" if adv > 0 and size_agrees else ("direction only" if adv > 0 else "no")
-    text = (f"COPY finished {_pct(adv)} sooner than MOVE of freshly allocated pages "
+    text = (f"MOVE of freshly allocated pages took {_pct(adv)} longer than COPY "
             f"({primary['faults']} faults, {primary['mutators']} mutators; spread {_pct(primary['min'])} to "
             f"{_pct(primary['max'])})")
     if floor:

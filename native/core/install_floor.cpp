@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
@@ -93,12 +94,18 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
         {"move_1", "UFFDIO_MOVE, 1 page per ioctl, recycled (populated) source", 1, true, true, per_call_loop(1, true, false)},
         {"move_1_raw", "UFFDIO_MOVE, 1 page per ioctl, plain C loop", 1, true, true, per_call_loop(1, true, true)},
         {"move_batch_16", "UFFDIO_MOVE, 16 pages per ioctl", 16, true, true, per_call_loop(16, true, false)},
+        {"move_batch_64", "UFFDIO_MOVE, 64 pages per ioctl (the collector's default batch)", 64, true, true,
+         per_call_loop(64, true, false)},
         {"move_batch_512", "UFFDIO_MOVE, 512 pages per ioctl", 512, true, true, per_call_loop(512, true, false)},
         {"move_batch_512_busy_sibling",
-         "UFFDIO_MOVE, 512 pages per ioctl, while another thread of this process runs (TLB shootdowns)", 512, true,
+         "UFFDIO_MOVE, 512 pages per ioctl, while another thread of this process reads memory", 512, true,
          true, per_call_loop(512, true, false)},
-        {"copy_batch_busy_sibling", "UFFDIO_COPY, the whole region in one ioctl, while another thread of this process runs",
-         pages, false, true, per_call_loop(pages, false, false)},
+        {"move_batch_64_yielding_sibling",
+         "UFFDIO_MOVE, 64 pages per ioctl, while another thread of this process calls sched_yield (as SIGBUS waiters back off)",
+         64, true, true, per_call_loop(64, true, false)},
+        {"copy_batch_64_yielding_sibling",
+         "UFFDIO_COPY, 64 pages per ioctl, while another thread of this process calls sched_yield", 64, false, true,
+         per_call_loop(64, false, false)},
         {"write_then_move", "write a fresh page, then UFFDIO_MOVE it (the page must be allocated)", 1, true, false,
          [&](Region& r) {
              for (uint64_t off = 0; off < len; off += ps) {
@@ -135,6 +142,10 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
                     while (!stop.load(std::memory_order_relaxed))
                         for (size_t i = 0; i < hot.size(); i += 64) sink += hot[i];
                     asm volatile("" : : "r"(sink));
+                });
+            else if (e.name.find("yielding_sibling") != std::string::npos)
+                sibling = std::thread([&stop] {
+                    while (!stop.load(std::memory_order_relaxed)) sched_yield();
                 });
             const double t0 = now_s();
             e.body(r);
