@@ -213,51 +213,49 @@ static IoResult installing_ioctl(int fd, unsigned long request, uint64_t len, Fi
     }
 }
 
-IoResult Userfaultfd::copy(uint64_t dst, uint64_t src, uint64_t len, uint64_t mode) const {
-    return installing_ioctl<uffdio_copy>(fd_, UFFDIO_COPY, len, [&](uffdio_copy& a, uint64_t off) {
+// COPY and MOVE: dst, src, len, mode and a progress field.
+template <typename Arg>
+static IoResult two_range_ioctl(int fd, unsigned long request, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
+                                __s64 Arg::*progress) {
+    return installing_ioctl<Arg>(fd, request, len, [&](Arg& a, uint64_t off) {
         a.dst = dst + off;
         a.src = src + off;
         a.len = len - off;
         a.mode = mode;
-        return &a.copy;
+        return &(a.*progress);
     });
+}
+
+// ZEROPAGE, CONTINUE and POISON: a range, mode and a progress field.
+template <typename Arg>
+static IoResult one_range_ioctl(int fd, unsigned long request, uint64_t start, uint64_t len, uint64_t mode,
+                                __s64 Arg::*progress) {
+    return installing_ioctl<Arg>(fd, request, len, [&](Arg& a, uint64_t off) {
+        a.range.start = start + off;
+        a.range.len = len - off;
+        a.mode = mode;
+        return &(a.*progress);
+    });
+}
+
+IoResult Userfaultfd::copy(uint64_t dst, uint64_t src, uint64_t len, uint64_t mode) const {
+    return two_range_ioctl(fd_, UFFDIO_COPY, dst, src, len, mode, &uffdio_copy::copy);
 }
 
 IoResult Userfaultfd::move(uint64_t dst, uint64_t src, uint64_t len, uint64_t mode) const {
-    return installing_ioctl<uffdio_move>(fd_, UFFDIO_MOVE, len, [&](uffdio_move& a, uint64_t off) {
-        a.dst = dst + off;
-        a.src = src + off;
-        a.len = len - off;
-        a.mode = mode;
-        return &a.move;
-    });
+    return two_range_ioctl(fd_, UFFDIO_MOVE, dst, src, len, mode, &uffdio_move::move);
 }
 
 IoResult Userfaultfd::zeropage(uint64_t start, uint64_t len, uint64_t mode) const {
-    return installing_ioctl<uffdio_zeropage>(fd_, UFFDIO_ZEROPAGE, len, [&](uffdio_zeropage& a, uint64_t off) {
-        a.range.start = start + off;
-        a.range.len = len - off;
-        a.mode = mode;
-        return &a.zeropage;
-    });
+    return one_range_ioctl(fd_, UFFDIO_ZEROPAGE, start, len, mode, &uffdio_zeropage::zeropage);
 }
 
 IoResult Userfaultfd::continue_(uint64_t start, uint64_t len, uint64_t mode) const {
-    return installing_ioctl<uffdio_continue>(fd_, UFFDIO_CONTINUE, len, [&](uffdio_continue& a, uint64_t off) {
-        a.range.start = start + off;
-        a.range.len = len - off;
-        a.mode = mode;
-        return &a.mapped;
-    });
+    return one_range_ioctl(fd_, UFFDIO_CONTINUE, start, len, mode, &uffdio_continue::mapped);
 }
 
 IoResult Userfaultfd::poison(uint64_t start, uint64_t len, uint64_t mode) const {
-    return installing_ioctl<uffdio_poison>(fd_, UFFDIO_POISON, len, [&](uffdio_poison& a, uint64_t off) {
-        a.range.start = start + off;
-        a.range.len = len - off;
-        a.mode = mode;
-        return &a.updated;
-    });
+    return one_range_ioctl(fd_, UFFDIO_POISON, start, len, mode, &uffdio_poison::updated);
 }
 
 IoResult Userfaultfd::wake(uint64_t start, uint64_t len) const {
