@@ -133,14 +133,15 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
             r.src.dontfork();
             if (e.src_populated) std::memset(r.src.data(), 1, len);
             if (e.name != "memcpy" && e.name != "first_touch") reg(r);
-            // A sibling thread that only spins keeps this mm live on another CPU, as mutators do during a GC.
+            // A sibling thread keeps this mm live on another CPU, as mutators do during a GC: reading memory, or
+            // calling sched_yield as mutators waiting in SIGBUS handlers do.
             std::atomic<bool> stop{false};
             std::thread sibling;
             if (e.name.find("busy_sibling") != std::string::npos)
                 sibling = std::thread([&stop, &hot] {
                     uint64_t sink = 0;  // reads memory, as a mutator does
                     while (!stop.load(std::memory_order_relaxed))
-                        for (size_t i = 0; i < hot.size(); i += 64) sink += hot[i];
+                        for (size_t b = 0; b < hot.size(); b += 64) sink += hot[b];
                     asm volatile("" : : "r"(sink));
                 });
             else if (e.name.find("yielding_sibling") != std::string::npos)
