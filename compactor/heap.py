@@ -8,13 +8,13 @@ above ``used_end`` is free. Roots live outside the moving space: an array of obj
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Optional, Sequence, Tuple, Union
+from dataclasses import asdict, dataclass
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
 from . import _native
-from .layout import (MAX_HEAP_SIZE, MIN_OBJECT_SIZE, REFS_OFFSET, identity_of, max_refs)
+from .layout import (MAX_HEAP_SIZE, MIN_OBJECT_SIZE, identity_of, max_refs)
 
 GARBAGE_PATTERNS = ("uniform", "clustered", "dense-prefix")
 

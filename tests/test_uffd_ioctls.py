@@ -15,7 +15,7 @@ import pytest
 
 from compactor import _native, uffd
 from conftest import require, run_python
-from uffd_helpers import PS, fill, page_of, populate_dst, resident
+from uffd_helpers import PS, fill, page_of, populate_dst
 
 
 def test_copy_fills_dst_and_keeps_src(u, mapping):
@@ -148,7 +148,7 @@ def test_blocking_fault_is_read_as_an_event_and_resolved_by_move(need_move, mapp
 
 
 def test_write_fault_event_has_the_write_flag(u, mapping):
-    dst, src = mapping(1), mapping(1)
+    dst = mapping(1)
     u.register(dst.address, PS)
     t = _native.Toucher(dst.address, write=True, value=42)
     ev = _wait_events(u)[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import List, Optional
+from typing import List
 
 SEED_CLAIMS = [
     {"id": "move-vs-copy",
@@ -125,7 +125,7 @@ def _copy_share(runs) -> dict:
     holds = "yes" if 0.35 <= share <= 0.65 else "no"
     text = (f"UFFDIO_COPY (page allocation + copy in the kernel) and madvise took {_pct(share)} of the COPY GC "
             f"thread's time ({r['faults']} faults, {r['mutators']} mutators; the rest is user-space compaction and waits)")
-    text += ": about half, as the RFC says." if holds == "yes" else f": not the RFC's ~50% here."
+    text += ": about half, as the RFC says." if holds == "yes" else ": not the RFC's ~50% here."
     return {"measured": share, "holds": holds, "verdict": text}
 
 

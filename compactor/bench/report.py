@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 from rich.console import Console

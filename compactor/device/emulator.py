@@ -24,7 +24,6 @@ import signal
 import socket
 import stat
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
