@@ -167,13 +167,15 @@ def test_a_plan_for_another_page_size_is_refused():
 
 def test_injected_ebusy_falls_back_to_copy_and_verifies(need_move):
     heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=14))
-    r = compactor.collect(heap, "move", mutators=2, inject="EBUSY", inject_fraction=0.3)
+    r = compactor.collect(heap, "move", batch=8, inject="EBUSY", inject_fraction=0.3)
     assert r.verified and r.counters["ebusy"] > 0 and r.pages["copy_fallback_ebusy"] > 0
+    r = compactor.collect(heap, "move", mutators=2, inject="EBUSY", inject_fraction=1.0)
+    assert r.verified and r.counters["ioctl_move"] == r.counters["ebusy"] and r.pages["move"] == 0
 
 
 def test_injected_eagain_is_retried_and_verifies(need_move):
     heap = compactor.Heap.generate(compactor.HeapSpec(size="4MiB", seed=15))
-    r = compactor.collect(heap, "move", mutators=1, inject="EAGAIN", inject_fraction=0.3)
+    r = compactor.collect(heap, "move", batch=8, inject="EAGAIN", inject_fraction=0.3)
     assert r.verified and r.counters["eagain"] > 0
 
 

@@ -161,7 +161,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             if (!flush()) break;  // a mutator owns it: the run is broken here
             continue;
         }
-        if (ctx.cfg.stall_seconds > 0 && !stalled && page <= p.num_to_pages / 2) {  // test hook: stall holding a page
+        if (ctx.cfg.stall_seconds > 0 && !stalled) {  // test hook: stall holding the first page the GC claims
             stalled = true;
             const uint64_t until = now_ns() + static_cast<uint64_t>(ctx.cfg.stall_seconds * 1e9);
             while (now_ns() < until && !ctx.abort.load(std::memory_order_relaxed)) {

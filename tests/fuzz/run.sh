@@ -14,5 +14,6 @@ CXX="${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++)}"
   "$root/native/core/heap_space.cpp" "$root/native/core/mapping.cpp" "$root/native/core/errors.cpp" \
   "$root/native/core/page_compaction.cpp" "$root/native/core/verify.cpp" -o "$out/fuzz_plan_file"
 mkdir -p "$out/corpus"
-python -c "import sys; sys.path.insert(0, '$here'); import make_corpus; make_corpus.main('$out/corpus')"
+# Run from outside the source tree so that the installed compactor (with its native module) is imported.
+(cd "$out" && "${PYTHON:-python3}" "$here/make_corpus.py" "$out/corpus")
 "$out/fuzz_plan_file" -runs="$runs" -max_len=262144 -timeout=10 "$out/corpus" 2>&1 | tail -n 3
