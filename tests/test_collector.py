@@ -192,11 +192,13 @@ def test_persistent_enomem_aborts_cleanly_and_the_heap_can_be_reset():
     assert compactor.collect(heap, "copy").verified
 
 
-def test_watchdog_aborts_a_stalled_run():
+@pytest.mark.parametrize("faults", ["sigbus", "thread"])
+@pytest.mark.parametrize("mutators", [0, 2])
+def test_watchdog_aborts_a_stalled_run(faults, mutators):
     heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=17))
     with pytest.raises(WatchdogTimeout, match="no page made progress"):
-        compactor.collect(heap, "copy", mutators=2, watchdog=0.5, stall_seconds=60)
-    assert compactor.collect(heap, "copy", mutators=2).verified
+        compactor.collect(heap, "copy", faults=faults, mutators=mutators, watchdog=0.5, stall_seconds=60)
+    assert compactor.collect(heap, "copy", faults=faults, mutators=mutators).verified
 
 
 def test_bad_arguments_are_clear_errors():

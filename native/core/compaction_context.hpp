@@ -77,6 +77,8 @@ struct Context {
     std::atomic<bool> unregistered{false};
     std::atomic<bool> stop_mutators{false};
     std::atomic<bool> start_mutators{false};
+    std::atomic<bool> gc_stalled{false};
+    std::atomic<unsigned> mutators_ready{0};  // mutators that completed their first access  // test hook: the GC thread holds a page and sleeps
     std::atomic<int> handlers_in_flight{0};
     std::atomic<int> abort_err{0};
     char abort_reason[256] = {0};

@@ -163,6 +163,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         }
         if (ctx.cfg.stall_seconds > 0 && !stalled) {  // test hook: stall holding the first page the GC claims
             stalled = true;
+            ctx.gc_stalled.store(true, std::memory_order_release);
             const uint64_t until = now_ns() + static_cast<uint64_t>(ctx.cfg.stall_seconds * 1e9);
             while (now_ns() < until && !ctx.abort.load(std::memory_order_relaxed)) {
                 timespec ts{0, 5000000};
@@ -364,11 +365,26 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
 
     // ---- Concurrent phase ----
     std::atomic<bool> gc_done{false};
-    std::thread gc_thread([&]() {
+    auto run_gc = [&]() {
         gc_thread_main(ctx, gc, from, stats);
         gc_done.store(true, std::memory_order_release);
-    });
-    ctx.start_mutators.store(true, std::memory_order_release);
+    };
+    std::thread gc_thread;
+    if (cfg.stall_seconds > 0) {  // test hook: mutators start once the GC holds its stalled page
+        gc_thread = std::thread(run_gc);
+        while (!ctx.gc_stalled.load(std::memory_order_acquire) && !gc_done.load(std::memory_order_acquire))
+            sched_yield();
+        ctx.start_mutators.store(true, std::memory_order_release);
+    } else {
+        // Mutators resume right after the pause, as app threads do; the GC thread starts once each has made its
+        // first access, so that every mutator really runs concurrently with the compaction (bounded wait).
+        ctx.start_mutators.store(true, std::memory_order_release);
+        const uint64_t deadline = now_ns() + static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
+        while (ctx.mutators_ready.load(std::memory_order_acquire) < cfg.mutators && now_ns() < deadline &&
+               !ctx.abort.load(std::memory_order_acquire))
+            sched_yield();
+        gc_thread = std::thread(run_gc);
+    }
     uint64_t last_progress = 0, last_change = now_ns();
     const uint64_t watchdog_ns = static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
     while (!gc_done.load(std::memory_order_acquire)) {

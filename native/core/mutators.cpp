@@ -38,6 +38,7 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
     uint64_t sequential = index * 7919u;
     uint64_t sink = 0;
     CollectionStats& c = tc.counters;
+    bool ready = false;
     while (!ctx.stop_mutators.load(std::memory_order_relaxed) && nroots > 0) {
         uint64_t r;
         switch (ctx.cfg.access) {
@@ -77,6 +78,10 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
             if (timed) record_latency(tc, now_ns() - t0, ctx.cfg.max_samples);
             c.mutator_accesses += 1;
             off = next;
+        }
+        if (!ready) {
+            ready = true;
+            ctx.mutators_ready.fetch_add(1, std::memory_order_acq_rel);
         }
     }
     asm volatile("" : : "r"(sink) : "memory");
