@@ -203,12 +203,17 @@ void resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     const bool can_compact = tc != nullptr || page >= ctx.plan.num_to_pages;
     if (can_compact && st.load(std::memory_order_acquire) == kUnprocessed &&
         st.compare_exchange_strong(s, kMutatorProcessing, std::memory_order_acq_rel)) {
-        ThreadCtx scratch;  // only for zero pages faulted by a thread without a context
-        ThreadCtx& t = tc ? *tc : scratch;
-        if (resolve_claimed(ctx, t, page)) {
+        bool ok;
+        if (tc) {
+            ok = resolve_claimed(ctx, *tc, page);
+            if (ok) tc->counters.pages_by_mutators += 1;
+        } else {
+            ThreadCtx scratch;  // a zero page faulted by a thread without a context: its counters are dropped
+            ok = resolve_claimed(ctx, scratch, page);
+        }
+        if (ok) {
             st.store(kProcessedAndMapped, std::memory_order_release);
             ctx.progress.fetch_add(1, std::memory_order_relaxed);
-            t.counters.pages_by_mutators += 1;
             return;
         }
     }
