@@ -109,10 +109,9 @@ def plan(heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = 
     dense_pages = min(dense_pages, heap.used_end // ps) if heap.tiled else 0
     dense_end = dense_pages * ps
     slide_begin = dense_end
-    if dense_pages and live_idx.size:
-        i = int(np.searchsorted(live_start, dense_end, side="left")) - 1
-        if i >= 0 and live_end[i] > dense_end:
-            slide_begin = int(live_end[i])  # a live object straddling the boundary stays where it is
+    straddler = int(np.searchsorted(live_start, dense_end, side="left")) - 1 if dense_pages else -1
+    if straddler >= 0 and live_end[straddler] > dense_end:
+        slide_begin = int(live_end[straddler])  # a live object straddling the boundary stays where it is
 
     # Chunk offsets: exclusive prefix sum of the live bytes at or above slide_begin.
     num_chunks = bitmap.size
@@ -141,8 +140,7 @@ def plan(heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = 
         first[dense] = heap.offset[np.searchsorted(heap.offset, page_start[dense], side="right") - 1]
     straddle = (~dense) & (page_start < slide_begin)
     if straddle.any():
-        i = int(np.searchsorted(live_start, dense_end, side="left")) - 1
-        first[straddle] = live_start[i]
+        first[straddle] = live_start[straddler]
     sliding = page_start >= slide_begin
     if sliding.any():
         t = page_start[sliding]

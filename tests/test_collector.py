@@ -124,10 +124,16 @@ def _reference_slot(heap, plan):
     raise AssertionError("no live reference")
 
 
-def test_verifier_catches_a_flipped_reference():
-    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=12))
+def _heap_to_corrupt(seed):
+    """A planned heap whose pristine digest is taken, so that writes into its space afterwards are corruption."""
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=seed))
     plan = compactor.plan(heap)
     heap.pristine_digest()
+    return heap, plan
+
+
+def test_verifier_catches_a_flipped_reference():
+    heap, plan = _heap_to_corrupt(12)
     slot, obj = _reference_slot(heap, plan)
     view = heap.space.view().view(np.uint32)
     other = int(heap.offset[np.flatnonzero(plan.live)[0]])
@@ -137,9 +143,7 @@ def test_verifier_catches_a_flipped_reference():
 
 
 def test_verifier_catches_a_dropped_object():
-    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=12))
-    plan = compactor.plan(heap)
-    heap.pristine_digest()
+    heap, plan = _heap_to_corrupt(12)
     slot, obj = _reference_slot(heap, plan)
     heap.space.view().view(np.uint32)[slot // 4] = NULL_REF  # the referent's subtree drops out of the graph
     with pytest.raises(HeapCorruption, match="differs"):
@@ -147,9 +151,7 @@ def test_verifier_catches_a_dropped_object():
 
 
 def test_verifier_catches_a_corrupted_payload_word():
-    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=13))
-    plan = compactor.plan(heap)
-    heap.pristine_digest()
+    heap, plan = _heap_to_corrupt(13)
     big = np.flatnonzero(plan.live & (heap.size >= 64))[5]
     heap.space.view()[int(heap.offset[big]) + int(heap.size[big]) - 1] ^= 0xFF
     with pytest.raises(HeapCorruption, match="payload word"):

@@ -134,14 +134,18 @@ def test_move_into_unregistered_dst_is_einval(u, mapping):
     assert e.value.errno == errno.EINVAL
 
 
-def test_move_after_fork_is_ebusy(u, mapping):
-    dst, src = mapping(1), mapping(1)
-    fill(src, 0, 3)
-    u.register(dst.address, PS)
+def _fork_a_child_that_exits() -> None:
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
+
+
+def test_move_after_fork_is_ebusy(u, mapping):
+    dst, src = mapping(1), mapping(1)
+    fill(src, 0, 3)
+    u.register(dst.address, PS)
+    _fork_a_child_that_exits()
     with pytest.raises(uffd.UffdError) as e:
         u.move(dst.address, src.address, PS)
     assert e.value.errno == errno.EBUSY
@@ -152,10 +156,7 @@ def test_madv_dontfork_source_survives_fork_and_moves(u, mapping):
     dst, src = mapping(1), mapping(1, dontfork=True)
     fill(src, 0, 3)
     u.register(dst.address, PS)
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
+    _fork_a_child_that_exits()
     assert u.move(dst.address, src.address, PS) == PS
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _native
 from ..collector import collect
+from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..info import environment
@@ -242,7 +243,6 @@ def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
     started = time.time()
     session = None
     if cfg.device:
-        from ..device import DeviceError
         from ..device.session import DeviceSession
 
         try:
@@ -315,10 +315,8 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
                     raw = executor.run(sc, rep)
                 except HeapCorruption as e:
                     raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap failed verification: {e}", 3)
-                except RuntimeError as e:
-                    if type(e).__name__ == "DeviceError":
-                        raise BenchError(f"run {sc.key} repetition {rep + 1}: {e}", 1)
-                    raise
+                except DeviceError as e:
+                    raise BenchError(f"run {sc.key} repetition {rep + 1}: {e}", 1) from None
                 if not raw.get("verified"):
                     raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap was not verified", 3)
                 raws[sc.key].append(raw)

@@ -108,8 +108,9 @@ bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* sr
 bool install_pages_pool_empty(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages);
 
 // A mutator's or the fault thread's resolution of one faulting page: claim it and compact + install it, or wait
-// (sched_yield, then growing nanosleep) while another thread owns it. Async-signal-safe.
-void resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page);
+// (sched_yield, then growing nanosleep) while another thread owns it. Returns true when this call installed the
+// page (its COPY/MOVE/ZEROPAGE already woke any faulter on it). Async-signal-safe.
+bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page);
 
 // Records one fault-latency sample in the thread's histogram and sample log.
 void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples);

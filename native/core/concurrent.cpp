@@ -242,9 +242,11 @@ void fault_thread_main(Context& ctx, ThreadCtx& tc) {
         for (long i = 0; i < n; ++i) {
             if (events[i].kind != EventKind::Pagefault || !ctx.in_space(events[i].address)) continue;
             const uint64_t page = (events[i].address - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
-            resolve_fault(ctx, &tc, page);
             tc.counters.faults_handled += 1;
-            ctx.uffd->wake(reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps, ctx.ps);
+            // A page installed by this thread was woken by its own ioctl; one installed by another thread was
+            // woken by that ioctl too, unless the fault was queued after it: wake those explicitly.
+            if (!resolve_fault(ctx, &tc, page))
+                ctx.uffd->wake(reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps, ctx.ps);
         }
     }
 }

@@ -196,8 +196,8 @@ bool install_pages_pool_empty(Context& ctx, ThreadCtx& tc, uint64_t first_page, 
     return install(ctx, tc, first_page, src, npages, false, false, CopyReason::PoolEmpty);
 }
 
-void resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
-    if (page >= ctx.num_pages) return;
+bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
+    if (page >= ctx.num_pages) return false;
     std::atomic<uint8_t>& st = ctx.state[page];
     uint8_t s = kUnprocessed;
     const bool can_compact = tc != nullptr || page >= ctx.plan.num_to_pages;
@@ -214,14 +214,15 @@ void resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
         if (ok) {
             st.store(kProcessedAndMapped, std::memory_order_release);
             ctx.progress.fetch_add(1, std::memory_order_relaxed);
-            return;
+            return true;
         }
     }
     unsigned spins = 0;
     while (st.load(std::memory_order_acquire) != kProcessedAndMapped) {
-        if (ctx.unregistered.load(std::memory_order_acquire)) return;
+        if (ctx.unregistered.load(std::memory_order_acquire)) return false;
         backoff(spins);
     }
+    return false;
 }
 
 }  // namespace compactor::detail
