@@ -4,6 +4,12 @@ The Python layer builds heaps, marks and plans (numpy); the C++ core (``compacto
 hot path: userfaultfd, page compaction, page installation, fault handling, mutator threads and timing.
 """
 
+# First: in a checkout's root the source folder shadows the installed package; load the installed copy instead
+# (or fail naming both). After a swap, the imports below bind names of the installed copy, already loaded.
+from ._checkout import use_installed_copy as _use_installed_copy
+
+_use_installed_copy(__name__, __file__)
+
 from .errors import HeapCorruption, PlanFileError, SystemCallError, UffdError, UffdUnavailable, WatchdogTimeout
 
 __version__ = "0.1.0"

@@ -76,8 +76,36 @@ class HeapSpace:
     def digest(self) -> Tuple[int, int, int]: ...
 
 def load_plan_file(path: str) -> Dict[str, Any]: ...
-def collect(space: HeapSpace, plan: Plan, table: ObjectTable, digest_before: int, strategy: str, faults: str,
-            mutators: int, batch: int, access: str, seed: int, watchdog: float, user_mode_only: bool,
-            write_fraction: float, inject_fraction: float, inject_errno: int, stall_seconds: float,
-            release_chunk: int) -> Dict[str, Any]: ...
+STRATEGIES: Tuple[str, ...]
+INJECT_DOUBLE_INSTALL: int
+INJECT_POISON: int
+MAX_MUTATORS: int
+MAX_BATCH: int
+
+class CollectorConfig:
+    strategy: str
+    faults: str
+    access: str
+    backoff: str
+    mutators: int
+    batch: int
+    move_min_run: int
+    seed: int
+    hops: int
+    max_samples: int
+    release_chunk: int
+    watchdog: float
+    user_mode_only: bool
+    write_fraction: float
+    gc_cpu: int
+    mutator_cpus: List[int]
+    inject_errno: int
+    inject_fraction: float
+    stall_seconds: float
+    late_access_seconds: float
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+
+def collect(space: HeapSpace, plan: Plan, table: ObjectTable, digest_before: int,
+            config: CollectorConfig) -> Dict[str, Any]: ...
 def measure_install_floor(pages: int, repetitions: int) -> List[Dict[str, Any]]: ...

@@ -14,10 +14,39 @@ from . import _native
 from .planning import Plan, plan as make_plan
 from .marking import mark
 
-STRATEGIES = ("stw", "copy", "move", "move-alloc")
+STRATEGIES = tuple(_native.STRATEGIES)  # defined once, in the core: stw, copy, move, move-alloc, hybrid
 FAULT_MODES = ("sigbus", "thread")
 ACCESS_PATTERNS = ("random", "sequential", "hot-set")
-_INJECT = {None: 0, "EAGAIN": _errno.EAGAIN, "EBUSY": _errno.EBUSY, "ENOMEM": _errno.ENOMEM}
+# inject=: errno values the core fails ioctls with, or the hooks that make the kernel answer wrongly.
+_INJECT = {None: 0, "EAGAIN": _errno.EAGAIN, "EBUSY": _errno.EBUSY, "ENOMEM": _errno.ENOMEM,
+           "EEXIST": _native.INJECT_DOUBLE_INSTALL, "POISON": _native.INJECT_POISON}
+CollectorConfig = _native.CollectorConfig
+OPTIONS = tuple(sorted(name for name in dir(CollectorConfig) if not name.startswith("_") and name != "validate"))
+
+
+def make_config(strategy: str = "stw", faults: str = "sigbus", mutators: int = 0, *, inject: Optional[str] = None,
+                **options) -> "_native.CollectorConfig":
+    """A validated :class:`CollectorConfig`: the core's defaults with ``options`` set (names as its attributes:
+    batch, move_min_run, access, backoff, seed, watchdog, user_mode_only, release_chunk, write_fraction, hops,
+    max_samples, gc_cpu, mutator_cpus, inject_fraction, stall_seconds, late_access_seconds). Raises ValueError
+    naming an unknown option, or the option out of range with the allowed range."""
+    cfg = CollectorConfig()
+    if inject not in _INJECT:
+        raise ValueError(f"inject must be one of {', '.join(k for k in _INJECT if k)} or None, got {inject!r}")
+    options.update(strategy=strategy, faults=faults, mutators=mutators, inject_errno=_INJECT[inject])
+    for name, value in options.items():
+        if name not in OPTIONS:
+            raise ValueError(f"unknown collect() option {name!r}; the options are {', '.join(OPTIONS)}")
+        if value is None:
+            continue
+        try:
+            setattr(cfg, name, value)
+        except TypeError:
+            default = getattr(CollectorConfig(), name)
+            raise ValueError(f"{name}={value!r} has the wrong type: it takes a {type(default).__name__} "
+                             f"(default {default!r})") from None
+    cfg.validate()
+    return cfg
 
 
 @dataclass
@@ -45,31 +74,22 @@ class CollectionResult:
         return d
 
 
-def collect(heap, strategy: str = "stw", faults: str = "sigbus", mutators: int = 0, batch: int = 64,
-            access: str = "random", seed: Optional[int] = None, *, plan: Optional[Plan] = None,
-            watchdog: float = 10.0, user_mode_only: bool = True, write_fraction: float = 0.05,
-            inject: Optional[str] = None, inject_fraction: float = 0.0, stall_seconds: float = 0.0,
-            release_chunk: int = 2 << 20) -> CollectionResult:
+def collect(heap, strategy: str = "stw", faults: str = "sigbus", mutators: int = 0, *, plan: Optional[Plan] = None,
+            inject: Optional[str] = None, **options) -> CollectionResult:
     """Collects ``heap``: resets it to its pristine state if needed, marks and plans (unless ``plan`` is given),
-    compacts with ``strategy`` ("stw", "copy", "move", "move-alloc"), with faults delivered by ``faults``
-    ("sigbus" or "thread") to ``mutators`` native mutator threads, and verifies the result.
+    compacts with ``strategy`` (one of :data:`STRATEGIES`), with faults delivered by ``faults`` ("sigbus" or
+    "thread") to ``mutators`` native mutator threads, and verifies the result.
 
-    Raises HeapCorruption (naming the first differing object), WatchdogTimeout, UffdUnavailable, ValueError.
-    ``inject`` ("EAGAIN", "EBUSY", "ENOMEM") with ``inject_fraction`` makes that share of COPY/MOVE ioctls fail
-    (a test hook); ``stall_seconds`` makes the GC thread stall holding a page (a test hook for the watchdog).
+    ``options`` are :class:`CollectorConfig` attributes (see :func:`make_config`), e.g. ``batch=64``,
+    ``gc_cpu=0, mutator_cpus=[1]``, ``backoff="futex"``, ``move_min_run=64`` (hybrid). Test hooks: ``inject``
+    ("EAGAIN", "EBUSY", "ENOMEM" with ``inject_fraction``: that share of COPY/MOVE ioctls fails; "EEXIST": the
+    kernel finds the GC's first page already mapped; "POISON": the GC poisons its first batch), ``stall_seconds``
+    (the GC thread stalls holding a page), ``late_access_seconds`` (mutators touch an empty page after the phase).
+
+    Raises HeapCorruption (naming the first differing object, or a double install), WatchdogTimeout,
+    UffdUnavailable, ValueError (an option out of range, naming it and the allowed range).
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if faults not in FAULT_MODES:
-        raise ValueError(f"unknown fault mode {faults!r}; choose one of {', '.join(FAULT_MODES)}")
-    if access not in ACCESS_PATTERNS:
-        raise ValueError(f"unknown access pattern {access!r}; choose one of {', '.join(ACCESS_PATTERNS)}")
-    if inject not in _INJECT:
-        raise ValueError(f"inject must be one of EAGAIN, EBUSY, ENOMEM or None, got {inject!r}")
-    if isinstance(mutators, bool) or not isinstance(mutators, int) or mutators < 0:
-        raise ValueError(f"mutators must be a non-negative int, got {mutators!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be a positive int (pages per ioctl), got {batch!r}")
+    config = make_config(strategy, faults, mutators, inject=inject, **options)
     timings: Dict[str, float] = {}
     if plan is None:
         t0 = time.perf_counter()
@@ -88,10 +108,7 @@ def collect(heap, strategy: str = "stw", faults: str = "sigbus", mutators: int =
         raise ValueError("the plan's expected digest does not match this heap")
     heap.state = "collecting"
     try:
-        raw = _native.collect(heap.space, plan.native, heap.native_table, digest_before, strategy, faults, mutators,
-                              batch, access, 1 if seed is None else int(seed), float(watchdog), bool(user_mode_only),
-                              float(write_fraction), float(inject_fraction), _INJECT[inject], float(stall_seconds),
-                              int(release_chunk))
+        raw = _native.collect(heap.space, plan.native, heap.native_table, digest_before, config)
     finally:
         heap.state = "compacted"
     timings["pause"] = raw["pause_s"]

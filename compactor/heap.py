@@ -7,6 +7,7 @@ above ``used_end`` is free. Roots live outside the moving space: an array of obj
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from typing import Optional, Tuple, Union
@@ -129,7 +130,8 @@ class Heap:
     """
 
     def __init__(self, heap_size: int, offset: np.ndarray, size: np.ndarray, num_refs: np.ndarray,
-                 identity: np.ndarray, refs: np.ndarray, roots: np.ndarray, spec: Optional[HeapSpec] = None) -> None:
+                 identity: np.ndarray, refs: np.ndarray, roots: np.ndarray, spec: Optional[HeapSpec] = None,
+                 origin: Optional[dict] = None) -> None:
         self.heap_size = int(heap_size)
         self.offset = np.ascontiguousarray(offset, dtype=np.uint32)
         self.size = np.ascontiguousarray(size, dtype=np.uint32)
@@ -138,6 +140,7 @@ class Heap:
         self.refs = np.ascontiguousarray(refs, dtype=np.int32)
         self.roots = np.ascontiguousarray(roots, dtype=np.int32)
         self.spec = spec
+        self.origin = origin  # where a heap read from a file came from: {"description": json text, "seed": int}
         self.ref_start = np.zeros(self.offset.size + 1, dtype=np.uint64)
         np.cumsum(self.num_refs, dtype=np.uint64, out=self.ref_start[1:])
         # Validated natively (bounds, order, alignment, reference targets) before anything touches memory.
@@ -250,6 +253,8 @@ class Heap:
         return self._pristine_digest
 
     def describe(self) -> dict:
+        if self.origin and "description" in self.origin:
+            return json.loads(self.origin["description"])
         d = {"heap_bytes": self.heap_size, "objects": self.count, "used_bytes": self.used_end,
              "roots": int(self.roots.size), "references": int(self.refs.size)}
         if self.spec is not None:

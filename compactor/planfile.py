@@ -1,9 +1,11 @@
 """The plan file: one self-contained file with the heap (object table and roots), the plan arrays and the expected
 verification digest, so that the native runner on a device executes exactly this plan. Format: docs/plan-file.md.
-Written here; read (and validated field by field) by the native core, for Python and the runner alike."""
+Written here; read (and validated field by field) by the native core, for Python and the runner alike. This module
+knows the format only: planning.Plan.save/load build on it (no import back)."""
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import tempfile
@@ -24,13 +26,13 @@ SECTIONS = {
 }
 
 
-def save_plan(plan, path) -> None:
-    """Writes ``plan`` (and its heap) to ``path`` atomically: a temporary file renamed into place."""
-    import json
-
+def write_plan_file(plan, path) -> None:
+    """Writes ``plan`` (a planning.Plan, and its heap) to ``path`` atomically: a temporary file renamed into place.
+    A heap loaded from a plan file keeps that file's description and seed, so a loaded plan saves byte-identical."""
     heap = plan.heap
     digest = plan.expected_digest if plan.expected_digest is not None else heap.pristine_digest()[0]
-    desc = json.dumps(heap.describe()).encode()
+    origin = heap.origin or {}
+    desc = origin["description"].encode() if "description" in origin else json.dumps(heap.describe()).encode()
     arrays = {
         "offset": heap.offset, "size": heap.size, "num_refs": heap.num_refs, "identity": heap.identity,
         "refs": heap.refs, "roots": heap.roots, "live_words": plan.live_words, "chunk_offset": plan.chunk_offset,
@@ -48,7 +50,7 @@ def save_plan(plan, path) -> None:
         blobs.append((offset, a.tobytes()))
         offset += a.nbytes
     file_size = offset
-    seed = heap.spec.seed if heap.spec is not None else 0
+    seed = origin.get("seed", heap.spec.seed if heap.spec is not None else 0)
     header = struct.pack("<8sIIQQQQQQQQIIQ", MAGIC, VERSION, HEADER_SIZE, heap.heap_size, plan.page_size,
                          plan.dense_prefix_pages, plan.slide_begin, plan.post_compact_end, plan.live_bytes,
                          digest, seed, nsec, 0, file_size)
@@ -70,22 +72,7 @@ def save_plan(plan, path) -> None:
         raise
 
 
-def load_plan(path):
-    """Reads a plan file (validated by the native core: raises PlanFileError naming the problem) and rebuilds the
-    heap it carries."""
-    from .heap import Heap
-    from .planning import Plan
-
-    d = _native.load_plan_file(os.fspath(path))
-    heap = Heap(d["heap_size"], d["offset"], d["size"], d["num_refs"], d["identity"], d["refs"], d["roots"])
-    live = np.zeros(heap.count, dtype=bool)  # recovered from the bitmap: an object is live when its first word is
-    if heap.count:
-        w = heap.offset.astype(np.int64) // 8
-        live = ((d["live_words"][w // 64] >> (w % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
-    p = Plan(heap=heap, page_size=d["page_size"], live=live, live_words=d["live_words"],
-             chunk_offset=d["chunk_offset"], first_obj=d["first_obj"], first_obj_header=d["first_obj_header"],
-             pre_compact_offset=d["pre_compact_offset"], dense_prefix_pages=d["dense_prefix_pages"],
-             slide_begin=d["slide_begin"], post_compact_end=d["post_compact_end"], live_bytes=d["live_bytes"],
-             expected_digest=d["expected_digest"])
-    p.description = d["description"]
-    return p
+def read_plan_file(path) -> dict:
+    """The fields and arrays of a plan file, read and validated by the native core (raises PlanFileError naming the
+    problem). planning.Plan.load rebuilds the plan and its heap from them."""
+    return _native.load_plan_file(os.fspath(path))

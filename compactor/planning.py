@@ -14,7 +14,9 @@ import numpy as np
 
 from . import _native
 from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
+from .heap import Heap
 from .marking import MarkResult, mark
+from .planfile import read_plan_file, write_plan_file
 
 DENSE_THRESHOLD = 0.95
 
@@ -67,15 +69,26 @@ class Plan:
         return np.where(x < self.slide_begin, x, slid)
 
     def save(self, path) -> None:
-        from .planfile import save_plan
-
-        save_plan(self, path)
+        """Writes this plan and its heap to one self-contained plan file (docs/plan-file.md), atomically. A plan
+        loaded from a file is saved byte for byte as it was read."""
+        write_plan_file(self, path)
 
     @staticmethod
     def load(path) -> "Plan":
-        from .planfile import load_plan
-
-        return load_plan(path)
+        """Reads a plan file (validated field by field by the native core: PlanFileError names the problem) and
+        rebuilds the heap it carries, keeping the file's description and seed."""
+        d = read_plan_file(path)
+        heap = Heap(d["heap_size"], d["offset"], d["size"], d["num_refs"], d["identity"], d["refs"], d["roots"],
+                    origin={"description": d["description"], "seed": d["seed"]})
+        live = np.zeros(heap.count, dtype=bool)  # from the bitmap: an object is live when its first word is
+        if heap.count:
+            w = heap.offset.astype(np.int64) // 8
+            live = ((d["live_words"][w // 64] >> (w % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
+        return Plan(heap=heap, page_size=d["page_size"], live=live, live_words=d["live_words"],
+                    chunk_offset=d["chunk_offset"], first_obj=d["first_obj"], first_obj_header=d["first_obj_header"],
+                    pre_compact_offset=d["pre_compact_offset"], dense_prefix_pages=d["dense_prefix_pages"],
+                    slide_begin=d["slide_begin"], post_compact_end=d["post_compact_end"], live_bytes=d["live_bytes"],
+                    expected_digest=d["expected_digest"])
 
     def to_dict(self) -> dict:
         return {"page_size": self.page_size, "heap_bytes": self.heap_size, "live_bytes": self.live_bytes,

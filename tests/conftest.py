@@ -24,6 +24,12 @@ def require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+def has_tlb_row() -> bool:
+    """Whether /proc/interrupts counts TLB-shootdown IPIs (x86 does; arm64 broadcasts invalidations in hardware)."""
+    with open("/proc/interrupts") as f:
+        return any(line.split()[:1] == ["TLB:"] for line in f)
+
+
 def features():
     try:
         return uffd.probe()

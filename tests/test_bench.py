@@ -9,7 +9,9 @@ import sys
 import jsonschema
 import pytest
 
-from compactor.bench.schema import SCHEMA
+import compactor.collector
+from compactor.bench.schema import SCHEMA, SCHEMA_ID
+from conftest import has_tlb_row, require
 
 TINY = ["--quick", "--heap", "8MiB", "--repeat", "2", "--quiet"]
 
@@ -31,17 +33,35 @@ def quick_json():
 def test_quick_json_on_stdout_is_pure_json_and_valid(quick_json):
     report = json.loads(quick_json.stdout)
     jsonschema.validate(report, SCHEMA)
-    assert report["schema"] == "compactor.bench/1"
+    assert report["schema"] == SCHEMA_ID
 
 
 def test_quick_run_verifies_every_run_and_states_every_claim(quick_json):
     report = json.loads(quick_json.stdout)
     runs = [r for r in report["runs"] if r["status"] == "measured"]
-    assert {r["strategy"] for r in runs} == {"stw", "copy", "move", "move-alloc"}
+    assert {r["strategy"] for r in runs} == set(compactor.collector.STRATEGIES)
     assert all(r["verified"] for r in runs)
     assert {c["id"] for c in report["claims"]} == {"move-vs-copy", "copy-vs-move-alloc", "copy-overhead-share"}
     assert all(c["holds"] in ("yes", "direction only", "no") for c in report["claims"])
     assert {"memcpy", "copy_1", "move_1", "move_batch_512", "write_then_move"} <= set(report["limits"])
+
+
+def test_every_run_reports_interrupts_and_load_measures(quick_json):
+    report = json.loads(quick_json.stdout)
+    require(has_tlb_row(), "this kernel's /proc/interrupts has no TLB row (arm64 broadcasts TLB invalidations)")
+    for r in report["runs"]:
+        if r["status"] != "measured" or r["strategy"] == "stw":
+            continue
+        assert isinstance(r["interrupts"]["tlb_shootdowns"], (int, float)) and r["interrupts"]["tlb_shootdowns"] >= 0
+        assert len(r["interrupts_per_repetition"]["tlb_shootdowns"]) == report["config"]["repeat"]
+        assert r["shootdowns_per_1000_pages"] is not None
+        m = r["machine"]
+        assert m["cpus"] >= 1 and m["threads_needed"] == 1 + r["mutators"]
+        if r["strategy"] in ("move", "hybrid"):
+            assert m["ioctl_move"] > 0 and m["mean_pages_per_move"] >= 1
+    # the default does not oversubscribe: mutators <= CPUs - 1 (at least one)
+    cpus = report["environment"]["cpus"]
+    assert max(report["config"]["mutators"]) == max(1, cpus - 1)
 
 
 def test_interleaved_repetitions_give_per_repetition_ratios(quick_json):
@@ -55,7 +75,7 @@ def test_interleaved_repetitions_give_per_repetition_ratios(quick_json):
 
 def test_progress_never_pollutes_stdout():
     p = bench(*TINY[:-1], "--json", "-", "--strategies", "copy")  # progress bar on (no --quiet)
-    assert json.loads(p.stdout)["schema"] == "compactor.bench/1"  # stdout is nothing but the JSON document
+    assert json.loads(p.stdout)["schema"] == SCHEMA_ID  # stdout is nothing but the JSON document
     assert p.stdout.lstrip().startswith("{") and p.stdout.rstrip().endswith("}")
 
 
@@ -93,7 +113,7 @@ def test_compare_rejects_a_file_that_is_not_a_report(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{}")
     p = bench("compare", str(bad), str(bad), check=False)
-    assert p.returncode == 2 and "not a compactor.bench/1 report" in p.stderr
+    assert p.returncode == 2 and "not a compactor.bench report" in p.stderr
 
 
 def test_runner_executor_gives_the_same_pages_and_verifies(tmp_path):
@@ -110,12 +130,26 @@ def test_runner_executor_gives_the_same_pages_and_verifies(tmp_path):
     (["--heap", "lots"], "malformed size"),
     (["--live", "1.5"], "must lie in (0, 1]"),
     (["--mutators", "two"], "comma-separated integers"),
-    (["--batch", "0"], "at least 1"),
+    (["--batch", "0"], "--batch: must lie in [1, 4096], got 0"),
+    (["--batch", "100000"], "--batch: must lie in [1, 4096]"),
+    (["--mutators", "0,300"], "--mutators: mutator counts must lie in [0, 256]"),
+    (["--mutators", "-1"], "--mutators: mutator counts must lie in [0, 256]"),
+    (["--heap", "0"], "--heap"),
+    (["--heap", "100GiB"], "--heap: must lie in [1MiB"),
+    (["--repeat", "0"], "--repeat: must lie in [1, 1000]"),
+    (["--move-min-run", "0"], "--move-min-run: must lie in [1, 4096]"),
+    (["--gc-cpu", "4000"], "gc_cpu names CPU 4000, which this process may not run on"),
+    (["--mutator-cpus", "0,4000"], "mutator_cpus names CPU 4000"),
+    (["--gc-cpu", "-1"], "--gc-cpu: must lie in [0, 4095]"),
+    (["--backoff", "spin"], "invalid choice: 'spin'"),
     (["--plot", "x.gif"], ".png or .svg"),
     (["--faults", "poll"], "unknown fault mode"),
+    (["sweep", "--batch", "0"], "--batch: bad batch list"),
+    (["sweep", "--live", "0.5,7"], "--live: bad live fraction list"),
 ])
 def test_bad_options_are_usage_errors(args, message):
-    p = bench(*args, check=False)
+    p = subprocess.run([sys.executable, "-m", "compactor.bench", *args], capture_output=True, text=True,
+                       timeout=60, cwd="/")  # a bad option never hangs: refused before anything runs
     assert p.returncode == 2 and message in p.stderr, p.stderr
 
 

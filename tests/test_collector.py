@@ -14,7 +14,7 @@ from compactor.layout import NULL_REF
 from conftest import run_python
 
 SHAPES = ["uniform", "clustered", "dense-prefix"]
-CONCURRENT = ["copy", "move", "move-alloc"]
+CONCURRENT = ["copy", "move", "move-alloc", "hybrid"]
 
 
 @pytest.fixture(scope="module", params=SHAPES)
@@ -26,7 +26,7 @@ def shaped(request):
 def pages_accounted(r):
     p = r.pages
     return (p["copy"] + p["move"] + p["move_batched"] + p["dense_move"] + p["copy_fallback_pool_empty"]
-            + p["copy_fallback_ebusy"] + p["copy_fallback_error"])
+            + p["copy_fallback_ebusy"] + p["copy_short_run"])
 
 
 def test_stw_collection_verifies_on_every_heap_shape(shaped):

@@ -18,8 +18,11 @@ def _stub_names():
     for node in tree.body:
         if isinstance(node, ast.FunctionDef):
             names[node.name] = None
+        elif isinstance(node, ast.AnnAssign):  # a module constant
+            names[node.target.id] = None
         elif isinstance(node, ast.ClassDef):
-            names[node.name] = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+            names[node.name] = {n.name for n in node.body if isinstance(n, ast.FunctionDef)} | \
+                {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
     return names
 
 

@@ -14,15 +14,22 @@ from typing import List, Optional
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .. import _native
+from ..collector import make_config
 from ..heap import GARBAGE_PATTERNS, parse_size
+from ..layout import MAX_HEAP_SIZE
+from .schema import ACCEPTED_BY_COMPARE
 from .suite import STRATEGIES, BenchConfig, BenchError, run_suite
 
 
 def _size(text: str) -> int:
     try:
-        return parse_size(text)
+        v = parse_size(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    if not 1 << 20 <= v <= MAX_HEAP_SIZE:
+        raise argparse.ArgumentTypeError(f"must lie in [1MiB, {MAX_HEAP_SIZE >> 20}MiB], got {text}")
+    return v
 
 
 def _fraction(text: str) -> float:
@@ -45,43 +52,60 @@ def _choices(allowed, what):
     return parse
 
 
-def _ints(text: str):
-    try:
-        vals = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if any(v < 0 or v > 256 for v in vals):
-        raise argparse.ArgumentTypeError("mutator counts must lie in [0, 256]")
-    return vals
+def _ints(lo: int, hi: int, what: str):
+    def parse(text: str):
+        try:
+            vals = tuple(int(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if any(v < lo or v > hi for v in vals):
+            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo}, {hi}], got {text}")
+        return vals
+    return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return v
+def _int_in(lo: int, hi: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must lie in [{lo}, {hi}], got {text}")
+        return v
+    return parse
+
+
+def _fractions(text: str):
+    return tuple(_fraction(x) for x in text.split(","))
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
         description="Reproduce the UFFDIO_REMAP series' measurements (MOVE vs COPY in a concurrent compacting GC) "
-                    "and say whether each claim holds here. Subcommand: compare A.json B.json.")
+                    "and say whether each claim holds here. Subcommands: compare A.json B.json; sweep (where MOVE wins: "
+                    "python -m compactor.bench sweep --help).")
     ap.add_argument("--quick", action="store_true", help="a small run (64 MiB heap, 3 repetitions; at most ~30 s)")
     ap.add_argument("--heap", type=_size, help="moving-space size, e.g. 64MiB, 1GiB (default 256MiB)")
     ap.add_argument("--live", type=_fraction, default=0.5, help="live fraction (default 0.5)")
     ap.add_argument("--garbage", choices=GARBAGE_PATTERNS, default="uniform")
     ap.add_argument("--strategies", type=_choices(STRATEGIES, "strategy"), default=STRATEGIES,
-                    help="comma-separated: stw,copy,move,move-alloc")
+                    help=f"comma-separated: {','.join(STRATEGIES)}")
     ap.add_argument("--faults", type=_choices(("sigbus", "thread"), "fault mode"), default=("sigbus",),
                     help="comma-separated: sigbus,thread")
-    ap.add_argument("--mutators", type=_ints, default=(0, 2), help="comma-separated counts (default 0,2)")
-    ap.add_argument("--batch", type=_positive, default=64, help="pages per MOVE/COPY ioctl (1 = per page)")
-    ap.add_argument("--repeat", type=_positive, help="repetitions, interleaved (default 5; --quick 3)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--mutators", type=_ints(0, _native.MAX_MUTATORS, "mutator counts"),
+                    help="comma-separated counts (default: 0 and CPUs - 1, at least 1: no oversubscription)")
+    ap.add_argument("--batch", type=_int_in(1, _native.MAX_BATCH), default=64,
+                    help="pages per GC run: one MOVE/COPY ioctl each (1 = per page; default 64)")
+    ap.add_argument("--move-min-run", type=_int_in(1, _native.MAX_BATCH),
+                    help="hybrid: the GC MOVEs runs of at least this many pages while mutators run, COPYs shorter (default 64)")
+    ap.add_argument("--gc-cpu", type=_int_in(0, 4095), help="pin the GC thread to this CPU")
+    ap.add_argument("--mutator-cpus", type=_ints(0, 4095, "CPU numbers"), help="pin mutators round-robin to these CPUs")
+    ap.add_argument("--backoff", choices=("art", "futex"),
+                    help="how waiting threads wait for a page another thread owns (default art: ART's BackOff)")
+    ap.add_argument("--repeat", type=_int_in(1, 1000), help="repetitions, interleaved (default 5; --quick 3)")
+    ap.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=1)
     ap.add_argument("--json", metavar="PATH", help="write the JSON report ('-' = stdout, nothing else printed there)")
     ap.add_argument("--csv", metavar="PATH", help="one row per repetition")
     ap.add_argument("--plot", metavar="PATH", help="PNG or SVG: completion time per strategy, fault-latency CDFs")
@@ -102,11 +126,20 @@ def config_from(args) -> BenchConfig:
     if args.repeat:
         cfg.repeat = args.repeat
     cfg.live, cfg.garbage, cfg.batch, cfg.seed = args.live, args.garbage, args.batch, args.seed
-    cfg.strategies, cfg.faults, cfg.mutators = args.strategies, args.faults, args.mutators
+    cfg.strategies, cfg.faults = args.strategies, args.faults
+    if args.mutators:
+        cfg.mutators = args.mutators
+    cfg.options = {k: getattr(args, k) for k in ("move_min_run", "gc_cpu", "mutator_cpus", "backoff")
+                   if getattr(args, k) is not None}
+    if cfg.options.get("mutator_cpus") is not None:
+        cfg.options["mutator_cpus"] = list(cfg.options["mutator_cpus"])
+    if not args.device:  # the device's runner validates against the device's CPUs
+        try:
+            make_config("copy", "sigbus", max(cfg.mutators), batch=cfg.batch, **cfg.options)
+        except ValueError as e:
+            raise BenchError(str(e), 2) from None
     cfg.runner = args.runner
     cfg.device = args.device
-    if cfg.device and cfg.runner:
-        raise SystemExit("python -m compactor.bench: error: --device and --runner exclude each other")
     return cfg
 
 
@@ -114,12 +147,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
         return compare_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from .sweep import main as sweep_main
+        return sweep_main(argv[1:])
     ap = parser()
     args = ap.parse_args(argv)
     if args.plot and not args.plot.lower().endswith((".png", ".svg")):
         ap.error("--plot takes a .png or .svg path")
     err = Console(stderr=True)
-    cfg = config_from(args)
+    if args.device and args.runner:
+        ap.error("--device and --runner exclude each other")
+    try:
+        cfg = config_from(args)
+    except BenchError as e:
+        print(f"python -m compactor.bench: error: {e}", file=sys.stderr)
+        return e.status
     to_stdout_json = args.json == "-"
     out = Console(file=sys.stderr if to_stdout_json else sys.stdout, soft_wrap=False, width=200)
     samples = {}
@@ -183,8 +225,8 @@ def compare_main(argv: List[str]) -> int:
         except (OSError, json.JSONDecodeError) as e:
             print(f"error: cannot read {path}: {e}", file=sys.stderr)
             return 2
-        if d.get("schema") != "compactor.bench/1":
-            print(f"error: {path} is not a compactor.bench/1 report", file=sys.stderr)
+        if d.get("schema") not in ACCEPTED_BY_COMPARE:
+            print(f"error: {path} is not a compactor.bench report ({' or '.join(ACCEPTED_BY_COMPARE)})", file=sys.stderr)
             return 2
         docs.append(d)
     from .report import compare

@@ -41,7 +41,7 @@ def render(report: dict, console: Console) -> None:
             t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"], "-", "-")
             continue
         p, lat = r["pages"], r["fault_latency_us"]
-        fb = p.get("copy_fallback_pool_empty", 0) + p.get("copy_fallback_ebusy", 0) + p.get("copy_fallback_error", 0)
+        fb = p.get("copy_fallback_pool_empty", 0) + p.get("copy_fallback_ebusy", 0) + p.get("copy_short_run", 0)
         pages = f"{p.get('copy', 0)}/{p.get('move', 0) + p.get('dense_move', 0)}/{p.get('move_batched', 0)}/{fb}/{p.get('by_mutators', 0)}"
         latency = f"{lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f}" if lat.get("samples") else "-"
         ratio = "-" if r["ratio_vs_copy_median"] is None else f"{r['ratio_vs_copy_median']:.2f}x"

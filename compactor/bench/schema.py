@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from ..collector import STRATEGIES
+
+SCHEMA_ID = "compactor.bench/2"       # the report's schema; 2 added interrupts and load measures to each run
+SWEEP_SCHEMA_ID = "compactor.sweep/1"
+ACCEPTED_BY_COMPARE = ("compactor.bench/1", SCHEMA_ID)
+
 _num = {"type": ["number", "null"]}
 _run = {
     "type": "object",
     "required": ["strategy", "faults", "mutators", "heap_bytes", "live_bytes", "status", "verified"],
     "properties": {
-        "strategy": {"enum": ["stw", "copy", "move", "move-alloc"]},
+        "strategy": {"enum": list(STRATEGIES)},
         "faults": {"enum": ["sigbus", "thread", "none"]},
         "mutators": {"type": "integer", "minimum": 0},
         "heap_bytes": {"type": "integer"}, "live_bytes": {"type": "integer"},
@@ -21,6 +27,10 @@ _run = {
         "gc_time_ns": {"type": "object"},
         "fault_latency_us": {"type": "object"},
         "verified": {"type": ["boolean", "null"]},
+        "interrupts": {"type": "object", "required": ["tlb_shootdowns", "function_call"],
+                       "properties": {"tlb_shootdowns": _num, "function_call": _num}},
+        "shootdowns_per_1000_pages": _num,
+        "machine": {"type": "object"},
     },
 }
 SCHEMA = {
@@ -29,7 +39,7 @@ SCHEMA = {
     "type": "object",
     "required": ["schema", "environment", "limits", "runs", "claims"],
     "properties": {
-        "schema": {"const": "compactor.bench/1"},
+        "schema": {"const": SCHEMA_ID},
         "environment": {
             "type": "object",
             "required": ["kernel", "arch", "page_size", "cpus", "features", "where", "emulated"],

@@ -16,16 +16,14 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from .. import _native
-from ..collector import collect
+from ..collector import STRATEGIES, collect, make_config
 from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..info import environment
 from ..planning import plan as make_plan
 from .claims import evaluate_claims
-
-SCHEMA = "compactor.bench/1"
-STRATEGIES = ("stw", "copy", "move", "move-alloc")
+from .schema import SCHEMA_ID
 
 
 class BenchError(Exception):
@@ -47,6 +45,19 @@ class Scenario:
         return f"{self.strategy}/{self.faults}/{self.mutators}"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_mutators() -> tuple:
+    """0, and as many mutators as leave one CPU to the GC thread (at least 1): no oversubscription."""
+    return (0, max(1, usable_cpus() - 1))
+
+
 @dataclass
 class BenchConfig:
     heap: int = 256 << 20
@@ -54,7 +65,7 @@ class BenchConfig:
     garbage: str = "uniform"
     strategies: tuple = STRATEGIES
     faults: tuple = ("sigbus",)
-    mutators: tuple = (0, 2)
+    mutators: tuple = ()          # empty: default_mutators()
     batch: int = 64
     repeat: int = 5
     seed: int = 1
@@ -62,6 +73,14 @@ class BenchConfig:
     floor_repeat: int = 5
     runner: bool = False
     device: Optional[str] = None
+    # collect() options passed to every run (CollectorConfig names): gc_cpu, mutator_cpus, backoff, move_min_run
+    options: dict = None
+
+    def __post_init__(self) -> None:
+        if not self.mutators:
+            self.mutators = default_mutators()
+        if self.options is None:
+            self.options = {}
 
     def scenarios(self) -> List[Scenario]:
         out = []
@@ -120,12 +139,13 @@ class BindingExecutor:
 
     name = "binding"
 
-    def __init__(self, heap: Heap, plan, batch: int, seed: int) -> None:
+    def __init__(self, heap: Heap, plan, batch: int, seed: int, options: Optional[dict] = None) -> None:
         self.heap, self.plan, self.batch, self.seed = heap, plan, batch, seed
+        self.options = options or {}
 
     def run(self, sc: Scenario, rep: int) -> dict:
         r = collect(self.heap, sc.strategy, faults=sc.faults if sc.faults != "none" else "sigbus",
-                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan)
+                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan, **self.options)
         raw = dict(r.raw)
         raw["latency_samples_ns"] = r.latency_samples_ns
         return raw
@@ -140,16 +160,28 @@ def runner_path() -> str:
     raise BenchError(f"compactor-runner is not installed at {here} (reinstall with pip install .)", 2)
 
 
+def runner_flags(options: dict) -> List[str]:
+    """collect() options as compactor-runner flags (the runner validates them with the same checks)."""
+    flags = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        flags += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return flags
+
+
 class DeviceExecutor:
     """Runs each collection with compactor-runner on an ADB device, from the plan pushed there."""
 
     name = "device"
 
-    def __init__(self, session, batch: int, seed: int) -> None:
+    def __init__(self, session, batch: int, seed: int, options: Optional[dict] = None) -> None:
         self.session, self.batch, self.seed = session, batch, seed
+        self.flags = runner_flags(options or {})
 
     def run(self, sc: Scenario, rep: int) -> dict:
-        return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep)
+        return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep, self.flags)
 
 
 class RunnerExecutor:
@@ -157,13 +189,15 @@ class RunnerExecutor:
 
     name = "runner"
 
-    def __init__(self, plan_path: str, batch: int, seed: int, runner: Optional[str] = None) -> None:
+    def __init__(self, plan_path: str, batch: int, seed: int, runner: Optional[str] = None,
+                 options: Optional[dict] = None) -> None:
         self.plan_path, self.batch, self.seed = plan_path, batch, seed
         self.runner = runner or runner_path()
+        self.flags = runner_flags(options or {})
 
     def run(self, sc: Scenario, rep: int) -> dict:
         cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
-               "--batch", str(self.batch), "--seed", str(self.seed + rep)]
+               "--batch", str(self.batch), "--seed", str(self.seed + rep)] + self.flags
         if sc.faults != "none":
             cmd += ["--faults", sc.faults]
         p = subprocess.run(cmd, capture_output=True, text=True)
@@ -216,12 +250,46 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
             pages=mid.get("pages", {}), counters=mid.get("counters", {}),
             fault_latency_us=_percentiles_us(samples) if samples.size else (mid.get("fault_latency_us") or {}),
             fallback=sorted({r.get("fallback", "") for r in reps} - {""}),
+            **load_measures(reps),
             verified=all(r.get("verified") for r in reps) and bool(reps),
             repetitions=len(reps),
         )
         row["_samples"] = samples
         runs.append(row)
     return runs
+
+
+def _median_or_none(xs):
+    return None if not xs or any(x is None for x in xs) else _median(xs)
+
+
+def load_measures(reps: List[dict]) -> dict:
+    """What the machine did around each repetition's concurrent phase (issue: MOVE under load): TLB-shootdown and
+    function-call IPIs (system-wide, /proc/interrupts; null where the kernel has no such row), shootdowns per
+    1000 installed pages, the GC thread's context switches, faults, ioctl counts and mean pages per ioctl, and
+    how many CPUs the scenario needed and had."""
+    irq = [r.get("interrupts") or {} for r in reps]
+    tlb = [i.get("tlb_shootdowns") for i in irq]
+    cal = [i.get("function_call") for i in irq]
+    per_k = [None if t is None or not r["pages"]["total"] else 1000.0 * t / r["pages"]["total"]
+             for t, r in zip(tlb, reps)]
+    c = lambda key: _median([r["counters"].get(key, 0) for r in reps])  # noqa: E731
+    ioctl_move, ioctl_copy = c("ioctl_move"), c("ioctl_copy")
+    ps = reps[0].get("page_size") if reps else None
+    out = {
+        "interrupts": {"tlb_shootdowns": _median_or_none(tlb), "function_call": _median_or_none(cal)},
+        "interrupts_per_repetition": {"tlb_shootdowns": tlb, "function_call": cal},
+        "shootdowns_per_1000_pages": _median_or_none(per_k),
+        "machine": {
+            "gc_voluntary_switches": c("gc_voluntary_switches"), "gc_involuntary_switches": c("gc_involuntary_switches"),
+            "minor_faults": c("minor_faults"), "major_faults": c("major_faults"),
+            "ioctl_move": ioctl_move, "ioctl_copy": ioctl_copy,
+            "mean_pages_per_move": (c("bytes_moved") / ioctl_move / ps) if ioctl_move and ps else None,
+            "mean_pages_per_copy": (c("bytes_copied") / ioctl_copy / ps) if ioctl_copy and ps else None,
+            "cpus": reps[0].get("cpus") if reps else None, "threads_needed": reps[0].get("threads_needed") if reps else None,
+        },
+    }
+    return out
 
 
 def _percentiles_us(samples: np.ndarray) -> dict:
@@ -299,11 +367,11 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
         plan.save(path)
         if session is not None:
             session.push_plan(path)
-            executor = DeviceExecutor(session, cfg.batch, cfg.seed)
+            executor = DeviceExecutor(session, cfg.batch, cfg.seed, cfg.options)
         else:
-            executor = RunnerExecutor(path, cfg.batch, cfg.seed)
+            executor = RunnerExecutor(path, cfg.batch, cfg.seed, options=cfg.options)
     else:
-        executor = BindingExecutor(heap, plan, cfg.batch, cfg.seed)
+        executor = BindingExecutor(heap, plan, cfg.batch, cfg.seed, cfg.options)
     raws: Dict[str, List[dict]] = {sc.key: [] for sc in runnable}
     total = cfg.repeat * len(runnable)
     done = 0
@@ -329,13 +397,14 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
     tick("done", total, total)
     runs = aggregate(scenarios, raws, heap.heap_size, plan.live_bytes, unsupported)
     report = {
-        "schema": SCHEMA,
+        "schema": SCHEMA_ID,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": "python -m compactor.bench",
         "environment": env,
         "config": {"heap_bytes": heap.heap_size, "live_fraction": cfg.live, "garbage": cfg.garbage,
                    "strategies": list(cfg.strategies), "faults": list(cfg.faults), "mutators": list(cfg.mutators),
                    "batch": cfg.batch, "repeat": cfg.repeat, "seed": cfg.seed, "executor": executor.name,
+                   "options": dict(cfg.options),
                    "page_size": plan.page_size,
                    "interleaved": True},
         "heap": {"objects": heap.count, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,

@@ -1,35 +1,86 @@
-"""Finding (or building) the static aarch64 compactor-runner that is pushed to devices."""
+"""Finding (or building) the static aarch64 compactor-runner that is pushed to devices.
+
+Order: ``$COMPACTOR_DEVICE_RUNNER``; else a cross-build cached under ``$XDG_CACHE_HOME/compactor/runner-aarch64/<digest
+of the sources>/``, made on first use from the sources of the source checkout this package runs from (editable
+installs) or, for an installed package, from the copy of the runner's sources that the wheel carries
+(``compactor/device/runner_src``). Building needs Debian's ``g++-aarch64-linux-gnu`` and ``cmake``.
+The cache folders are private (0700) and a cached binary is used only if this user owns it and nobody else can
+write it or the folders above it: whoever can write it runs code on the phone.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import Optional
 
 from .adb import DeviceError
 
+CROSS_COMPILER = "aarch64-linux-gnu-g++"
 
-def source_root() -> Path | None:
-    """The source checkout this package runs from (editable installs), or None."""
+
+def source_root() -> Optional[Path]:
+    """The source checkout this package runs from (editable installs), else the runner sources the installed
+    package carries, else None."""
     here = Path(__file__).resolve()
     for parent in here.parents:
-        if (parent / "device" / "build-runner.sh").exists() and (parent / "native").is_dir():
+        if (parent / "device" / "build-runner.sh").exists() and (parent / "native" / "core").is_dir():
             return parent
+    packaged = here.parent / "runner_src"
+    if (packaged / "device" / "build-runner.sh").exists():
+        return packaged
     return None
 
 
-def _sources_digest(root: Path) -> str:
+def sources_digest(root: Path) -> str:
+    """sha256 over the runner's sources (the core, its headers, the runner, the build files)."""
     h = hashlib.sha256()
-    for path in sorted(list((root / "native").rglob("*")) + [root / "CMakeLists.txt"]):
-        if path.is_file():
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
+    files = [root / "CMakeLists.txt", root / "device" / "toolchain-aarch64.cmake", root / "device" / "build-runner.sh"]
+    for sub in ("include", "core", "runner"):
+        files += sorted(p for p in (root / "native" / sub).rglob("*") if p.is_file())
+    for path in files:
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
+def cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compactor"
+
+
+def private_dir(path: Path) -> Path:
+    """Creates ``path`` (and missing parents below the cache home) with mode 0700; refuses one that exists but is
+    not private to this user."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_private(path, is_dir=True)
+    return path
+
+
+def check_private(path: Path, is_dir: bool = False) -> None:
+    """Raises DeviceError unless ``path`` is owned by this user and writable by nobody else, and so is every folder
+    from it up to the cache home (a cache that others can write is a way to run their code on a device)."""
+    top = cache_home().resolve()
+    p = path.resolve()
+    while True:
+        st = p.lstat()
+        if st.st_uid != os.geteuid():
+            raise DeviceError(f"refusing {p}: owned by uid {st.st_uid}, not by this user ({os.geteuid()}); remove it "
+                              f"or set COMPACTOR_DEVICE_RUNNER")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise DeviceError(f"refusing {p}: others can write it (mode {stat.S_IMODE(st.st_mode):o}); "
+                              f"chmod go-w it or remove it")
+        if p == top or p.parent == p or top not in p.parents:
+            break
+        p = p.parent
+
+
 def aarch64_runner() -> Path:
-    """$COMPACTOR_DEVICE_RUNNER, else a cached cross-build from the source checkout (device/build-runner.sh)."""
+    """$COMPACTOR_DEVICE_RUNNER, else the cached cross-build of the runner's sources (built now when missing)."""
     env = os.environ.get("COMPACTOR_DEVICE_RUNNER")
     if env:
         p = Path(env)
@@ -38,12 +89,34 @@ def aarch64_runner() -> Path:
         return p
     root = source_root()
     if root is None:
-        raise DeviceError("no aarch64 compactor-runner: build one with device/build-runner.sh from the source "
-                          "checkout and set COMPACTOR_DEVICE_RUNNER to its path")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "compactor" / "runner-aarch64" / _sources_digest(root)
-    binary = cache / "compactor-runner"
-    if not binary.exists():
-        p = subprocess.run(["bash", str(root / "device" / "build-runner.sh"), str(cache)], capture_output=True, text=True)
+        raise DeviceError("this installation carries no sources for the aarch64 compactor-runner: reinstall "
+                          "compactor with `pip install '.[device]'`, or set COMPACTOR_DEVICE_RUNNER to a runner "
+                          "built with device/build-runner.sh")
+    folder = cache_home() / "runner-aarch64" / sources_digest(root)
+    binary = folder / "compactor-runner"
+    if binary.exists():
+        check_private(binary)
+        return binary
+    missing = [tool for tool in (CROSS_COMPILER, "cmake") if shutil.which(tool) is None]
+    if missing:
+        raise DeviceError(f"cannot build the aarch64 compactor-runner: {', '.join(missing)} not found; install "
+                          f"Debian's g++-aarch64-linux-gnu and cmake (apt-get install g++-aarch64-linux-gnu cmake), "
+                          f"or set COMPACTOR_DEVICE_RUNNER")
+    private_dir(folder.parent)
+    # Built in a private temporary folder beside the final one, then renamed: no half-built runner is ever cached.
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    try:
+        p = subprocess.run(["bash", str(root / "device" / "build-runner.sh"), str(work)], capture_output=True,
+                           text=True)
         if p.returncode != 0:
-            raise DeviceError(f"cross-building compactor-runner failed: {p.stderr.strip()[-1500:]}")
+            raise DeviceError(f"cross-building compactor-runner failed: {(p.stderr or p.stdout).strip()[-1500:]}")
+        shutil.rmtree(work / "build", ignore_errors=True)
+        os.chmod(work, 0o700)
+        try:
+            os.rename(work, folder)
+        except OSError:  # another process cached it first
+            pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    check_private(binary)
     return binary

@@ -73,9 +73,9 @@ class DeviceSession:
         self.plan_remote = f"{REMOTE_DIR}/heap.plan"
         self.device.push(local, self.plan_remote, skip_if_same=False)
 
-    def collect(self, strategy: str, faults: str, mutators: int, batch: int, seed: int) -> dict:
+    def collect(self, strategy: str, faults: str, mutators: int, batch: int, seed: int, flags=()) -> dict:
         cmd = [RUNNER, self.plan_remote, "--strategy", strategy, "--mutators", str(mutators), "--batch", str(batch),
-               "--seed", str(seed)]
+               "--seed", str(seed), *flags]
         if faults != "none":
             cmd += ["--faults", faults]
         r = self.device.run(cmd, timeout=1800)

@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <sstream>
 #include <stdexcept>
+#include <cerrno>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "compaction_context.hpp"
@@ -24,6 +27,7 @@ const char* strategy_name(Strategy s) {
         case Strategy::Copy: return "copy";
         case Strategy::Move: return "move";
         case Strategy::MoveAlloc: return "move-alloc";
+        case Strategy::Hybrid: return "hybrid";
     }
     return "?";
 }
@@ -36,11 +40,15 @@ const char* access_name(Access a) {
     }
     return "?";
 }
+const char* backoff_name(Backoff b) { return b == Backoff::Art ? "art" : "futex"; }
 
 Strategy parse_strategy(const std::string& s) {
-    for (Strategy x : {Strategy::Stw, Strategy::Copy, Strategy::Move, Strategy::MoveAlloc})
+    std::string names;
+    for (Strategy x : kStrategies) {
         if (s == strategy_name(x)) return x;
-    throw std::invalid_argument("unknown strategy '" + s + "' (choose stw, copy, move or move-alloc)");
+        names += std::string(names.empty() ? "" : ", ") + strategy_name(x);
+    }
+    throw std::invalid_argument("unknown strategy '" + s + "' (choose " + names + ")");
 }
 FaultMode parse_fault_mode(const std::string& s) {
     if (s == "sigbus") return FaultMode::Sigbus;
@@ -51,6 +59,76 @@ Access parse_access(const std::string& s) {
     for (Access a : {Access::Random, Access::Sequential, Access::HotSet})
         if (s == access_name(a)) return a;
     throw std::invalid_argument("unknown access pattern '" + s + "' (choose random, sequential or hot-set)");
+}
+Backoff parse_backoff(const std::string& s) {
+    if (s == "art") return Backoff::Art;
+    if (s == "futex") return Backoff::Futex;
+    throw std::invalid_argument("unknown backoff '" + s + "' (choose art or futex)");
+}
+
+namespace {
+
+template <typename T>
+void check_range(const char* option, T value, T lo, T hi, const char* unit = "") {
+    if (!(value >= lo && value <= hi)) {  // also rejects NaN
+        std::ostringstream o;
+        o << option << " must lie in [" << lo << ", " << hi << "]" << unit << ", got " << value;
+        throw std::invalid_argument(o.str());
+    }
+}
+
+void check_cpu(const char* option, int cpu, const cpu_set_t& allowed) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+        std::ostringstream o;
+        o << option << " names CPU " << cpu << ", which this process may not run on (allowed:";
+        for (int c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &allowed)) o << " " << c;
+        o << ")";
+        throw std::invalid_argument(o.str());
+    }
+}
+
+}  // namespace
+
+void validate(const CollectorConfig& c, uint64_t page_size) {
+    check_range("mutators", c.mutators, 0u, kMaxMutators);
+    check_range("batch", c.batch, 1u, kMaxBatch, " pages");
+    check_range("move_min_run", c.move_min_run, 1u, kMaxBatch, " pages");
+    check_range("watchdog", c.watchdog_seconds, 0.001, 86400.0, " seconds");
+    check_range("write_fraction", c.write_fraction, 0.0, 1.0);
+    check_range("hops", c.hops, 0u, 64u);
+    check_range("max_samples", c.max_samples, uint64_t{0}, uint64_t{1} << 26);
+    check_range("release_chunk", c.release_chunk, page_size, uint64_t{1} << 40, " bytes");
+    if (c.release_chunk % page_size)
+        throw std::invalid_argument("release_chunk must be a multiple of the page size (" + std::to_string(page_size) +
+                                    " bytes), got " + std::to_string(c.release_chunk));
+    check_range("inject_fraction", c.inject.fraction, 0.0, 1.0);
+    if (c.inject.err != 0 && c.inject.err != EAGAIN && c.inject.err != EBUSY && c.inject.err != ENOMEM &&
+        c.inject.err != kDoubleInstall && c.inject.err != kPoison)
+        throw std::invalid_argument("inject must be EAGAIN, EBUSY, ENOMEM, EEXIST or POISON, got errno " +
+                                    std::to_string(c.inject.err));
+    check_range("stall_seconds", c.stall_seconds, 0.0, 3600.0, " seconds");
+    check_range("late_access_seconds", c.late_access_seconds, 0.0, 60.0, " seconds");
+    if (c.gc_cpu != -1 || !c.mutator_cpus.empty()) {
+        cpu_set_t allowed;
+        CPU_ZERO(&allowed);
+        if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+            throw std::invalid_argument("gc_cpu/mutator_cpus: sched_getaffinity failed, CPUs cannot be pinned here");
+        if (c.gc_cpu != -1) check_cpu("gc_cpu", c.gc_cpu, allowed);
+        if (c.mutator_cpus.size() > kMaxMutators)
+            throw std::invalid_argument("mutator_cpus names more than " + std::to_string(kMaxMutators) + " CPUs");
+        for (int cpu : c.mutator_cpus) check_cpu("mutator_cpus", cpu, allowed);
+    }
+}
+
+void Counters::add(const Counters& o) {
+    static_assert(sizeof(Counters) % sizeof(uint64_t) == 0, "Counters holds uint64_t fields only");
+    constexpr size_t n = sizeof(Counters) / sizeof(uint64_t);
+    uint64_t a[n], b[n];
+    std::memcpy(a, this, sizeof a);
+    std::memcpy(b, &o, sizeof b);
+    for (size_t i = 0; i < n; ++i) a[i] += b[i];
+    std::memcpy(this, a, sizeof a);
 }
 
 double percentile_ns(std::vector<uint64_t> v, double q) {
@@ -96,6 +174,7 @@ CollectionStats run_stw(HeapSpace& space, const PlanView& plan) {
 
 CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, uint64_t digest_before,
                           const ObjectTableView* table, const int32_t* root_objects) {
+    validate(cfg, page_size());
     if (plan.heap_size != space.size())
         throw PlanError("the plan is for a heap of " + std::to_string(plan.heap_size) + " bytes, the space has " +
                         std::to_string(space.size()));
@@ -117,7 +196,8 @@ CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const Collecto
             strategy = Strategy::Stw;
             fallback = "mremap(MREMAP_DONTUNMAP) unavailable (Linux >= 5.7 needed): stop-the-world instead";
         }
-        if ((strategy == Strategy::Move || strategy == Strategy::MoveAlloc) && !(pr.features & UFFD_FEATURE_MOVE)) {
+        if ((strategy == Strategy::Move || strategy == Strategy::MoveAlloc || strategy == Strategy::Hybrid) &&
+            !(pr.features & UFFD_FEATURE_MOVE)) {
             strategy = Strategy::Copy;
             fallback = "this kernel lacks UFFD_FEATURE_MOVE (Linux >= 6.8 needed): COPY instead of MOVE";
         }

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <vector>
 
@@ -44,10 +45,9 @@ struct Rng {
 // Per-thread state: buffers prepared before the phase and counters merged after it. Never shared.
 struct ThreadCtx {
     uint8_t* buffer = nullptr;      // pre-populated page(s): COPY source / COPY fallback
-    uint8_t* fresh = nullptr;       // move-alloc: never-touched pages, first-touched by compaction
-    uint64_t buffer_pages = 0;
+    uint8_t* fresh = nullptr;       // move-alloc: never-touched pages, first-touched before compaction
     Rng rng{1};
-    CollectionStats counters;       // page / ioctl / error counters of this thread
+    Counters counters{};            // page / ioctl / error counters of this thread (plain data)
     std::vector<uint64_t> samples;  // fault latency (ns), capacity reserved up front
     std::vector<PayloadWrite> writes;
     bool is_gc = false;
@@ -78,10 +78,19 @@ struct Context {
     std::atomic<bool> stop_mutators{false};
     std::atomic<bool> start_mutators{false};
     std::atomic<bool> gc_stalled{false};
-    std::atomic<unsigned> mutators_ready{0};  // mutators that completed their first access  // test hook: the GC thread holds a page and sleeps
+    std::atomic<unsigned> mutators_ready{0};  // mutators that made their first access (or have nothing to touch)
     std::atomic<int> handlers_in_flight{0};
+    // Backoff::Futex: bumped after every installation that may end a wait; waiters sleep on it while it is
+    // unchanged. `futex_waiters` lets installers skip the wake syscall when nobody waits.
+    std::atomic<uint32_t> install_epoch{0};
+    std::atomic<uint32_t> futex_waiters{0};
+    // Zero pages installed by threads without a context of their own (foreign threads faulting on the space).
+    std::atomic<uint64_t> orphan_zeropages{0};
     std::atomic<int> abort_err{0};
     char abort_reason[256] = {0};
+
+    // Pages installed: wakes threads blocked in Backoff::Futex waits.
+    void pages_mapped();
 
     uint64_t recycle_floor() const {
         const uint64_t r = reclaim_boundary.load(std::memory_order_acquire);
@@ -92,20 +101,38 @@ struct Context {
     }
 };
 
+// The fault path relies on these being lock-free (async-signal-safe).
+static_assert(std::atomic<uint8_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free &&
+                  std::atomic<uint64_t>::is_always_lock_free && std::atomic<int>::is_always_lock_free &&
+                  std::atomic<bool>::is_always_lock_free && std::atomic<Context*>::is_always_lock_free,
+              "atomics used on the signal path must be lock-free");
+
+// Whether a run of `pages` contiguous to-space pages is installed with MOVE (else COPY): the strategy's policy,
+// in one place. `by_gc`: the GC thread installs it (mutators and the fault thread install single pages).
+inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc) {
+    switch (ctx.strategy) {
+        case Strategy::Move:
+        case Strategy::MoveAlloc: return true;
+        case Strategy::Hybrid: return by_gc && pages >= ctx.cfg.move_min_run;
+        default: return false;
+    }
+}
+
 // Records why the run must stop (first caller wins) and raises the abort flag. Async-signal-safe.
 void request_abort(Context& ctx, int err, const char* why);
 
 // Hands out up to `want` contiguous recycled from-space pages; returns how many (0 = pool empty) and the start.
 uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start);
 
-// Installs `npages` compacted pages from `src` at to-space page `first_page` with COPY or MOVE, handling
-// EAGAIN (retry), EEXIST (already there), EBUSY (MOVE -> COPY), ENOMEM (bounded retries, then abort).
-// `batched` and `dense` only select counters. Returns false when the run was aborted.
-bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
-                   bool dense);
+// Why a run is installed with COPY (selects the counter).
+enum class CopyReason { Copy, PoolEmpty, Ebusy, ShortRun };
 
-// The GC thread's COPY of a batch compacted into its own buffer because the recycled-page pool was empty.
-bool install_pages_pool_empty(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages);
+// Installs `npages` compacted pages from `src` at to-space page `first_page` with MOVE (`move`) or COPY,
+// handling EAGAIN (retry), EBUSY (MOVE -> COPY), ENOMEM (bounded retries, then abort). EEXIST means a page this
+// thread claimed was already mapped — a double install — and aborts the run as corrupt. `dense` and `why` only
+// select counters. Returns false when the run was aborted.
+bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
+                   bool dense, CopyReason why);
 
 // A mutator's or the fault thread's resolution of one faulting page: claim it and compact + install it, or wait
 // (sched_yield, then growing nanosleep) while another thread owns it. Returns true when this call installed the
@@ -114,6 +141,9 @@ bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page);
 
 // Records one fault-latency sample in the thread's histogram and sample log.
 void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples);
+
+// Waits until to-space page `page` is mapped (or the range was unregistered) with the configured backoff.
+void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page);
 
 // Mutator thread body (mutators.cpp).
 void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index);

@@ -4,6 +4,8 @@
 // the finish (drain, unregister, release the from-space). No Python and no GIL anywhere below.
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -44,11 +46,23 @@ void chain_sigbus(int sig, siginfo_t* si, void* uc) {
     sigaction(sig, &dfl, nullptr);
 }
 
+// Whether a SIGBUS at `addr` is userfaultfd's missing-page fault that this collection must resolve: the kernel
+// raises those with BUS_ADRERR (a hardware error or a poisoned page raises BUS_MCEERR_*), and the page is either
+// not yet mapped by the state machine or really absent (a page mapped moments ago by another thread is retried).
+bool ours(const Context& ctx, const siginfo_t* si, uint64_t addr) {
+    if (si->si_code != BUS_ADRERR || !ctx.in_space(addr)) return false;
+    const uint64_t page = (addr - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
+    if (ctx.state[page].load(std::memory_order_acquire) != kProcessedAndMapped) return true;
+    unsigned char resident = 0;
+    void* start = reinterpret_cast<void*>(addr & ~(ctx.ps - 1));
+    return ::mincore(start, ctx.ps, &resident) == 0 && (resident & 1);  // mapped: the access is simply retried
+}
+
 void sigbus_handler(int sig, siginfo_t* si, void* uc) {
     const int saved_errno = errno;
     Context* ctx = g_active.load(std::memory_order_acquire);
     const uint64_t addr = reinterpret_cast<uint64_t>(si->si_addr);
-    if (ctx && ctx->in_space(addr)) {
+    if (ctx && ours(*ctx, si, addr)) {
         ctx->handlers_in_flight.fetch_add(1, std::memory_order_acq_rel);
         const uint64_t t0 = now_ns();
         ThreadCtx* tc = t_ctx;
@@ -71,19 +85,56 @@ double thread_cpu_seconds() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-uint64_t minor_faults(int who) {
-    rusage ru;
+rusage usage_of(int who) {
+    rusage ru{};
     getrusage(who, &ru);
-    return static_cast<uint64_t>(ru.ru_minflt);
+    return ru;
 }
 
-void backoff_sleep(unsigned& spins) {
-    if (spins++ < 16) {
-        sched_yield();
-    } else {
-        timespec ts{0, 20000};
-        nanosleep(&ts, nullptr);
+// The "TLB:" (TLB-shootdown IPIs) and "CAL:" (function-call IPIs) rows of /proc/interrupts, summed over CPUs;
+// -1 where the row does not exist. Read outside the timed intervals: it allocates.
+InterruptDelta read_interrupts() {
+    InterruptDelta out;
+    FILE* f = std::fopen("/proc/interrupts", "r");
+    if (!f) return out;
+    char line[8192];
+    while (std::fgets(line, sizeof line, f)) {
+        char* p = line;
+        while (*p == ' ') ++p;
+        int64_t* slot = std::strncmp(p, "TLB:", 4) == 0 ? &out.tlb_shootdowns
+                        : std::strncmp(p, "CAL:", 4) == 0 ? &out.function_call : nullptr;
+        if (!slot) continue;
+        p += 4;
+        int64_t sum = 0;
+        for (;;) {
+            char* end = nullptr;
+            const unsigned long long v = std::strtoull(p, &end, 10);
+            if (end == p) break;  // the row's description follows the per-CPU counts
+            sum += static_cast<int64_t>(v);
+            p = end;
+        }
+        *slot = sum;
     }
+    std::fclose(f);
+    return out;
+}
+
+int64_t delta(int64_t before, int64_t after) { return before < 0 || after < 0 ? -1 : after - before; }
+
+// Pins the calling thread to `cpu` (validated beforehand against the allowed set).
+void pin_to(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
+unsigned allowed_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return static_cast<unsigned>(CPU_COUNT(&set));
 }
 
 // The first from-space offset above every live word: from there up, nothing is ever read.
@@ -97,17 +148,19 @@ uint64_t end_of_live_data(const PlanView& p) {
 struct Batch {
     uint8_t* base = nullptr;  // region of `cap` pages; page `top - i` is compacted into slot cap - 1 - i
     uint64_t cap = 0, k = 0, top = 0;
-    bool dense = false, move = false, pool_empty = false;
+    uint64_t claimed_low = 0;  // lowest page claimed for this run (claim-ahead: below `top - k + 1`)
+    bool dense = false, pool_empty = false;
 };
 
 void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out) {
+    pin_to(ctx.cfg.gc_cpu);
     const uint64_t t_start = now_ns();
     const double cpu0 = thread_cpu_seconds();
-    const uint64_t flt0 = minor_faults(RUSAGE_THREAD);
+    const rusage ru0 = usage_of(RUSAGE_THREAD);
     const PlanView& p = ctx.plan;
     const uint64_t ps = ctx.ps;
     const uint64_t B = ctx.cfg.batch ? ctx.cfg.batch : 1;
-    CollectionStats& c = tc.counters;
+    Counters& c = tc.counters;
     uint64_t lowest_done = p.num_to_pages;
     uint64_t released_low = ctx.heap_size;  // COPY: [released_low, heap_size) already given back
     Batch b;
@@ -118,9 +171,12 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         if (ctx.strategy != Strategy::Copy || final_release) return;
         if (released_low > r && released_low - r >= ctx.cfg.release_chunk) {
             const uint64_t t0 = now_ns();
-            for (uint64_t hi = released_low; hi > r;) {
+            for (uint64_t hi = released_low; hi > r;) {  // release_chunk is a positive page multiple
                 const uint64_t lo = hi - r > ctx.cfg.release_chunk ? hi - ctx.cfg.release_chunk : r;
-                ::madvise(ctx.from_space + lo, hi - lo, MADV_DONTNEED);
+                if (::madvise(ctx.from_space + lo, hi - lo, MADV_DONTNEED) != 0) {
+                    request_abort(ctx, errno, "madvise(MADV_DONTNEED) of the from-space failed");
+                    return;
+                }
                 c.madvise_calls += 1;
                 hi = lo;
             }
@@ -143,21 +199,29 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         const uint64_t first = b.top - b.k + 1;
         uint8_t* src = b.dense ? ctx.from_space + first * ps : b.base + (b.cap - b.k) * ps;
         for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapping, std::memory_order_release);
-        bool ok = b.pool_empty ? install_pages_pool_empty(ctx, tc, first, src, b.k)
-                               : install_pages(ctx, tc, first, src, b.k, b.move, b.dense);
+        // A pool-empty batch sits in the GC's buffer: COPY. Otherwise the policy decides for a run of this length.
+        const bool move = !b.pool_empty && install_with_move(ctx, b.k, true);
+        const CopyReason why = b.pool_empty ? CopyReason::PoolEmpty
+                               : ctx.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
+        bool ok = install_pages(ctx, tc, first, src, b.k, move, b.dense, why);
         if (ok) {
             for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapped, std::memory_order_release);
             ctx.progress.fetch_add(b.k, std::memory_order_relaxed);
+            ctx.pages_mapped();
         }
         b.k = 0;
         advance_reclaim();
         return ok;
     };
 
+    // Hybrid claims a whole run ahead (every page of it kProcessing before compacting the first), so that
+    // mutators wait for the run instead of cutting it into short MOVEs, each a TLB shootdown.
+    const bool claim_ahead = ctx.strategy == Strategy::Hybrid;
     for (uint64_t page = p.num_to_pages; page-- > 0;) {
         if (ctx.abort.load(std::memory_order_relaxed)) break;
+        const bool claimed = b.k > 0 && page >= b.claimed_low;  // claimed ahead with the current run
         uint8_t s = kUnprocessed;
-        if (!ctx.state[page].compare_exchange_strong(s, kProcessing, std::memory_order_acq_rel)) {
+        if (!claimed && !ctx.state[page].compare_exchange_strong(s, kProcessing, std::memory_order_acq_rel)) {
             if (!flush()) break;  // a mutator owns it: the run is broken here
             continue;
         }
@@ -179,7 +243,6 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             b.top = page;
             b.dense = dense;
             b.cap = B;
-            b.move = ctx.strategy != Strategy::Copy;
             if (!dense) {
                 switch (ctx.strategy) {
                     case Strategy::Copy: b.base = tc.buffer; break;
@@ -190,41 +253,53 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
                             b.cap = n;
                         } else {
                             b.base = tc.buffer;
-                            b.move = false;
                             b.pool_empty = true;
                         }
                     }
                 }
             }
+            b.claimed_low = page;
+            while (claim_ahead && b.claimed_low > 0 && page - (b.claimed_low - 1) < b.cap &&
+                   (b.claimed_low - 1 < p.dense_prefix_pages) == dense) {
+                uint8_t u = kUnprocessed;
+                if (!ctx.state[b.claimed_low - 1].compare_exchange_strong(u, kProcessing, std::memory_order_acq_rel)) break;
+                --b.claimed_low;
+            }
         }
         uint8_t* target = dense ? ctx.from_space + page * ps : b.base + (b.cap - 1 - b.k) * ps;
+        if (ctx.strategy == Strategy::MoveAlloc && !dense && !b.pool_empty) {
+            // "Pages must be allocated": the first touch faults a fresh page in; it is installation, not compaction.
+            const uint64_t ta = now_ns();
+            *reinterpret_cast<volatile uint8_t*>(target) = 0;
+            c.gc_install_ns += now_ns() - ta;
+        }
         const uint64_t t0 = now_ns();
         compact_page(p, ctx.from_space, target, page);
         c.gc_compact_ns += now_ns() - t0;
         ctx.state[page].store(kProcessed, std::memory_order_release);
         b.k += 1;
-        if (b.k == b.cap || page == 0)
+        if (b.k == b.cap || page == 0 || (claim_ahead && page == b.claimed_low))
             if (!flush()) break;
     }
     if (!ctx.abort.load(std::memory_order_relaxed)) flush();
     // Pages that mutators claimed may still be in flight: wait for every page to be mapped.
     const uint64_t tw = now_ns();
-    for (uint64_t q = 0; q < p.num_to_pages && !ctx.abort.load(std::memory_order_relaxed); ++q) {
-        unsigned spins = 0;
-        while (ctx.state[q].load(std::memory_order_acquire) != kProcessedAndMapped && !ctx.abort.load(std::memory_order_relaxed))
-            backoff_sleep(spins);
-    }
+    for (uint64_t q = 0; q < p.num_to_pages && !ctx.abort.load(std::memory_order_relaxed); ++q)
+        wait_until_mapped(ctx, &tc, q);
     c.gc_wait_ns += now_ns() - tw;
     // Release what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
     if (!ctx.abort.load(std::memory_order_acquire)) {
         const uint64_t tr = now_ns();
-        from.unmap();
+        if (const int err = from.unmap()) request_abort(ctx, err, "munmap of the from-space failed");
         c.gc_release_ns += now_ns() - tr;
     }
     const uint64_t t_end = now_ns();
     out.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
     out.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
-    out.gc_minor_faults = minor_faults(RUSAGE_THREAD) - flt0;
+    const rusage ru1 = usage_of(RUSAGE_THREAD);
+    out.gc_minor_faults = static_cast<uint64_t>(ru1.ru_minflt - ru0.ru_minflt);
+    out.gc_voluntary_switches = static_cast<uint64_t>(ru1.ru_nvcsw - ru0.ru_nvcsw);
+    out.gc_involuntary_switches = static_cast<uint64_t>(ru1.ru_nivcsw - ru0.ru_nivcsw);
 }
 
 void fault_thread_main(Context& ctx, ThreadCtx& tc) {
@@ -249,18 +324,6 @@ void fault_thread_main(Context& ctx, ThreadCtx& tc) {
                 ctx.uffd->wake(reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps, ctx.ps);
         }
     }
-}
-
-void merge(CollectionStats& into, const CollectionStats& c) {
-#define M(f) into.f += c.f
-    M(gc_compact_ns); M(gc_install_ns); M(gc_release_ns); M(gc_wait_ns);
-    M(pages_copy); M(pages_move); M(pages_move_batched); M(pages_dense_move); M(pages_zeropage);
-    M(pages_copy_fallback_pool); M(pages_copy_fallback_ebusy); M(pages_copy_fallback_error); M(pages_by_mutators);
-    M(ioctl_copy); M(ioctl_move); M(ioctl_zeropage); M(bytes_copied); M(bytes_moved);
-    M(eagain); M(eexist); M(ebusy); M(enomem); M(enoent); M(injected); M(madvise_calls); M(released_bytes);
-    M(faults_handled); M(mutator_accesses); M(mutator_writes);
-#undef M
-    for (int i = 0; i < kLatencyBuckets; ++i) into.latency_histogram[i] += c.latency_histogram[i];
 }
 
 std::mutex g_collection_lock;  // one concurrent compaction per process: the SIGBUS handler is process-wide
@@ -301,14 +364,12 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     gc.is_gc = true;
     gc.buffer = gc_buffer.data();
     gc.fresh = gc_fresh.data();
-    gc.buffer_pages = B;
     gc.rng.s = cfg.seed * 31 + 7;
     std::vector<ThreadCtx> mctx(nthreads);
     const uint64_t per_thread_samples = cfg.max_samples / nthreads + 1;
     for (unsigned i = 0; i < nthreads; ++i) {
         mctx[i].buffer = buffers.data() + i * ps;
         mctx[i].fresh = fresh.data() + i * ps;
-        mctx[i].buffer_pages = 1;
         mctx[i].rng.s = cfg.seed * 1000003 + i * 7919 + 1;
         mctx[i].samples.reserve(per_thread_samples);
         if (i < cfg.mutators) mctx[i].writes.reserve(1u << 18);
@@ -317,7 +378,9 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(mctx[i]), i);
 
     CollectionStats stats;
-    const uint64_t flt0 = minor_faults(RUSAGE_SELF);
+    stats.cpus_online = allowed_cpus();
+    stats.threads_needed = 1 + cfg.mutators + (mode == FaultMode::Thread ? 1 : 0);
+    const rusage self0 = usage_of(RUSAGE_SELF);
     // ---- Compaction pause ----
     const uint64_t t_pause = now_ns();
     const std::vector<uint32_t> pre_compact_roots = space.roots();
@@ -364,6 +427,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     if (mode == FaultMode::Thread) fault_thread = std::thread(fault_thread_main, std::ref(ctx), std::ref(mctx[cfg.mutators]));
     const uint64_t t_concurrent = now_ns();
     stats.pause_s = static_cast<double>(t_concurrent - t_pause) * 1e-9;
+    const InterruptDelta irq0 = read_interrupts();
 
     // ---- Concurrent phase ----
     std::atomic<bool> gc_done{false};
@@ -408,15 +472,21 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     gc_thread.join();
     const uint64_t t_gc_end = now_ns();
     stats.concurrent_s = static_cast<double>(t_gc_end - t_concurrent) * 1e-9;
+    const InterruptDelta irq1 = read_interrupts();
+    stats.interrupts.tlb_shootdowns = delta(irq0.tlb_shootdowns, irq1.tlb_shootdowns);
+    stats.interrupts.function_call = delta(irq0.function_call, irq1.function_call);
 
     // ---- Finish: stop mutators, drain handlers, unregister ----
+    // Unregistering wakes blocked faulters, and later accesses no longer fault: it must come before joining the
+    // mutators whenever nobody else would resolve their faults — after an abort, and in fault-thread mode once
+    // the fault thread is gone. SIGBUS handlers resolve their own faults until the mutators are joined.
     ctx.stop_mutators.store(true, std::memory_order_release);
-    if (ctx.abort.load()) {
-        uffd->unregister_range(space.mapping().address(), ctx.heap_size);  // wakes blocked faulters
+    if (fault_thread.joinable()) fault_thread.join();
+    if (ctx.abort.load() || mode == FaultMode::Thread) {
+        uffd->unregister_range(space.mapping().address(), ctx.heap_size);
         ctx.unregistered.store(true, std::memory_order_release);
     }
     stop_threads();
-    if (fault_thread.joinable()) fault_thread.join();
     while (ctx.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
     if (handler_installed) {
         sigaction(SIGBUS, &g_prev_sigbus, nullptr);
@@ -425,17 +495,21 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     if (!ctx.unregistered.load()) uffd->unregister_range(space.mapping().address(), ctx.heap_size);
     uffd.reset();
     stats.finish_s = static_cast<double>(now_ns() - t_gc_end) * 1e-9;
-    stats.minor_faults = minor_faults(RUSAGE_SELF) - flt0;
+    const rusage self1 = usage_of(RUSAGE_SELF);
+    stats.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0.ru_minflt);
+    stats.major_faults = static_cast<uint64_t>(self1.ru_majflt - self0.ru_majflt);
+    stats.pages_zeropage += ctx.orphan_zeropages.load();
 
-    merge(stats, gc.counters);
+    stats.add(gc.counters);
     for (auto& t : mctx) {
-        merge(stats, t.counters);
+        stats.add(t.counters);
         stats.latency_samples_ns.insert(stats.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
         stats.writes.insert(stats.writes.end(), t.writes.begin(), t.writes.end());
     }
     if (ctx.abort.load()) {
         const int err = ctx.abort_err.load();
         if (err == ETIMEDOUT) throw WatchdogTimeout(ctx.abort_reason);
+        if (err == EEXIST) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx.abort_reason);
         throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx.abort_reason);
     }
     return stats;

@@ -53,12 +53,14 @@ Mapping& Mapping::operator=(Mapping&& o) noexcept {
     return *this;
 }
 
-void Mapping::unmap() {
+int Mapping::unmap() {
+    int err = 0;
     if (addr_) {
-        ::munmap(addr_, length_);
+        if (::munmap(addr_, length_) != 0) err = errno;
         addr_ = nullptr;
         length_ = 0;
     }
+    return err;
 }
 
 void Mapping::advise(size_t offset, size_t len, int advice) const {

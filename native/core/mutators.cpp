@@ -4,6 +4,7 @@
 // (pages unregistered and read as zeros) cannot make a mutator wander outside the space.
 #include <cstring>
 #include <ctime>
+#include <sched.h>
 
 #include "compaction_context.hpp"
 #include "compactor/object_layout.hpp"
@@ -28,6 +29,12 @@ bool pages_mapped(const Context& ctx, uint64_t off, uint64_t len) {
 
 void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
     set_thread_ctx(&tc);
+    if (!ctx.cfg.mutator_cpus.empty()) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(ctx.cfg.mutator_cpus[index % ctx.cfg.mutator_cpus.size()], &set);
+        sched_setaffinity(0, sizeof set, &set);
+    }
     while (!ctx.start_mutators.load(std::memory_order_acquire)) {
         if (ctx.stop_mutators.load(std::memory_order_acquire)) return;
         timespec ts{0, 50000};
@@ -37,8 +44,12 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
     const uint64_t nroots = ctx.num_roots;
     uint64_t sequential = index * 7919u;
     uint64_t sink = 0;
-    CollectionStats& c = tc.counters;
+    Counters& c = tc.counters;
     bool ready = false;
+    if (nroots == 0) {  // nothing to touch: do not hold the phase's start back
+        ready = true;
+        ctx.mutators_ready.fetch_add(1, std::memory_order_acq_rel);
+    }
     while (!ctx.stop_mutators.load(std::memory_order_relaxed) && nroots > 0) {
         uint64_t r;
         switch (ctx.cfg.access) {
@@ -83,6 +94,12 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
             ready = true;
             ctx.mutators_ready.fetch_add(1, std::memory_order_acq_rel);
         }
+    }
+    if (ctx.cfg.late_access_seconds > 0) {  // test hook: one access after the phase ended, on an empty page
+        const uint64_t ns = static_cast<uint64_t>(ctx.cfg.late_access_seconds * 1e9);
+        timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+        nanosleep(&ts, nullptr);
+        sink += vload64(ctx.to_space + ctx.heap_size - ctx.ps);
     }
     asm volatile("" : : "r"(sink) : "memory");
 }

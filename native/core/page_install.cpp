@@ -1,15 +1,42 @@
 // Claiming, compacting and installing pages: the code every thread of a concurrent compaction runs, the GC
 // thread for its batches and mutators (inside SIGBUS handlers) or the fault thread for single pages.
-// Async-signal-safe throughout: atomics, memcpy, ioctl, sched_yield, nanosleep, clock_gettime.
+// Async-signal-safe throughout: atomics, memcpy, ioctl, futex, sched_yield, nanosleep, clock_gettime.
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <ctime>
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "compaction_context.hpp"
 #include "compactor/page_compaction.hpp"
 
 namespace compactor::detail {
+
+namespace {
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "the futex word is the atomic's storage");
+
+uint32_t* futex_word(std::atomic<uint32_t>& a) { return reinterpret_cast<uint32_t*>(&a); }
+
+// "<prefix><n><suffix>" into `out` without snprintf (not async-signal-safe).
+void format_with_number(char* out, size_t cap, const char* prefix, uint64_t n, const char* suffix) {
+    size_t k = 0;
+    for (const char* p = prefix; *p && k + 1 < cap; ++p) out[k++] = *p;
+    char digits[24];
+    int d = 0;
+    do {
+        digits[d++] = static_cast<char>('0' + n % 10);
+        n /= 10;
+    } while (n);
+    while (d > 0 && k + 1 < cap) out[k++] = digits[--d];
+    for (const char* p = suffix; *p && k + 1 < cap; ++p) out[k++] = *p;
+    out[k] = 0;
+}
+
+}  // namespace
 
 void request_abort(Context& ctx, int err, const char* why) {
     int expected = 0;
@@ -22,6 +49,13 @@ void request_abort(Context& ctx, int err, const char* why) {
         ctx.abort_reason[n] = 0;
     }
     ctx.abort.store(true, std::memory_order_release);
+}
+
+void Context::pages_mapped() {
+    if (cfg.backoff != Backoff::Futex) return;
+    install_epoch.fetch_add(1, std::memory_order_release);
+    if (futex_waiters.load(std::memory_order_acquire))
+        syscall(SYS_futex, futex_word(install_epoch), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
 uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start) {
@@ -40,15 +74,27 @@ uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start) {
     }
 }
 
-static void backoff(unsigned& spins) {
-    if (spins < 16) {
-        sched_yield();
-    } else {
-        const unsigned shift = spins - 16 < 10 ? spins - 16 : 10;
-        timespec ts{0, static_cast<long>(1000L << shift)};  // 1 us .. ~1 ms
-        nanosleep(&ts, nullptr);
+void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
+    std::atomic<uint8_t>& st = ctx.state[page];
+    for (uint32_t i = 1;; ++i) {
+        const uint32_t epoch = ctx.install_epoch.load(std::memory_order_acquire);
+        if (st.load(std::memory_order_acquire) == kProcessedAndMapped) return;
+        if (ctx.unregistered.load(std::memory_order_acquire) || ctx.abort.load(std::memory_order_acquire)) return;
+        if (ctx.cfg.backoff == Backoff::Futex) {
+            // Sleeps while no installation happened since `epoch` was read (1 ms cap: abort paths do not wake).
+            ctx.futex_waiters.fetch_add(1, std::memory_order_acq_rel);
+            timespec ts{0, 1000000};
+            syscall(SYS_futex, futex_word(ctx.install_epoch), FUTEX_WAIT_PRIVATE, epoch, &ts, nullptr, 0);
+            ctx.futex_waiters.fetch_sub(1, std::memory_order_acq_rel);
+            if (tc) tc->counters.futex_waits += 1;
+        } else if (i <= 5) {  // ART's BackOff(i): kYieldMax = 5, then kMinSleepNs * (i - kYieldMax)
+            sched_yield();
+        } else {
+            const uint64_t ns = 10000ull * (i - 5);
+            timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+            nanosleep(&ts, nullptr);
+        }
     }
-    ++spins;
 }
 
 void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples) {
@@ -60,10 +106,7 @@ void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples) {
 
 namespace {
 
-enum class CopyReason { Copy, PoolEmpty, Ebusy, Error };
-
-void count_pages(ThreadCtx& tc, bool move, bool dense, CopyReason why, uint64_t pages, uint64_t call_pages) {
-    CollectionStats& c = tc.counters;
+void count_pages(Counters& c, bool move, bool dense, CopyReason why, uint64_t pages, uint64_t call_pages) {
     if (move) {
         if (dense) c.pages_dense_move += pages;
         else if (call_pages > 1) c.pages_move_batched += pages;
@@ -74,16 +117,33 @@ void count_pages(ThreadCtx& tc, bool move, bool dense, CopyReason why, uint64_t 
         case CopyReason::Copy: c.pages_copy += pages; break;
         case CopyReason::PoolEmpty: c.pages_copy_fallback_pool += pages; break;
         case CopyReason::Ebusy: c.pages_copy_fallback_ebusy += pages; break;
-        case CopyReason::Error: c.pages_copy_fallback_error += pages; break;
+        case CopyReason::ShortRun: c.pages_copy_short_run += pages; break;
     }
 }
 
-bool install(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move, bool dense,
-             CopyReason why) {
-    CollectionStats& c = tc.counters;
+// The test hooks that make the kernel itself answer wrongly (FaultInjection): once, in the GC thread's first
+// installation. Returns true when the pages were "installed" by the hook (kPoison).
+bool kernel_injection(Context& ctx, ThreadCtx& tc, uint64_t dst, uint64_t len) {
+    const int what = ctx.cfg.inject.err;
+    if (!tc.is_gc || (what != kDoubleInstall && what != kPoison) || tc.counters.injected) return false;
+    tc.counters.injected += 1;
+    if (what == kDoubleInstall) {
+        ctx.uffd->zeropage(dst, ctx.ps, UFFDIO_ZEROPAGE_MODE_DONTWAKE);
+        return false;
+    }
+    ctx.uffd->poison(dst, len, 0);
+    return true;
+}
+
+}  // namespace
+
+bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
+                   bool dense, CopyReason why) {
+    Counters& c = tc.counters;
     const uint64_t ps = ctx.ps;
     uint64_t done = 0;
     unsigned enomem = 0;
+    if (kernel_injection(ctx, tc, reinterpret_cast<uint64_t>(ctx.to_space) + first_page * ps, npages * ps)) return true;
     while (done < npages) {
         if (ctx.abort.load(std::memory_order_relaxed)) return false;
         const uint64_t dst = reinterpret_cast<uint64_t>(ctx.to_space) + (first_page + done) * ps;
@@ -92,9 +152,10 @@ bool install(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uin
         const uint64_t t0 = tc.is_gc ? now_ns() : 0;
         IoResult r;
         // Test hook. EBUSY is injected into MOVE only: the kernel never answers COPY with it.
-        const bool inject_here = ctx.cfg.inject.fraction > 0 && (move || ctx.cfg.inject.err != EBUSY);
+        const int inj = ctx.cfg.inject.err;
+        const bool inject_here = ctx.cfg.inject.fraction > 0 && inj > 0 && (move || inj != EBUSY);
         if (inject_here && tc.rng.uniform() < ctx.cfg.inject.fraction) {
-            r = {0, ctx.cfg.inject.err};
+            r = {0, inj};
             c.injected += 1;
         } else {
             r = move ? ctx.uffd->move(dst, s, len, 0) : ctx.uffd->copy(dst, s, len, 0);
@@ -103,7 +164,7 @@ bool install(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uin
         (move ? c.ioctl_move : c.ioctl_copy) += 1;
         const uint64_t ok_pages = static_cast<uint64_t>(r.done) / ps;
         (move ? c.bytes_moved : c.bytes_copied) += ok_pages * ps;
-        count_pages(tc, move, dense, why, ok_pages, npages - done);
+        count_pages(c, move, dense, why, ok_pages, npages - done);
         done += ok_pages;
         if (r.err == 0) continue;
         switch (r.err) {
@@ -111,10 +172,15 @@ bool install(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uin
                 c.eagain += 1;
                 sched_yield();
                 break;
-            case EEXIST:  // already installed (a race the state machine resolves as "done")
+            case EEXIST: {  // this thread claimed the page: someone else mapped it too
                 c.eexist += 1;
-                done += 1;
-                break;
+                char why_text[200];
+                format_with_number(why_text, sizeof why_text, "double install: to-space page ", first_page + done,
+                                   move ? " was already mapped when this thread's UFFDIO_MOVE reached it (EEXIST)"
+                                        : " was already mapped when this thread's UFFDIO_COPY reached it (EEXIST)");
+                request_abort(ctx, EEXIST, why_text);
+                return false;
+            }
             case EBUSY:  // source page not exclusive: fall back to COPY from the same source
                 c.ebusy += 1;
                 if (!move) {
@@ -146,82 +212,72 @@ bool install(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uin
     return true;
 }
 
-// A claimed page (kMutatorProcessing) compacted and installed by a mutator or the fault thread.
-bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
-    const PlanView& p = ctx.plan;
-    if (page >= p.num_to_pages) {  // no live data: the zero page
-        const uint64_t dst = reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps;
-        IoResult r = ctx.uffd->zeropage(dst, ctx.ps, 0);
-        tc.counters.ioctl_zeropage += 1;
-        if (r.err == 0) tc.counters.pages_zeropage += 1;
-        else if (r.err == EEXIST) tc.counters.eexist += 1;
-        else if (r.err != ENOENT) {
-            request_abort(ctx, r.err, "UFFDIO_ZEROPAGE failed");
-            return false;
-        }
+namespace {
+
+// A page with no live data, claimed by any thread: the zero page. `c` may be null (a thread without context).
+bool install_zeropage(Context& ctx, Counters* c, uint64_t page) {
+    const uint64_t dst = reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps;
+    IoResult r = ctx.uffd->zeropage(dst, ctx.ps, 0);
+    if (c) c->ioctl_zeropage += 1;
+    if (r.err == 0) {
+        if (c) c->pages_zeropage += 1;
+        else ctx.orphan_zeropages.fetch_add(1, std::memory_order_relaxed);
         return true;
     }
+    char why[200];
+    format_with_number(why, sizeof why, r.err == EEXIST ? "double install: to-space page " : "UFFDIO_ZEROPAGE of to-space page ",
+                       page, r.err == EEXIST ? " was already mapped when its zero page was installed (EEXIST)" : " failed");
+    request_abort(ctx, r.err, why);
+    return false;
+}
+
+// A claimed page (kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
+// the policy decides MOVE or COPY for a single-page run not installed by the GC thread.
+bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
+    const PlanView& p = ctx.plan;
+    const bool move = install_with_move(ctx, 1, false);
     if (page_kind(p, page) == PageKind::Dense) {
         uint8_t* in_place = ctx.from_space + page * ctx.ps;
         compact_page(p, ctx.from_space, in_place, page);
-        return install(ctx, tc, page, in_place, 1, ctx.strategy != Strategy::Copy, true, CopyReason::Copy);
+        return install_pages(ctx, tc, page, in_place, 1, move, true, CopyReason::Copy);
     }
-    switch (ctx.strategy) {
-        case Strategy::Move: {
-            uint8_t* target = nullptr;
-            if (recycle_pages(ctx, 1, &target) == 1) {
-                compact_page(p, ctx.from_space, target, page);
-                return install(ctx, tc, page, target, 1, true, false, CopyReason::Copy);
-            }
-            compact_page(p, ctx.from_space, tc.buffer, page);
-            return install(ctx, tc, page, tc.buffer, 1, false, false, CopyReason::PoolEmpty);
-        }
-        case Strategy::MoveAlloc:
-            compact_page(p, ctx.from_space, tc.fresh, page);
-            return install(ctx, tc, page, tc.fresh, 1, true, false, CopyReason::Copy);
-        default:
-            compact_page(p, ctx.from_space, tc.buffer, page);
-            return install(ctx, tc, page, tc.buffer, 1, false, false, CopyReason::Copy);
+    if (!move) {
+        compact_page(p, ctx.from_space, tc.buffer, page);
+        return install_pages(ctx, tc, page, tc.buffer, 1, false, false, CopyReason::Copy);
     }
+    if (ctx.strategy == Strategy::MoveAlloc) {
+        compact_page(p, ctx.from_space, tc.fresh, page);
+        return install_pages(ctx, tc, page, tc.fresh, 1, true, false, CopyReason::Copy);
+    }
+    uint8_t* target = nullptr;
+    if (recycle_pages(ctx, 1, &target) == 1) {
+        compact_page(p, ctx.from_space, target, page);
+        return install_pages(ctx, tc, page, target, 1, true, false, CopyReason::Copy);
+    }
+    compact_page(p, ctx.from_space, tc.buffer, page);
+    return install_pages(ctx, tc, page, tc.buffer, 1, false, false, CopyReason::PoolEmpty);
 }
 
 }  // namespace
-
-bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
-                   bool dense) {
-    return install(ctx, tc, first_page, src, npages, move, dense, CopyReason::Copy);
-}
-
-bool install_pages_pool_empty(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages) {
-    return install(ctx, tc, first_page, src, npages, false, false, CopyReason::PoolEmpty);
-}
 
 bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     if (page >= ctx.num_pages) return false;
     std::atomic<uint8_t>& st = ctx.state[page];
     uint8_t s = kUnprocessed;
-    const bool can_compact = tc != nullptr || page >= ctx.plan.num_to_pages;
-    if (can_compact && st.load(std::memory_order_acquire) == kUnprocessed &&
+    const bool empty = page >= ctx.plan.num_to_pages;
+    const bool can_resolve = tc != nullptr || empty;
+    if (can_resolve && st.load(std::memory_order_acquire) == kUnprocessed &&
         st.compare_exchange_strong(s, kMutatorProcessing, std::memory_order_acq_rel)) {
-        bool ok;
-        if (tc) {
-            ok = resolve_claimed(ctx, *tc, page);
-            if (ok) tc->counters.pages_by_mutators += 1;
-        } else {
-            ThreadCtx scratch;  // a zero page faulted by a thread without a context: its counters are dropped
-            ok = resolve_claimed(ctx, scratch, page);
-        }
+        const bool ok = empty ? install_zeropage(ctx, tc ? &tc->counters : nullptr, page) : resolve_claimed(ctx, *tc, page);
         if (ok) {
+            if (tc) tc->counters.pages_by_mutators += 1;
             st.store(kProcessedAndMapped, std::memory_order_release);
             ctx.progress.fetch_add(1, std::memory_order_relaxed);
+            ctx.pages_mapped();
             return true;
         }
     }
-    unsigned spins = 0;
-    while (st.load(std::memory_order_acquire) != kProcessedAndMapped) {
-        if (ctx.unregistered.load(std::memory_order_acquire)) return false;
-        backoff(spins);
-    }
+    wait_until_mapped(ctx, tc, page);
     return false;
 }
 

@@ -1,5 +1,7 @@
 #include "compactor/result_json.hpp"
 
+#include "compactor/mapping.hpp"
+
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
@@ -37,6 +39,7 @@ std::string num(double v) {
     return b;
 }
 std::string num(uint64_t v) { return std::to_string(v); }
+std::string inum(int64_t v) { return v < 0 ? "null" : std::to_string(v); }  // -1: not measurable here
 
 class Obj {
 public:
@@ -60,7 +63,7 @@ std::string collection_json(const CollectionOutcome& out) {
     pages.kv("total", num(s.pages_total)).kv("copy", num(s.pages_copy)).kv("move", num(s.pages_move))
         .kv("move_batched", num(s.pages_move_batched)).kv("dense_move", num(s.pages_dense_move))
         .kv("zeropage", num(s.pages_zeropage)).kv("copy_fallback_pool_empty", num(s.pages_copy_fallback_pool))
-        .kv("copy_fallback_ebusy", num(s.pages_copy_fallback_ebusy)).kv("copy_fallback_error", num(s.pages_copy_fallback_error))
+        .kv("copy_fallback_ebusy", num(s.pages_copy_fallback_ebusy)).kv("copy_short_run", num(s.pages_copy_short_run))
         .kv("by_mutators", num(s.pages_by_mutators));
     Obj counters;
     counters.kv("ioctl_copy", num(s.ioctl_copy)).kv("ioctl_move", num(s.ioctl_move)).kv("ioctl_zeropage", num(s.ioctl_zeropage))
@@ -68,8 +71,13 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("eexist", num(s.eexist)).kv("ebusy", num(s.ebusy)).kv("enomem", num(s.enomem)).kv("enoent", num(s.enoent))
         .kv("injected_failures", num(s.injected)).kv("madvise_calls", num(s.madvise_calls))
         .kv("released_bytes", num(s.released_bytes)).kv("minor_faults", num(s.minor_faults))
-        .kv("gc_minor_faults", num(s.gc_minor_faults)).kv("faults_handled", num(s.faults_handled))
-        .kv("mutator_accesses", num(s.mutator_accesses)).kv("mutator_writes", num(s.mutator_writes));
+        .kv("major_faults", num(s.major_faults)).kv("gc_minor_faults", num(s.gc_minor_faults))
+        .kv("gc_voluntary_switches", num(s.gc_voluntary_switches))
+        .kv("gc_involuntary_switches", num(s.gc_involuntary_switches)).kv("faults_handled", num(s.faults_handled))
+        .kv("mutator_accesses", num(s.mutator_accesses)).kv("mutator_writes", num(s.mutator_writes))
+        .kv("futex_waits", num(s.futex_waits));
+    Obj irq;
+    irq.kv("tlb_shootdowns", inum(s.interrupts.tlb_shootdowns)).kv("function_call", inum(s.interrupts.function_call));
     Obj gct;
     gct.kv("compact", num(s.gc_compact_ns)).kv("install", num(s.gc_install_ns)).kv("release", num(s.gc_release_ns))
         .kv("wait_for_mutators", num(s.gc_wait_ns));
@@ -90,7 +98,8 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("mutators", num(static_cast<uint64_t>(s.mutators))).kv("pause_s", num(s.pause_s))
         .kv("gc_thread_s", num(s.gc_thread_s)).kv("gc_thread_cpu_s", num(s.gc_thread_cpu_s))
         .kv("concurrent_s", num(s.concurrent_s)).kv("finish_s", num(s.finish_s))
-        .kv("gc_time_ns", gct.str()).kv("pages", pages.str()).kv("counters", counters.str())
+        .kv("page_size", num(static_cast<uint64_t>(page_size()))).kv("cpus", num(static_cast<uint64_t>(s.cpus_online))).kv("threads_needed", num(static_cast<uint64_t>(s.threads_needed)))
+        .kv("gc_time_ns", gct.str()).kv("pages", pages.str()).kv("counters", counters.str()).kv("interrupts", irq.str())
         .kv("fault_latency_us", lat.str()).kv("latency_histogram_log2_ns", hist)
         .kv("verified", out.verify.verified ? "true" : "false").kv("digest", json_escape(digest))
         .kv("reachable_objects", num(out.verify.after.objects)).kv("reachable_bytes", num(out.verify.after.bytes))

@@ -1,11 +1,14 @@
 // compactor-runner: executes a plan file with the same core the Python package uses (no Python, no planner).
 // Prints one JSON object on stdout; errors go to stderr with a non-zero exit status.
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include <vector>
+#include <cerrno>
 
 #include "compactor/collector.hpp"
 #include "compactor/errors.hpp"
@@ -24,9 +27,11 @@ void usage(FILE* f) {
     std::fprintf(f,
                  "usage: compactor-runner --probe\n"
                  "       compactor-runner --floor [--floor-pages N] [--repeat N]\n"
-                 "       compactor-runner PLAN_FILE [--strategy stw|copy|move|move-alloc] [--faults sigbus|thread]\n"
-                 "                        [--mutators N] [--batch N] [--access random|sequential|hot-set] [--repeat N]\n"
-                 "                        [--seed N] [--watchdog SECONDS]\n");
+                 "       compactor-runner PLAN_FILE [--strategy stw|copy|move|move-alloc|hybrid] [--faults sigbus|thread]\n"
+                 "                        [--mutators N] [--batch N] [--move-min-run N] [--access random|sequential|hot-set]\n"
+                 "                        [--backoff art|futex] [--gc-cpu CPU] [--mutator-cpus CPU,CPU,...]\n"
+                 "                        [--release-chunk BYTES] [--write-fraction F] [--repeat N] [--seed N]\n"
+                 "                        [--watchdog SECONDS]\n");
 }
 
 // The device-tree model or compatible string (an emulated "linux,dummy-virt" machine shows here), or "".
@@ -68,15 +73,41 @@ std::string probe_json() {
     return s;
 }
 
-unsigned long parse_uint(const char* flag, const char* v) {
+// A non-negative integer no larger than `max` (values that do not fit the option are refused, not wrapped).
+unsigned long parse_uint(const char* flag, const char* v, unsigned long max = UINT_MAX) {
     char* end = nullptr;
     errno = 0;
     unsigned long x = std::strtoul(v, &end, 10);
-    if (errno || !end || *end || v[0] == '-') {
-        std::fprintf(stderr, "compactor-runner: %s needs a non-negative integer, got '%s'\n", flag, v);
+    if (errno || !end || *end || v[0] == '-' || end == v || x > max) {
+        std::fprintf(stderr, "compactor-runner: %s needs an integer in [0, %lu], got '%s'\n", flag, max, v);
         std::exit(2);
     }
     return x;
+}
+
+double parse_double(const char* flag, const char* v) {
+    char* end = nullptr;
+    errno = 0;
+    const double x = std::strtod(v, &end);
+    if (errno || !end || *end || end == v) {
+        std::fprintf(stderr, "compactor-runner: %s needs a number, got '%s'\n", flag, v);
+        std::exit(2);
+    }
+    return x;
+}
+
+std::vector<int> parse_cpus(const char* flag, const char* v) {
+    std::vector<int> cpus;
+    std::string s(v);
+    size_t pos = 0;
+    while (pos <= s.size()) {
+        const size_t comma = s.find(',', pos);
+        const std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        cpus.push_back(static_cast<int>(parse_uint(flag, item.c_str())));
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return cpus;
 }
 
 }  // namespace
@@ -103,15 +134,21 @@ int main(int argc, char** argv) {
             };
             if (a == "--probe") want_probe = true;
             else if (a == "--floor") want_floor = true;
-            else if (a == "--floor-pages") floor_pages = parse_uint("--floor-pages", value());
+            else if (a == "--floor-pages") floor_pages = parse_uint("--floor-pages", value(), ULONG_MAX);
             else if (a == "--strategy") cfg.strategy = parse_strategy(value());
             else if (a == "--faults") cfg.faults = parse_fault_mode(value());
             else if (a == "--access") cfg.access = parse_access(value());
             else if (a == "--mutators") cfg.mutators = static_cast<unsigned>(parse_uint("--mutators", value()));
             else if (a == "--batch") cfg.batch = static_cast<unsigned>(parse_uint("--batch", value()));
+            else if (a == "--move-min-run") cfg.move_min_run = static_cast<unsigned>(parse_uint("--move-min-run", value()));
+            else if (a == "--backoff") cfg.backoff = parse_backoff(value());
+            else if (a == "--gc-cpu") cfg.gc_cpu = static_cast<int>(parse_uint("--gc-cpu", value()));
+            else if (a == "--mutator-cpus") cfg.mutator_cpus = parse_cpus("--mutator-cpus", value());
+            else if (a == "--release-chunk") cfg.release_chunk = parse_uint("--release-chunk", value(), ULONG_MAX);
+            else if (a == "--write-fraction") cfg.write_fraction = parse_double("--write-fraction", value());
             else if (a == "--repeat") repeat = static_cast<unsigned>(parse_uint("--repeat", value()));
-            else if (a == "--seed") cfg.seed = parse_uint("--seed", value());
-            else if (a == "--watchdog") cfg.watchdog_seconds = std::atof(value());
+            else if (a == "--seed") cfg.seed = parse_uint("--seed", value(), ULONG_MAX);
+            else if (a == "--watchdog") cfg.watchdog_seconds = parse_double("--watchdog", value());
             else if (a == "-h" || a == "--help") {
                 usage(stdout);
                 return 0;
@@ -125,8 +162,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "compactor-runner: %s\n", e.what());
         return 2;
     }
-    if (cfg.batch == 0 || repeat == 0 || cfg.mutators > 256 || !(cfg.watchdog_seconds > 0)) {
-        std::fprintf(stderr, "compactor-runner: --batch and --repeat must be >= 1, --mutators <= 256, --watchdog > 0\n");
+    try {
+        validate(cfg, page_size());  // the same checks, and messages, as Python's collect()
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "compactor-runner: %s\n", e.what());
+        return 2;
+    }
+    if (repeat == 0 || repeat > 10000 || floor_pages == 0 || floor_pages > (1u << 24)) {
+        std::fprintf(stderr, "compactor-runner: --repeat must lie in [1, 10000] and --floor-pages in [1, 16777216]\n");
         return 2;
     }
     if (want_probe) {

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "compactor/heap_space.hpp"
@@ -12,29 +13,46 @@
 
 namespace compactor {
 
-enum class Strategy { Stw, Copy, Move, MoveAlloc };
+enum class Strategy { Stw, Copy, Move, MoveAlloc, Hybrid };
 enum class FaultMode { Sigbus, Thread };
 enum class Access { Random, Sequential, HotSet };
+// How a thread waits for a page another thread owns: ART's BackOff (at most 5 sched_yield, then nanosleep of
+// 10 us x (i - 5)), or blocking on a futex that every page installation wakes.
+enum class Backoff { Art, Futex };
+// Test hooks: a fraction of COPY/MOVE ioctls fails with an errno before reaching the kernel (EAGAIN, EBUSY,
+// ENOMEM); or the GC thread really makes the kernel answer wrongly: kDoubleInstall maps a zero page over its
+// first target before installing it (a genuine EEXIST), kPoison poisons its first batch with UFFDIO_POISON and
+// marks it mapped (a mutator touching it gets a hardware-error SIGBUS).
+constexpr int kDoubleInstall = -1;
+constexpr int kPoison = -2;
+
+// Every strategy, in the order reports list them; the names are the ones Python, the runner and JSON use.
+constexpr Strategy kStrategies[] = {Strategy::Stw, Strategy::Copy, Strategy::Move, Strategy::MoveAlloc, Strategy::Hybrid};
 
 const char* strategy_name(Strategy s);
 const char* fault_mode_name(FaultMode f);
 const char* access_name(Access a);
+const char* backoff_name(Backoff b);
 Strategy parse_strategy(const std::string& s);   // throws std::invalid_argument naming the choices
 FaultMode parse_fault_mode(const std::string& s);
 Access parse_access(const std::string& s);
+Backoff parse_backoff(const std::string& s);
 
-// Test hook: a fraction of COPY/MOVE ioctls fails with `err` before reaching the kernel.
 struct FaultInjection {
     double fraction = 0.0;
-    int err = 0;  // EAGAIN, EBUSY or ENOMEM
+    int err = 0;  // EAGAIN, EBUSY, ENOMEM, kDoubleInstall or kPoison; 0 = none
 };
 
+// Every option of one collection, with its default. The one definition: Python binds this struct, the runner
+// parses its flags into it, and validate() checks it for both.
 struct CollectorConfig {
     Strategy strategy = Strategy::Copy;
     FaultMode faults = FaultMode::Sigbus;
     unsigned mutators = 0;
-    unsigned batch = 64;                 // pages per MOVE/COPY run (1 = per page)
+    unsigned batch = 64;                 // pages per GC run: one MOVE/COPY ioctl each (1 = per page)
+    unsigned move_min_run = 64;          // hybrid: the GC thread MOVEs runs of at least this many pages, COPYs shorter
     Access access = Access::Random;
+    Backoff backoff = Backoff::Art;
     uint64_t seed = 1;
     double watchdog_seconds = 10.0;
     bool user_mode_only = true;
@@ -42,31 +60,61 @@ struct CollectorConfig {
     double write_fraction = 0.05;        // share of mutator accesses that write a payload word
     unsigned hops = 3;                   // references followed per mutator access
     uint64_t max_samples = 1u << 20;     // raw fault-latency samples kept
+    int gc_cpu = -1;                     // pin the GC thread to this CPU (-1: not pinned)
+    std::vector<int> mutator_cpus;       // pin mutator i to mutator_cpus[i % size] (empty: not pinned)
     FaultInjection inject;
     double stall_seconds = 0.0;          // test hook: the GC thread stalls holding a page
+    double late_access_seconds = 0.0;    // test hook: after being told to stop, each mutator waits this long and
+                                         // reads the last page of the space once
 };
+
+// Throws std::invalid_argument naming the option, the value and the allowed range. `page_size` bounds the sizes.
+void validate(const CollectorConfig& cfg, uint64_t page_size);
+constexpr unsigned kMaxMutators = 256;
+constexpr unsigned kMaxBatch = 4096;
 
 constexpr int kLatencyBuckets = 40;  // log2 histogram of fault latency in ns
 
-struct CollectionStats {
+// Per-thread counters: plain integers only, so that a thread can update its own on the signal path and the
+// finish can sum them field by field (add()).
+struct Counters {
+    // GC-thread time split (ns): compaction (memcpy + reference update), installing (ioctls, and the first touch
+    // of fresh pages for move-alloc), from-space release, waiting for pages mutators hold.
+    uint64_t gc_compact_ns, gc_install_ns, gc_release_ns, gc_wait_ns;
+    // pages by method
+    uint64_t pages_copy, pages_move, pages_move_batched, pages_dense_move, pages_zeropage, pages_copy_fallback_pool,
+        pages_copy_fallback_ebusy, pages_copy_short_run, pages_by_mutators;
+    uint64_t ioctl_copy, ioctl_move, ioctl_zeropage, bytes_copied, bytes_moved;
+    uint64_t eagain, eexist, ebusy, enomem, enoent, injected;
+    uint64_t madvise_calls, released_bytes;
+    uint64_t faults_handled, mutator_accesses, mutator_writes, futex_waits;
+    uint64_t latency_histogram[kLatencyBuckets];
+
+    void add(const Counters& o);
+};
+static_assert(std::is_trivially_copyable<Counters>::value && std::is_standard_layout<Counters>::value,
+              "Counters must stay plain data: it is updated on the signal path");
+
+// System-wide interrupt counts over the concurrent phase (/proc/interrupts, summed over CPUs); -1 where the
+// kernel has no such row (arm64 has no TLB-shootdown IPIs to count).
+struct InterruptDelta {
+    int64_t tlb_shootdowns = -1;
+    int64_t function_call = -1;
+};
+
+struct CollectionStats : Counters {
+    CollectionStats() : Counters{} {}
     std::string strategy;     // what actually ran
     std::string faults;
     std::string requested_strategy;
     std::string fallback;     // why a fallback happened ("" when none)
     unsigned mutators = 0;
+    unsigned cpus_online = 0, threads_needed = 0;  // CPUs this process may run on; GC + mutators (+ fault thread)
     double pause_s = 0, gc_thread_s = 0, gc_thread_cpu_s = 0, concurrent_s = 0, finish_s = 0;
-    // GC-thread time split (ns): compaction (memcpy + reference update), installing ioctls, from-space release.
-    uint64_t gc_compact_ns = 0, gc_install_ns = 0, gc_release_ns = 0, gc_wait_ns = 0;
-    // pages by method
-    uint64_t pages_copy = 0, pages_move = 0, pages_move_batched = 0, pages_dense_move = 0, pages_zeropage = 0,
-             pages_copy_fallback_pool = 0, pages_copy_fallback_ebusy = 0, pages_copy_fallback_error = 0,
-             pages_by_mutators = 0, pages_total = 0;
-    uint64_t ioctl_copy = 0, ioctl_move = 0, ioctl_zeropage = 0, bytes_copied = 0, bytes_moved = 0;
-    uint64_t eagain = 0, eexist = 0, ebusy = 0, enomem = 0, enoent = 0, injected = 0;
-    uint64_t madvise_calls = 0, released_bytes = 0;
-    uint64_t minor_faults = 0, gc_minor_faults = 0;
-    uint64_t faults_handled = 0, mutator_accesses = 0, mutator_writes = 0;
-    std::array<uint64_t, kLatencyBuckets> latency_histogram{};
+    uint64_t pages_total = 0;
+    uint64_t minor_faults = 0, major_faults = 0, gc_minor_faults = 0;
+    uint64_t gc_voluntary_switches = 0, gc_involuntary_switches = 0;
+    InterruptDelta interrupts;
     std::vector<uint64_t> latency_samples_ns;  // raw samples (up to max_samples)
     std::vector<PayloadWrite> writes;          // every logged mutator write
 };

@@ -25,7 +25,7 @@ public:
     uint64_t address() const { return reinterpret_cast<uint64_t>(addr_); }
     size_t length() const { return length_; }
     bool valid() const { return addr_ != nullptr; }
-    void unmap();
+    int unmap();  // 0, or munmap's errno (the mapping is forgotten either way)
 
     // madvise over [offset, offset+len); throws SysError.
     void advise(size_t offset, size_t len, int advice) const;
