@@ -53,7 +53,9 @@ def bench(serial, runner, *args, check=True):
 
 
 def test_quick_bench_runs_on_the_emulated_4k_device(device_4k, arm64_runner):
-    p = bench(device_4k, arm64_runner, "--quick", "--json", "-", "--quiet")
+    # The scenarios assert verification and labels, not speed: a small heap, one repetition.
+    p = bench(device_4k, arm64_runner, "--quick", "--heap", "8MiB", "--repeat", "1", "--mutators", "0,2",
+              "--json", "-", "--quiet")
     report = json.loads(p.stdout)
     env = report["environment"]
     assert env["arch"] == "aarch64" and env["emulated"] is True and env["where"] == "device"

@@ -113,7 +113,9 @@ inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc) {
     switch (ctx.strategy) {
         case Strategy::Move:
         case Strategy::MoveAlloc: return true;
-        case Strategy::Hybrid: return by_gc && pages >= ctx.cfg.move_min_run;
+        // Hybrid: MOVE where it costs no shootdown IPI — the GC thread's runs while no mutator runs, else only
+        // runs long enough to amortize one flush (move_min_run); mutators' single pages always COPY.
+        case Strategy::Hybrid: return by_gc && (ctx.cfg.mutators == 0 || pages >= ctx.cfg.move_min_run);
         default: return false;
     }
 }
