@@ -74,7 +74,7 @@ def test_device_bench_builds_the_runner_from_the_installed_sources(fresh_clone):
         cache = base / "cache"
         env = {"XDG_CACHE_HOME": str(cache)}
         env_clean = {k: v for k, v in os.environ.items() if k != "COMPACTOR_DEVICE_RUNNER"}
-        p = subprocess.run([str(py), "-m", "compactor.bench", "--device", state["serial"], "--heap", "8MiB",
+        p = subprocess.run([str(py), "-m", "compactor.bench", "--device", state["serial"], "--quick", "--heap", "8MiB",
                             "--repeat", "1", "--strategies", "copy,move", "--mutators", "0", "--json", "-", "--quiet"],
                            cwd=clone, capture_output=True, text=True, timeout=1200, env=dict(env_clean, **env))
         assert p.returncode == 0, p.stderr[-3000:]

@@ -34,19 +34,23 @@ def render(report: dict, console: Console) -> None:
         t.add_row(m["description"], f"{m['median_ns_per_page']:.0f}", str(m["pages_per_call"]))
     console.print(t)
     t = Table(title="GC (compacting) thread completion time" + note, title_justify="left")
-    for c in ("strategy", "faults", "mut.", "median ms", "min-max ms", "vs copy", "pause ms", "pages: copy/move/batched/fallback/by mutators", "fault p50/p99 us", "verified"):
+    for c in ("strategy", "faults", "mut.", "median ms", "min-max ms", "vs copy", "pause ms", "pages: copy/move/batched/fallback/by mutators", "TLB IPIs (/1000 pages)", "CPUs needed/had", "fault p50/p99 us", "verified"):
         t.add_column(c)
     for r in report["runs"]:
         if r["status"] != "measured":
-            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"], "-", "-")
+            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"], "-", "-", "-", "-")
             continue
         p, lat = r["pages"], r["fault_latency_us"]
         fb = p.get("copy_fallback_pool_empty", 0) + p.get("copy_fallback_ebusy", 0) + p.get("copy_short_run", 0)
         pages = f"{p.get('copy', 0)}/{p.get('move', 0) + p.get('dense_move', 0)}/{p.get('move_batched', 0)}/{fb}/{p.get('by_mutators', 0)}"
         latency = f"{lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f}" if lat.get("samples") else "-"
         ratio = "-" if r["ratio_vs_copy_median"] is None else f"{r['ratio_vs_copy_median']:.2f}x"
+        irq, per_k = (r.get("interrupts") or {}).get("tlb_shootdowns"), r.get("shootdowns_per_1000_pages")
+        tlb = "-" if irq is None else f"{irq:.0f} ({per_k:.1f})" if per_k is not None else f"{irq:.0f}"
+        mach = r.get("machine") or {}
+        cpus = f"{mach.get('threads_needed', '-')}/{mach.get('cpus', '-')}" if mach.get("cpus") else "-"
         t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _ms(r["median"]), f"{_ms(r['min'])}-{_ms(r['max'])}",
-                  ratio, _ms(r["pause_median"]), pages, latency, "yes" if r["verified"] else "NO")
+                  ratio, _ms(r["pause_median"]), pages, tlb, cpus, latency, "yes" if r["verified"] else "NO")
     console.print(t)
     t = Table(title="The seed's claims, here", title_justify="left", show_lines=True)
     for c in ("claim", "seed", "measured", "holds", "verdict"):

@@ -154,10 +154,11 @@ def write_heatmap(report: dict, path: str) -> None:
             for a in range(len(live)):
                 for b in range(len(batches)):
                     if not np.isnan(grid[a, b]):
+                        dark = abs(grid[a, b] - 1) > 0.4 if kind == "time" else grid[a, b] > 100
                         ax.text(b, a, f"{grid[a, b]:.2f}" if kind == "time" else f"{grid[a, b]:.0f}",
-                                ha="center", va="center", fontsize=7)
+                                ha="center", va="center", fontsize=7, color="white" if dark else "black")
             ax.set_xticks(range(len(batches)), [str(b) for b in batches], fontsize=7)
-            ax.set_yticks(range(len(live)), [f"{f:.1f}" for f in live], fontsize=7)
+            ax.set_yticks(range(len(live)), [f"{f:g}" for f in live], fontsize=7)
             if i == len(panels) - 1:
                 ax.set_xlabel("batch (pages)", fontsize=8)
             if j == 0:
@@ -165,7 +166,7 @@ def write_heatmap(report: dict, path: str) -> None:
             if i == 0:
                 ax.set_title(f"{m} mutators", fontsize=9)
     env = report["environment"]
-    fig.suptitle(f"compactor.bench sweep: GC-thread time vs COPY (blue: faster) and TLB shootdowns per 1000 pages\n"
+    fig.suptitle(f"GC-thread time vs COPY (blue: faster),\nTLB shootdowns per 1000 pages\n"
                  f"Linux {env['kernel']} {env['arch']}, {env['cpus']} CPUs, {cfg['heap_bytes'] >> 20} MiB heap, "
                  f"{cfg['faults']}, medians of {cfg['repeat']}", fontsize=9)
     fig.tight_layout()
