@@ -103,6 +103,7 @@ class CollectorConfig:
     inject_fraction: float
     stall_seconds: float
     late_access_seconds: float
+    swapped: float
     def __init__(self) -> None: ...
     def validate(self) -> None: ...
 

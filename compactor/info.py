@@ -9,6 +9,7 @@ from typing import Optional
 
 from . import _native
 from .errors import UffdUnavailable
+from .swap import probe as swap_probe
 from .uffd import PAGE_SIZE, probe
 
 
@@ -29,6 +30,8 @@ def environment(user_mode_only: bool = True) -> dict:
                    features=sorted(f.names), feature_bits=f.bits, move="move" in f, sigbus="sigbus" in f)
     except UffdUnavailable as e:
         env.update(userfaultfd=False, error=str(e), features=[], feature_bits=0, move=False, sigbus=False)
+    sw = swap_probe()
+    env["swap"] = {"active": [d.name for d in sw.active], "zram": sw.zram}
     return env
 
 
@@ -49,6 +52,8 @@ def render(env: dict) -> str:
         f"UFFDIO_MOVE       {yes(env['move'])}" + ("" if env["move"] else " (needs Linux >= 6.8; COPY still works)"),
         f"SIGBUS faults     {yes(env['sigbus'])}",
         f"MREMAP_DONTUNMAP  {yes(env['mremap_dontunmap'])}",
+        f"swap              {', '.join(env['swap']['active']) or 'none active'}; zram "
+        + ("available" if env["swap"]["zram"] else "not in this kernel"),
     ]
     return "\n".join(lines)
 

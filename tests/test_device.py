@@ -80,7 +80,23 @@ def test_plan_files_are_removed_and_the_runner_is_not_pushed_twice(device_4k, ar
     with Device(device_4k) as d:
         listing = d.run(["ls", REMOTE_DIR], check=True).stdout.split()
         assert "heap.plan" not in listing and "compactor-runner" in listing
-        assert d.push(arm64_runner, f"{REMOTE_DIR}/compactor-runner", mode=0o100755) is False
+        assert d.push(arm64_runner, f"{REMOTE_DIR}/compactor-runner", mode=0o100700) is False
+        # the remote folder and the runner are private to the user the tool runs as there
+        modes = d.run(["stat", "-c", "%a", REMOTE_DIR, f"{REMOTE_DIR}/compactor-runner"], check=True).stdout.split()
+        assert modes == ["700", "700"]
+
+
+def test_a_runner_replaced_on_the_device_is_refused(device_4k, arm64_runner, tmp_path):
+    from compactor.device.adb import DeviceError, REMOTE_DIR
+    from compactor.device.session import DeviceSession
+
+    s = DeviceSession(device_4k, runner=arm64_runner)
+    try:
+        s.device.run(["sh", "-c", f"echo tampered >> {REMOTE_DIR}/compactor-runner"], check=True)
+        with pytest.raises(DeviceError, match="not the runner this tool pushed"):
+            s.measure_floor(16, 1)
+    finally:
+        s.close()
 
 
 def test_remote_commands_are_quoted_and_report_exit_status_and_stderr(device_4k, tmp_path):

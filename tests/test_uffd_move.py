@@ -9,7 +9,7 @@ import os
 import pytest
 
 from compactor import uffd
-from uffd_helpers import PS, fill, page_of, populate_dst, resident
+from uffd_helpers import PS, anon_huge_kb, fill, fork_a_child_that_exits, page_of, populate_dst, resident
 
 pytestmark = pytest.mark.usefixtures("need_move")
 
@@ -134,18 +134,11 @@ def test_move_into_unregistered_dst_is_einval(u, mapping):
     assert e.value.errno == errno.EINVAL
 
 
-def _fork_a_child_that_exits() -> None:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-
-
 def test_move_after_fork_is_ebusy(u, mapping):
     dst, src = mapping(1), mapping(1)
     fill(src, 0, 3)
     u.register(dst.address, PS)
-    _fork_a_child_that_exits()
+    fork_a_child_that_exits()
     with pytest.raises(uffd.UffdError) as e:
         u.move(dst.address, src.address, PS)
     assert e.value.errno == errno.EBUSY
@@ -156,7 +149,7 @@ def test_madv_dontfork_source_survives_fork_and_moves(u, mapping):
     dst, src = mapping(1), mapping(1, dontfork=True)
     fill(src, 0, 3)
     u.register(dst.address, PS)
-    _fork_a_child_that_exits()
+    fork_a_child_that_exits()
     assert u.move(dst.address, src.address, PS) == PS
 
 
@@ -216,7 +209,7 @@ def test_move_of_a_thp_source_moves_all_of_it(u):
         d = (dstm.address + huge - 1) // huge * huge
         srcm.madvise(mmap.MADV_HUGEPAGE, s - srcm.address, huge)
         srcm[s - srcm.address:s - srcm.address + huge] = b"\x5a" * huge
-        thp = _anon_huge_kb(s)
+        thp = anon_huge_kb(s)
         require(thp >= 2048, "no transparent huge page was allocated for the source (THP disabled?)")
         u.register(d, huge)
         assert u.move(d, s, huge) == huge
@@ -224,13 +217,26 @@ def test_move_of_a_thp_source_moves_all_of_it(u):
         assert dstm[off:off + 8] == b"\x5a" * 8 and dstm[off + huge - 8:off + huge] == b"\x5a" * 8
 
 
-def _anon_huge_kb(address: int) -> int:
-    with open("/proc/self/smaps") as f:
-        inside = False
-        for line in f:
-            if "-" in line.split()[0] and not line.split()[0].endswith(":"):
-                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-                inside = lo <= address < hi
-            elif inside and line.startswith("AnonHugePages:"):
-                return int(line.split()[1])
-    return 0
+
+
+def test_move_of_part_of_a_thp_splits_it(u):
+    """The kernel's move-pmd-split case: a MOVE that covers only part of a huge page splits the PMD, moves the
+    covered pages and leaves the rest where they were."""
+    from conftest import require
+    huge = 2 << 20
+    with uffd.Mapping(2 * huge) as srcm, uffd.Mapping(2 * huge) as dstm:
+        s = (srcm.address + huge - 1) // huge * huge
+        d = (dstm.address + huge - 1) // huge * huge
+        srcm.madvise(mmap.MADV_HUGEPAGE, s - srcm.address, huge)
+        base = s - srcm.address
+        for i in range(huge // PS):
+            srcm[base + i * PS:base + i * PS + 2] = bytes([i & 0xFF, i >> 8])
+        require(anon_huge_kb(s) >= 2048, "no transparent huge page was allocated for the source (THP disabled?)")
+        u.register(d, huge)
+        assert u.move(d + 16 * PS, s + 16 * PS, 64 * PS) == 64 * PS
+        assert anon_huge_kb(s) < 2048  # the huge PMD was split
+        off = d - dstm.address
+        assert all(dstm[off + (16 + i) * PS:off + (16 + i) * PS + 2] == bytes([(16 + i) & 0xFF, (16 + i) >> 8])
+                   for i in range(64))
+        assert resident(s, 16) == [True] * 16 and resident(s + 16 * PS, 64) == [False] * 64
+        assert srcm[base + 100 * PS:base + 100 * PS + 2] == bytes([100, 0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 from compactor import uffd
 
@@ -32,3 +33,30 @@ def populate_dst(u: uffd.Userfaultfd, dst: uffd.Mapping, page: int, byte: int) -
     with uffd.Mapping(PS) as tmp:
         fill(tmp, 0, byte)
         u.copy(dst.address + page * PS, tmp.address, PS)
+
+
+def fork_a_child_that_exits() -> None:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def anon_huge_kb(address: int) -> int:
+    """AnonHugePages (kB) of the mapping that holds `address` (/proc/self/smaps)."""
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            if "-" in line.split()[0] and not line.split()[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("AnonHugePages:"):
+                return int(line.split()[1])
+    return 0
+
+
+def madvise(address: int, length: int, advice: int) -> int:
+    """madvise(2) through ctypes, which releases the GIL: 0, or the errno."""
+    if _libc.madvise(ctypes.c_void_p(address), ctypes.c_size_t(length), ctypes.c_int(advice)) != 0:
+        return ctypes.get_errno()
+    return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional
 
@@ -76,8 +77,17 @@ def _int_in(lo: int, hi: int):
     return parse
 
 
-def _fractions(text: str):
-    return tuple(_fraction(x) for x in text.split(","))
+def _share(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1]: {text}")
+    return v
+
+
+MAX_REPORT_BYTES = 256 << 20
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +114,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--mutator-cpus", type=_ints(0, 4095, "CPU numbers"), help="pin mutators round-robin to these CPUs")
     ap.add_argument("--backoff", choices=("art", "futex"),
                     help="how waiting threads wait for a page another thread owns (default art: ART's BackOff)")
+    ap.add_argument("--swapped", type=_share, help="page out this share of the heap to swap before each "
+                                                   "collection's pause, as a background app's heap is (needs swap: "
+                                                   "compactor.swap.zram_swap sets up zram as root)")
     ap.add_argument("--repeat", type=_int_in(1, 1000), help="repetitions, interleaved (default 5; --quick 3)")
     ap.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=1)
     ap.add_argument("--json", metavar="PATH", help="write the JSON report ('-' = stdout, nothing else printed there)")
@@ -129,7 +142,7 @@ def config_from(args) -> BenchConfig:
     cfg.strategies, cfg.faults = args.strategies, args.faults
     if args.mutators:
         cfg.mutators = args.mutators
-    cfg.options = {k: getattr(args, k) for k in ("move_min_run", "gc_cpu", "mutator_cpus", "backoff")
+    cfg.options = {k: getattr(args, k) for k in ("move_min_run", "gc_cpu", "mutator_cpus", "backoff", "swapped")
                    if getattr(args, k) is not None}
     if cfg.options.get("mutator_cpus") is not None:
         cfg.options["mutator_cpus"] = list(cfg.options["mutator_cpus"])
@@ -192,10 +205,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if to_stdout_json:
             sys.stdout.write(text + "\n")
         else:
-            with open(args.json + ".tmp", "w") as f:
-                f.write(text + "\n")
-            import os
-            os.replace(args.json + ".tmp", args.json)
+            from .report import atomic_write
+            atomic_write(args.json, (text + "\n").encode())
     if not to_stdout_json:
         from .report import render
         render(report, out)
@@ -220,9 +231,13 @@ def compare_main(argv: List[str]) -> int:
     docs = []
     for path in (args.a, args.b):
         try:
+            if os.path.getsize(path) > MAX_REPORT_BYTES:  # untrusted input: bounded before it is read
+                raise OSError(f"larger than {MAX_REPORT_BYTES >> 20} MiB: not a bench report")
             with open(path) as f:
                 d = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
+            if not isinstance(d, dict):
+                raise json.JSONDecodeError("not a JSON object", "", 0)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             print(f"error: cannot read {path}: {e}", file=sys.stderr)
             return 2
         if d.get("schema") not in ACCEPTED_BY_COMPARE:

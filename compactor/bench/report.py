@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 from typing import List
 
 import numpy as np
@@ -52,6 +53,19 @@ def render(report: dict, console: Console) -> None:
         t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _ms(r["median"]), f"{_ms(r['min'])}-{_ms(r['max'])}",
                   ratio, _ms(r["pause_median"]), pages, tlb, cpus, latency, "yes" if r["verified"] else "NO")
     console.print(t)
+    swapped = [r for r in report["runs"] if r.get("swap")]
+    if swapped:
+        t = Table(title=f"Swapped heap: {report['config'].get('options', {}).get('swapped', 0):.0%} of the pages paged out "
+                        "before each pause (medians; swap-ins are system-wide pswpin)", title_justify="left")
+        for c in ("strategy", "mut.", "GC ms", "vs copy", "pages paged out", "swap-ins", "major faults"):
+            t.add_column(c, justify="right")
+        for r in swapped:
+            sw = r["swap"]
+            n = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
+            t.add_row(r["strategy"], str(r["mutators"]), _ms(r["median"]),
+                      "-" if r["ratio_vs_copy_median"] is None else f"{r['ratio_vs_copy_median']:.2f}x",
+                      n(sw["pages_paged_out"]), n(sw["swap_ins"]), n(sw["major_faults"]))
+        console.print(t)
     t = Table(title="The seed's claims, here", title_justify="left", show_lines=True)
     for c in ("claim", "seed", "measured", "holds", "verdict"):
         t.add_column(c)
@@ -77,7 +91,7 @@ def write_csv(report: dict, path: str) -> None:
             ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
             w.writerow([r["strategy"], r["faults"], r["mutators"], i + 1, f"{g:.9f}", ratio, r["pause_s"][i],
                         r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"]])
-    _atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode())
 
 
 def write_plot(report: dict, samples: dict, path: str) -> None:
@@ -128,11 +142,22 @@ def write_raw(samples: dict, directory: str) -> List[str]:
     return written
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def atomic_write(path: str, data: bytes) -> None:
+    """Writes `data` to `path` whole or not at all: a new temporary file (O_EXCL, private) in the same folder,
+    renamed into place; the final file gets the usual mode (0666 less the umask)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".compactor-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def compare(a: dict, b: dict, console: Console, names=("A", "B")) -> None:

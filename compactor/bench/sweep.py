@@ -22,7 +22,7 @@ from ..collector import collect
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
-from .report import _atomic_write
+from .report import atomic_write
 from .schema import SWEEP_SCHEMA_ID
 from .suite import BenchError, host_environment, load_measures, memory_available
 
@@ -118,7 +118,7 @@ def write_csv(report: dict, path: str) -> None:
             t = tlb[i] if i < len(tlb) else None
             w.writerow([r["live_fraction"], r["mutators"], r["batch"], r["strategy"], i + 1, f"{g:.9f}", ratio,
                         "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}"])
-    _atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode())
 
 
 def write_heatmap(report: dict, path: str) -> None:
@@ -173,7 +173,7 @@ def write_heatmap(report: dict, path: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="svg" if path.lower().endswith(".svg") else "png", dpi=110)
     plt.close(fig)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def render(report: dict, console: Console) -> None:
@@ -264,7 +264,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.write(text + "\n")
     else:
         if args.json:
-            _atomic_write(args.json, (text + "\n").encode())
+            atomic_write(args.json, (text + "\n").encode())
         render(report, Console(width=200))
     if args.csv:
         write_csv(report, args.csv)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
+import stat
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 REMOTE_DIR = "/data/local/tmp/compactor"
 
@@ -25,20 +29,73 @@ class CommandResult:
 
 
 def adb_key_path() -> Path:
-    return Path(os.environ.get("ADB_VENDOR_KEYS") or Path.home() / ".android" / "adbkey")
+    """The user's own key, as Google's adb keeps it: ``~/.android/adbkey`` (``$ANDROID_USER_HOME/adbkey``)."""
+    home = os.environ.get("ANDROID_USER_HOME")
+    return Path(home) / "adbkey" if home else Path.home() / ".android" / "adbkey"
 
 
-def load_signer():
-    """Google adb's key (~/.android/adbkey), generated when missing, as adb does."""
+def vendor_key_paths() -> List[Path]:
+    """The extra keys of ``$ADB_VENDOR_KEYS``, as adb reads it: a ``:``-separated list of key files and folders
+    (every ``*.adbkey`` in a folder); read only, never created or modified."""
+    keys: List[Path] = []
+    for entry in filter(None, os.environ.get("ADB_VENDOR_KEYS", "").split(":")):
+        p = Path(entry)
+        if p.is_dir():
+            keys += sorted(q for q in p.iterdir() if q.name.endswith(".adbkey") and q.is_file())
+        elif p.is_file():
+            keys.append(p)
+    return keys
+
+
+_warned_keys: set = set()
+
+
+def ensure_user_key() -> Path:
+    """The user's key, generated when missing: 0600 in a 0700 folder, written atomically (made in a private
+    temporary folder and linked into place, so it never exists with wider bits). An existing key that others can
+    read is used, with one warning."""
+    key = adb_key_path()
+    if key.exists():
+        mode = stat.S_IMODE(key.stat().st_mode)
+        if mode & 0o077 and key not in _warned_keys:
+            _warned_keys.add(key)
+            sys.stderr.write(f"warning: {key} is readable or writable by others (mode {mode:o}): every authorized "
+                             f"phone trusts it; run `chmod 600 {key}`\n")
+        return key
     from adb_shell.auth.keygen import keygen
+
+    old = os.umask(0o077)
+    try:
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".adbkey-", dir=key.parent))
+        try:
+            keygen(str(work / "adbkey"))
+            os.chmod(work / "adbkey", 0o600)
+            os.chmod(work / "adbkey.pub", 0o644)
+            pub = Path(str(key) + ".pub")
+            if not pub.exists():
+                os.link(work / "adbkey.pub", pub)
+            try:
+                os.link(work / "adbkey", key)  # fails if another process made one meanwhile: keep theirs
+            except FileExistsError:
+                pass
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        os.umask(old)
+    return key
+
+
+def load_signers() -> list:
+    """Signers for the user's key (generated when missing) and then each key of ``$ADB_VENDOR_KEYS``, tried in this
+    order by the connection, as adb does."""
     from adb_shell.auth.sign_pythonrsa import PythonRSASigner
 
-    key = adb_key_path()
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
-        keygen(str(key))
-    pub = Path(str(key) + ".pub")
-    return PythonRSASigner(pub.read_text() if pub.exists() else "", key.read_text())
+    signers = []
+    for key in [ensure_user_key()] + vendor_key_paths():
+        pub = Path(str(key) + ".pub")
+        signers.append(PythonRSASigner(pub.read_text() if pub.exists() else "", key.read_text()))
+    return signers
 
 
 def parse_serial(serial: Optional[str]) -> str:
@@ -76,7 +133,7 @@ class Device:
         from adb_shell.exceptions import DeviceAuthError
 
         try:
-            self._dev.connect(rsa_keys=[load_signer()], auth_timeout_s=self.timeout, read_timeout_s=self.timeout)
+            self._dev.connect(rsa_keys=load_signers(), auth_timeout_s=self.timeout, read_timeout_s=self.timeout)
         except DeviceAuthError as e:
             self._dev.close()
             raise DeviceError(f"{self.serial}: unauthorized: accept the USB-debugging prompt for the key "
@@ -101,7 +158,7 @@ class Device:
         cmd = " ".join(shlex.quote(str(a)) for a in argv)
         marker = "__compactor_rc__"
         err = f"{REMOTE_DIR}/.stderr"
-        script = (f"mkdir -p {shlex.quote(REMOTE_DIR)}; {cmd} 2>{shlex.quote(err)}; "
+        script = (f"mkdir -p {shlex.quote(REMOTE_DIR)}; chmod 700 {shlex.quote(REMOTE_DIR)}; {cmd} 2>{shlex.quote(err)}; "
                   f"echo {marker}$?; cat {shlex.quote(err)} 1>&2 2>/dev/null; rm -f {shlex.quote(err)}")
         try:
             out = self._dev.shell(script, transport_timeout_s=timeout, read_timeout_s=timeout, timeout_s=timeout,

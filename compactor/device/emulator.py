@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .cache import CacheError, cache_home, check_private, private_dir
+
 KERNELS = {
     # (kernel, page size) -> (suite, package-name regex)
     ("6.12", "4k"): ("bookworm-backports", r"^linux-image-6\.12\.[0-9]+\+[a-z0-9.~]+-cloud-arm64-unsigned$"),
@@ -67,7 +69,21 @@ class EmulatorError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "compactor" / "emulator"
+    """The emulator's private cache (0700): what qemu executes comes from here."""
+    try:
+        return private_dir(cache_home() / "emulator")
+    except CacheError as e:
+        raise EmulatorError(str(e)) from None
+
+
+def checked_assets(assets: Dict[str, Path]) -> Dict[str, Path]:
+    """Refuses a cached kernel or initramfs that another user could have written (it would run as the device)."""
+    for path in assets.values():
+        try:
+            check_private(path)
+        except CacheError as e:
+            raise EmulatorError(f"{e}; the emulator's assets are rebuilt when missing") from None
+    return assets
 
 
 def _host_mirror() -> str:
@@ -184,7 +200,7 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
     target = cache_dir() / f"{kernel}-{page_size}"
     image, initrd = target / "Image", target / "initrd.cpio.gz"
     if image.exists() and initrd.exists():
-        return {"kernel": image, "initrd": initrd}
+        return checked_assets({"kernel": image, "initrd": initrd})
     if not shutil.which("dpkg-deb"):
         raise EmulatorError("dpkg-deb is needed to unpack the arm64 packages")
     apt = AptRoot(cache_dir() / "apt-arm64")
@@ -236,7 +252,7 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
     label = f"Linux {kernel} arm64, {page_size} pages (qemu)"
     (rootfs / "init").write_text(INIT.format(modules=" ".join(n for n, _ in modules), label=label))
     (rootfs / "init").chmod(0o755)
-    target.mkdir(parents=True, exist_ok=True)
+    private_dir(target)
     tmp_image, tmp_initrd = target / "Image.tmp", target / "initrd.tmp"
     tmp_image.write_bytes(raw)
     tmp_initrd.write_bytes(gzip.compress(_cpio_newc(rootfs), 6))
@@ -244,7 +260,7 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
     os.replace(tmp_initrd, initrd)
     (target / "info.json").write_text(json.dumps({"package": kpkg, "kernel": kernel, "page_size": page_size}))
     shutil.rmtree(work, ignore_errors=True)
-    return {"kernel": image, "initrd": initrd}
+    return checked_assets({"kernel": image, "initrd": initrd})
 
 
 def _module_closure(kroot: Path, wanted: List[str]) -> List[tuple]:
@@ -296,8 +312,7 @@ def start(kernel: str = "6.12", page_size: str = "4k", port: Optional[int] = Non
         raise EmulatorError("qemu-system-aarch64 not found: apt-get install qemu-system-arm")
     assets = build_assets(kernel, page_size, log=log)
     port = port or _free_port()
-    state_dir = cache_dir() / f"run-{port}"
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir = private_dir(cache_dir() / f"run-{port}")
     console = state_dir / "console.log"
     cmd = [qemu, "-M", "virt", "-cpu", "max", "-smp", "2", "-m", str(memory_mb), "-nographic", "-no-reboot",
            "-kernel", str(assets["kernel"]), "-initrd", str(assets["initrd"]),

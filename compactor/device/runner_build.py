@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 from .adb import DeviceError
+from .cache import CacheError, cache_home, check_private, private_dir
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 
@@ -49,36 +49,6 @@ def sources_digest(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_home() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "compactor"
-
-
-def private_dir(path: Path) -> Path:
-    """Creates ``path`` (and missing parents below the cache home) with mode 0700; refuses one that exists but is
-    not private to this user."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    check_private(path, is_dir=True)
-    return path
-
-
-def check_private(path: Path, is_dir: bool = False) -> None:
-    """Raises DeviceError unless ``path`` is owned by this user and writable by nobody else, and so is every folder
-    from it up to the cache home (a cache that others can write is a way to run their code on a device)."""
-    top = cache_home().resolve()
-    p = path.resolve()
-    while True:
-        st = p.lstat()
-        if st.st_uid != os.geteuid():
-            raise DeviceError(f"refusing {p}: owned by uid {st.st_uid}, not by this user ({os.geteuid()}); remove it "
-                              f"or set COMPACTOR_DEVICE_RUNNER")
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise DeviceError(f"refusing {p}: others can write it (mode {stat.S_IMODE(st.st_mode):o}); "
-                              f"chmod go-w it or remove it")
-        if p == top or p.parent == p or top not in p.parents:
-            break
-        p = p.parent
-
-
 def aarch64_runner() -> Path:
     """$COMPACTOR_DEVICE_RUNNER, else the cached cross-build of the runner's sources (built now when missing)."""
     env = os.environ.get("COMPACTOR_DEVICE_RUNNER")
@@ -95,14 +65,17 @@ def aarch64_runner() -> Path:
     folder = cache_home() / "runner-aarch64" / sources_digest(root)
     binary = folder / "compactor-runner"
     if binary.exists():
-        check_private(binary)
+        _checked(binary)
         return binary
     missing = [tool for tool in (CROSS_COMPILER, "cmake") if shutil.which(tool) is None]
     if missing:
         raise DeviceError(f"cannot build the aarch64 compactor-runner: {', '.join(missing)} not found; install "
                           f"Debian's g++-aarch64-linux-gnu and cmake (apt-get install g++-aarch64-linux-gnu cmake), "
                           f"or set COMPACTOR_DEVICE_RUNNER")
-    private_dir(folder.parent)
+    try:
+        private_dir(folder.parent)
+    except CacheError as e:
+        raise DeviceError(str(e)) from None
     # Built in a private temporary folder beside the final one, then renamed: no half-built runner is ever cached.
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     try:
@@ -118,5 +91,12 @@ def aarch64_runner() -> Path:
             pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    check_private(binary)
+    _checked(binary)
     return binary
+
+
+def _checked(binary: Path) -> None:
+    try:
+        check_private(binary)
+    except CacheError as e:
+        raise DeviceError(f"{e} (or set COMPACTOR_DEVICE_RUNNER)") from None

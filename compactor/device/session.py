@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -26,7 +27,10 @@ class DeviceSession:
         abi = (self.device.getprop("ro.product.cpu.abi") or self.device.run(["uname", "-m"]).stdout.strip())
         if abi not in ("arm64-v8a", "aarch64", "arm64"):
             raise DeviceError(f"{self.serial} is not an arm64 device (ABI {abi!r}); the runner is built for aarch64")
-        self.device.push(runner or aarch64_runner(), RUNNER, mode=0o100755)
+        local = runner or aarch64_runner()
+        self.runner_sha256 = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+        self.device.push(local, RUNNER, mode=0o100700)
+        self._check_runner()
         r = self.device.run([RUNNER, "--probe"])
         if r.status != 0:
             raise DeviceError(f"{self.serial}: compactor-runner --probe failed ({r.status}): {r.stderr.strip()}")
@@ -64,6 +68,7 @@ class DeviceSession:
         return int(m.group(1)) * 1024 if m else None
 
     def measure_floor(self, pages: int, repeat: int) -> dict:
+        self._check_runner()
         r = self.device.run([RUNNER, "--floor", "--floor-pages", str(pages), "--repeat", str(repeat)], timeout=1800)
         if r.status != 0:
             raise DeviceError(f"{self.serial}: install floor failed ({r.status}): {r.stderr.strip()}")
@@ -73,7 +78,14 @@ class DeviceSession:
         self.plan_remote = f"{REMOTE_DIR}/heap.plan"
         self.device.push(local, self.plan_remote, skip_if_same=False)
 
+    def _check_runner(self) -> None:
+        """The runner on the device is the one pushed: checked again right before each run."""
+        if self.device.sha256(RUNNER) != self.runner_sha256:
+            raise DeviceError(f"{self.serial}: {RUNNER} is not the runner this tool pushed (sha256 differs): "
+                              f"something else wrote {REMOTE_DIR}; refusing to run it")
+
     def collect(self, strategy: str, faults: str, mutators: int, batch: int, seed: int, flags=()) -> dict:
+        self._check_runner()
         cmd = [RUNNER, self.plan_remote, "--strategy", strategy, "--mutators", str(mutators), "--batch", str(batch),
                "--seed", str(seed), *flags]
         if faults != "none":

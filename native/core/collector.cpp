@@ -108,6 +108,7 @@ void validate(const CollectorConfig& c, uint64_t page_size) {
         throw std::invalid_argument("inject must be EAGAIN, EBUSY, ENOMEM, EEXIST or POISON, got errno " +
                                     std::to_string(c.inject.err));
     check_range("stall_seconds", c.stall_seconds, 0.0, 3600.0, " seconds");
+    check_range("swapped", c.swapped, 0.0, 1.0);
     check_range("late_access_seconds", c.late_access_seconds, 0.0, 60.0, " seconds");
     if (c.gc_cpu != -1 || !c.mutator_cpus.empty()) {
         cpu_set_t allowed;

@@ -86,6 +86,8 @@ struct Context {
     std::atomic<uint32_t> futex_waiters{0};
     // Zero pages installed by threads without a context of their own (foreign threads faulting on the space).
     std::atomic<uint64_t> orphan_zeropages{0};
+    int pagemap_fd = -1;  // /proc/self/pagemap, opened before the phase: tells a real double install from a MOVE
+                          // that moved its page and still answered EEXIST (seen racing reclaim on swapped pages)
     std::atomic<int> abort_err{0};
     char abort_reason[256] = {0};
 

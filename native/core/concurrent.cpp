@@ -6,6 +6,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <fcntl.h>
+#include <unistd.h>
+#include <vector>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -120,6 +124,48 @@ InterruptDelta read_interrupts() {
 }
 
 int64_t delta(int64_t before, int64_t after) { return before < 0 || after < 0 ? -1 : after - before; }
+
+// pswpin and pswpout of /proc/vmstat (pages swapped in and out, system-wide); -1 where unreadable.
+void read_swap_counts(int64_t& in, int64_t& out) {
+    in = out = -1;
+    FILE* f = std::fopen("/proc/vmstat", "r");
+    if (!f) return;
+    char name[64];
+    unsigned long long v;
+    while (std::fscanf(f, "%63s %llu", name, &v) == 2) {
+        if (std::strcmp(name, "pswpin") == 0) in = static_cast<int64_t>(v);
+        else if (std::strcmp(name, "pswpout") == 0) out = static_cast<int64_t>(v);
+    }
+    std::fclose(f);
+}
+
+// Pages out a seeded share of the heap's pages (runs of adjacent chosen pages in one call), as reclaim does to a
+// background app; returns how many pages became swap entries (pagemap), 0 where the kernel has no swap.
+uint64_t page_out_share(uint8_t* base, uint64_t pages, uint64_t ps, double share, uint64_t seed) {
+    Rng rng{seed * 0x2545F4914F6CDD1Dull + 3};
+    uint64_t run = 0;
+    for (uint64_t p = 0; p <= pages; ++p) {
+        const bool chosen = p < pages && rng.uniform() < share;
+        if (chosen) {
+            ++run;
+        } else if (run) {
+            ::madvise(base + (p - run) * ps, run * ps, 21 /* MADV_PAGEOUT */);
+            run = 0;
+        }
+    }
+    uint64_t swapped = 0;
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    std::vector<uint64_t> entries(4096);
+    for (uint64_t p = 0; p < pages; p += entries.size()) {
+        const uint64_t n = std::min<uint64_t>(entries.size(), pages - p);
+        const off_t at = static_cast<off_t>((reinterpret_cast<uint64_t>(base) / ps + p) * 8);
+        if (::pread(fd, entries.data(), n * 8, at) != static_cast<ssize_t>(n * 8)) break;
+        for (uint64_t i = 0; i < n; ++i) swapped += (entries[i] >> 62) & 1;
+    }
+    ::close(fd);
+    return swapped;
+}
 
 // Pins the calling thread to `cpu` (validated beforehand against the allowed set).
 void pin_to(int cpu) {
@@ -378,6 +424,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(mctx[i]), i);
 
     CollectionStats stats;
+    if (cfg.swapped > 0) stats.pages_paged_out = page_out_share(space.base(), ctx.num_pages, ps, cfg.swapped, cfg.seed);
     stats.cpus_online = allowed_cpus();
     stats.threads_needed = 1 + cfg.mutators + (mode == FaultMode::Thread ? 1 : 0);
     const rusage self0 = usage_of(RUSAGE_SELF);
@@ -410,6 +457,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     }
     ctx.uffd = uffd.get();
     ctx.from_space = from.data();
+    ctx.pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     const uint64_t live_end = (end_of_live_data(plan) + ps - 1) / ps * ps;
     ctx.reclaim_boundary.store(live_end, std::memory_order_release);
     ctx.recycle_cursor.store(ctx.heap_size, std::memory_order_release);
@@ -428,6 +476,8 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     const uint64_t t_concurrent = now_ns();
     stats.pause_s = static_cast<double>(t_concurrent - t_pause) * 1e-9;
     const InterruptDelta irq0 = read_interrupts();
+    int64_t swin0, swout0;
+    read_swap_counts(swin0, swout0);
 
     // ---- Concurrent phase ----
     std::atomic<bool> gc_done{false};
@@ -473,6 +523,10 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     const uint64_t t_gc_end = now_ns();
     stats.concurrent_s = static_cast<double>(t_gc_end - t_concurrent) * 1e-9;
     const InterruptDelta irq1 = read_interrupts();
+    int64_t swin1, swout1;
+    read_swap_counts(swin1, swout1);
+    stats.swap_ins = delta(swin0, swin1);
+    stats.swap_outs = delta(swout0, swout1);
     stats.interrupts.tlb_shootdowns = delta(irq0.tlb_shootdowns, irq1.tlb_shootdowns);
     stats.interrupts.function_call = delta(irq0.function_call, irq1.function_call);
 
@@ -494,6 +548,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     }
     if (!ctx.unregistered.load()) uffd->unregister_range(space.mapping().address(), ctx.heap_size);
     uffd.reset();
+    if (ctx.pagemap_fd >= 0) ::close(ctx.pagemap_fd);
     stats.finish_s = static_cast<double>(now_ns() - t_gc_end) * 1e-9;
     const rusage self1 = usage_of(RUSAGE_SELF);
     stats.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0.ru_minflt);

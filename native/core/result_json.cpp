@@ -68,7 +68,7 @@ std::string collection_json(const CollectionOutcome& out) {
     Obj counters;
     counters.kv("ioctl_copy", num(s.ioctl_copy)).kv("ioctl_move", num(s.ioctl_move)).kv("ioctl_zeropage", num(s.ioctl_zeropage))
         .kv("bytes_copied", num(s.bytes_copied)).kv("bytes_moved", num(s.bytes_moved)).kv("eagain", num(s.eagain))
-        .kv("eexist", num(s.eexist)).kv("ebusy", num(s.ebusy)).kv("enomem", num(s.enomem)).kv("enoent", num(s.enoent))
+        .kv("eexist", num(s.eexist)).kv("eexist_moved", num(s.eexist_moved)).kv("ebusy", num(s.ebusy)).kv("enomem", num(s.enomem)).kv("enoent", num(s.enoent))
         .kv("injected_failures", num(s.injected)).kv("madvise_calls", num(s.madvise_calls))
         .kv("released_bytes", num(s.released_bytes)).kv("minor_faults", num(s.minor_faults))
         .kv("major_faults", num(s.major_faults)).kv("gc_minor_faults", num(s.gc_minor_faults))
@@ -76,6 +76,9 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("gc_involuntary_switches", num(s.gc_involuntary_switches)).kv("faults_handled", num(s.faults_handled))
         .kv("mutator_accesses", num(s.mutator_accesses)).kv("mutator_writes", num(s.mutator_writes))
         .kv("futex_waits", num(s.futex_waits));
+    Obj swp;
+    swp.kv("pages_paged_out", num(s.pages_paged_out)).kv("swap_ins", inum(s.swap_ins)).kv("swap_outs", inum(s.swap_outs))
+        .kv("major_faults", num(s.major_faults));
     Obj irq;
     irq.kv("tlb_shootdowns", inum(s.interrupts.tlb_shootdowns)).kv("function_call", inum(s.interrupts.function_call));
     Obj gct;
@@ -99,7 +102,7 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("gc_thread_s", num(s.gc_thread_s)).kv("gc_thread_cpu_s", num(s.gc_thread_cpu_s))
         .kv("concurrent_s", num(s.concurrent_s)).kv("finish_s", num(s.finish_s))
         .kv("page_size", num(static_cast<uint64_t>(page_size()))).kv("cpus", num(static_cast<uint64_t>(s.cpus_online))).kv("threads_needed", num(static_cast<uint64_t>(s.threads_needed)))
-        .kv("gc_time_ns", gct.str()).kv("pages", pages.str()).kv("counters", counters.str()).kv("interrupts", irq.str())
+        .kv("gc_time_ns", gct.str()).kv("pages", pages.str()).kv("counters", counters.str()).kv("interrupts", irq.str()).kv("swap", swp.str())
         .kv("fault_latency_us", lat.str()).kv("latency_histogram_log2_ns", hist)
         .kv("verified", out.verify.verified ? "true" : "false").kv("digest", json_escape(digest))
         .kv("reachable_objects", num(out.verify.after.objects)).kv("reachable_bytes", num(out.verify.after.bytes))

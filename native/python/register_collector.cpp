@@ -66,6 +66,7 @@ void register_collector(py::module_& m) {
         .def_property(
             "inject_fraction", [](const CollectorConfig& cfg) { return cfg.inject.fraction; },
             [](CollectorConfig& cfg, double v) { cfg.inject.fraction = v; })
+        .def_readwrite("swapped", &CollectorConfig::swapped)
         .def_readwrite("stall_seconds", &CollectorConfig::stall_seconds)
         .def_readwrite("late_access_seconds", &CollectorConfig::late_access_seconds)
         .def("validate", [](const CollectorConfig& cfg) {

@@ -30,7 +30,7 @@ void usage(FILE* f) {
                  "       compactor-runner PLAN_FILE [--strategy stw|copy|move|move-alloc|hybrid] [--faults sigbus|thread]\n"
                  "                        [--mutators N] [--batch N] [--move-min-run N] [--access random|sequential|hot-set]\n"
                  "                        [--backoff art|futex] [--gc-cpu CPU] [--mutator-cpus CPU,CPU,...]\n"
-                 "                        [--release-chunk BYTES] [--write-fraction F] [--repeat N] [--seed N]\n"
+                 "                        [--release-chunk BYTES] [--write-fraction F] [--swapped F] [--repeat N] [--seed N]\n"
                  "                        [--watchdog SECONDS]\n");
 }
 
@@ -146,6 +146,7 @@ int main(int argc, char** argv) {
             else if (a == "--mutator-cpus") cfg.mutator_cpus = parse_cpus("--mutator-cpus", value());
             else if (a == "--release-chunk") cfg.release_chunk = parse_uint("--release-chunk", value(), ULONG_MAX);
             else if (a == "--write-fraction") cfg.write_fraction = parse_double("--write-fraction", value());
+            else if (a == "--swapped") cfg.swapped = parse_double("--swapped", value());
             else if (a == "--repeat") repeat = static_cast<unsigned>(parse_uint("--repeat", value()));
             else if (a == "--seed") cfg.seed = parse_uint("--seed", value(), ULONG_MAX);
             else if (a == "--watchdog") cfg.watchdog_seconds = parse_double("--watchdog", value());

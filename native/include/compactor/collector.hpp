@@ -62,6 +62,8 @@ struct CollectorConfig {
     uint64_t max_samples = 1u << 20;     // raw fault-latency samples kept
     int gc_cpu = -1;                     // pin the GC thread to this CPU (-1: not pinned)
     std::vector<int> mutator_cpus;       // pin mutator i to mutator_cpus[i % size] (empty: not pinned)
+    double swapped = 0.0;                // share of the heap's pages paged out to swap (MADV_PAGEOUT, seeded choice)
+                                         // before the pause, as a background app's heap is when its GC runs
     FaultInjection inject;
     double stall_seconds = 0.0;          // test hook: the GC thread stalls holding a page
     double late_access_seconds = 0.0;    // test hook: after being told to stop, each mutator waits this long and
@@ -85,7 +87,7 @@ struct Counters {
     uint64_t pages_copy, pages_move, pages_move_batched, pages_dense_move, pages_zeropage, pages_copy_fallback_pool,
         pages_copy_fallback_ebusy, pages_copy_short_run, pages_by_mutators;
     uint64_t ioctl_copy, ioctl_move, ioctl_zeropage, bytes_copied, bytes_moved;
-    uint64_t eagain, eexist, ebusy, enomem, enoent, injected;
+    uint64_t eagain, eexist, eexist_moved, ebusy, enomem, enoent, injected;
     uint64_t madvise_calls, released_bytes;
     uint64_t faults_handled, mutator_accesses, mutator_writes, futex_waits;
     uint64_t latency_histogram[kLatencyBuckets];
@@ -114,6 +116,10 @@ struct CollectionStats : Counters {
     uint64_t pages_total = 0;
     uint64_t minor_faults = 0, major_faults = 0, gc_minor_faults = 0;
     uint64_t gc_voluntary_switches = 0, gc_involuntary_switches = 0;
+    // swapped > 0: pages paged out before the pause (swap entries in /proc/self/pagemap), and the system-wide
+    // pswpin/pswpout of /proc/vmstat over the concurrent phase (-1 where unreadable).
+    uint64_t pages_paged_out = 0;
+    int64_t swap_ins = -1, swap_outs = -1;
     InterruptDelta interrupts;
     std::vector<uint64_t> latency_samples_ns;  // raw samples (up to max_samples)
     std::vector<PayloadWrite> writes;          // every logged mutator write
