@@ -10,12 +10,13 @@ from ._checkout import use_installed_copy as _use_installed_copy
 
 _use_installed_copy(__name__, __file__)
 
-from .errors import HeapCorruption, PlanFileError, SystemCallError, UffdError, UffdUnavailable, WatchdogTimeout
+from .errors import (HeapCorruption, HprofError, PlanFileError, SystemCallError, UffdError, UffdUnavailable,
+                     WatchdogTimeout)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "HeapCorruption", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable", "WatchdogTimeout",
+    "HeapCorruption", "HprofError", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable", "WatchdogTimeout",
     "__version__",
 ]
 

@@ -37,6 +37,16 @@ class PlanFileError(ValueError):
     """A plan file or plan array is malformed; the message names the field."""
 
 
+class HprofError(ValueError):
+    """A truncated, corrupt or non-HPROF heap dump: the message names the byte offset and the record; ``offset``
+    and ``record`` hold them."""
+
+    def __init__(self, message: str, offset: int = 0, record: str = "") -> None:
+        super().__init__(message)
+        self.offset = offset
+        self.record = record
+
+
 class HeapCorruption(RuntimeError):
     """Verification found the heap differs from what the plan promises; names the first differing object."""
 
@@ -47,6 +57,7 @@ class WatchdogTimeout(RuntimeError):
 
 __all__ = [
     "HeapCorruption",
+    "HprofError",
     "PlanFileError",
     "SystemCallError",
     "UffdError",

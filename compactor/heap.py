@@ -8,6 +8,7 @@ above ``used_end`` is free. Roots live outside the moving space: an array of obj
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Optional, Tuple, Union
@@ -15,7 +16,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from . import _native
-from .layout import (MAX_HEAP_SIZE, MIN_OBJECT_SIZE, identity_of, max_refs)
+from .layout import MAX_HEAP_SIZE, MIN_OBJECT_SIZE, identity_of, max_refs, payload_offset
 
 GARBAGE_PATTERNS = ("uniform", "clustered", "dense-prefix")
 
@@ -121,6 +122,16 @@ def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: np.ndarray,
     return np.where(in_prefix, ~dead_in_prefix & (p > 0), rng.random(n) < rest_p)
 
 
+class _GraphView:
+    """The fields mark_reachable reads, for a reference graph that is not (yet) a Heap."""
+
+    def __init__(self, num_refs: np.ndarray, refs: np.ndarray, roots: np.ndarray) -> None:
+        self.num_refs, self.refs, self.roots = num_refs, refs, roots
+        self.count = int(num_refs.size)
+        self.ref_start = np.zeros(self.count + 1, dtype=np.int64)
+        np.cumsum(num_refs, out=self.ref_start[1:])
+
+
 class Heap:
     """A generated heap: the object table, the roots, and (on first use) the native moving space it lives in.
 
@@ -152,6 +163,75 @@ class Heap:
         self._space: Optional[_native.HeapSpace] = None
         self._pristine_digest: Optional[Tuple[int, int, int]] = None
         self.state = "unmaterialized"
+
+    # -- a real heap ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_hprof(cls, path, *, heap: str = "app", scale: int = 1, live_fraction: Optional[float] = None,
+                   seed: int = 0, page_size: Optional[int] = None) -> "Heap":
+        """A heap built from an HPROF dump: one object per instance, object array and primitive array of ``heap``
+        ("app", "zygote", "image", "all"; a JVM dump has one heap), with its real size (ART-like, see
+        compactor.hprof; raised to what the emulated layout needs for its reference slots) and its real references,
+        laid out in the order of their IDs (on Android the ID is the address: the real interleaving is kept; the
+        gaps between objects are not). Roots: the dump's GC roots, the class statics, and objects referenced from
+        the other heaps — references *to* those heaps are left out: those objects never move.
+
+        ``scale=N`` places N copies one after another (references stay inside their copy). Liveness is real
+        reachability; ``live_fraction=f`` drops a seeded subset of roots until about f of the bytes stay reachable,
+        so whole subgraphs die. Raises compactor.HprofError for a malformed dump, ValueError for bad arguments."""
+        from . import hprof
+        from .marking import mark_reachable
+        from .uffd import PAGE_SIZE
+
+        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+            raise ValueError(f"scale must be a positive int, got {scale!r}")
+        if live_fraction is not None and not 0.0 < live_fraction <= 1.0:
+            raise ValueError(f"live_fraction must lie in (0, 1], got {live_fraction}")
+        g = hprof.read_hprof(path, heap)
+        n = g.count
+        nrefs = np.diff(g.ref_start)
+        dropped_slots = int(np.maximum(nrefs - 0xFFFF, 0).sum())
+        keep = np.minimum(nrefs, 0xFFFF)
+        pos = np.repeat(g.ref_start[:-1] - np.cumsum(keep) + keep, keep) + np.arange(int(keep.sum()), dtype=np.int64)
+        refs1 = g.refs[pos]
+        sizes1 = np.maximum(g.size, payload_offset(keep.astype(np.int64)))  # room for the emulated slots
+        copy_bytes = int(sizes1.sum())
+        if copy_bytes * scale > MAX_HEAP_SIZE:
+            raise ValueError(f"{scale} copies of this {copy_bytes}-byte heap exceed the 32-bit reference limit "
+                             f"({MAX_HEAP_SIZE} bytes): use a smaller scale")
+        ps = page_size or PAGE_SIZE
+        sizes = np.tile(sizes1, scale)
+        nrefs_all = np.tile(keep, scale)
+        shift = (np.arange(scale, dtype=np.int64) * n).repeat(refs1.size)
+        refs = np.where(np.tile(refs1, scale) >= 0, np.tile(refs1, scale) + shift, -1)
+        roots_all = (np.tile(g.roots, scale) + (np.arange(scale, dtype=np.int64) * n).repeat(g.roots.size))
+        ends = np.cumsum(sizes)
+        offset = ends - sizes
+        used_end = int(ends[-1]) if ends.size else 0
+        heap_size = max(ps, -(-used_end // ps) * ps)
+        roots = roots_all
+        if live_fraction is not None and roots.size:
+            rng = np.random.default_rng(seed)
+            order = rng.permutation(roots.size)
+
+            def live_bytes(k: int) -> int:
+                ns = _GraphView(nrefs_all, refs, roots_all[order[:k]])
+                return int(sizes[mark_reachable(ns)].sum())
+
+            target = live_fraction * live_bytes(roots.size)
+            lo, hi = 0, roots.size  # smallest prefix of the shuffled roots that keeps >= target bytes
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if live_bytes(mid) >= target:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            roots = roots_all[order[:lo]]
+        tag = (seed * 0x9E3779B1 + 0x48505246) & 0xFFFFFFFF or 1
+        identity = identity_of(np.arange(sizes.size), tag)
+        h = cls(heap_size, offset, sizes, nrefs_all, identity, refs.astype(np.int32), roots.astype(np.int32),
+                origin={"hprof": os.fspath(path), "heap": g.chosen, "scale": scale, "live_fraction": live_fraction,
+                        "seed": seed, "dropped_reference_slots": dropped_slots * scale, **hprof.describe(g)})
+        return h
 
     # -- generation ---------------------------------------------------------------------------------------
     @classmethod
@@ -259,4 +339,6 @@ class Heap:
              "roots": int(self.roots.size), "references": int(self.refs.size)}
         if self.spec is not None:
             d["spec"] = self.spec.to_dict()
+        if self.origin and "hprof" in self.origin:
+            d["hprof"] = dict(self.origin)
         return d

@@ -98,7 +98,14 @@ def parser() -> argparse.ArgumentParser:
                     "python -m compactor.bench sweep --help).")
     ap.add_argument("--quick", action="store_true", help="a small run (64 MiB heap, 3 repetitions; at most ~30 s)")
     ap.add_argument("--heap", type=_size, help="moving-space size, e.g. 64MiB, 1GiB (default 256MiB)")
-    ap.add_argument("--live", type=_fraction, default=0.5, help="live fraction (default 0.5)")
+    ap.add_argument("--live", type=_fraction, help="live fraction (default 0.5; with --heap-from: the dump's real "
+                                                   "reachability unless given)")
+    ap.add_argument("--heap-from", metavar="DUMP.hprof", help="compact a real heap: an HPROF dump (Android's am "
+                    "dumpheap, Android Studio, a JVM's jcmd GC.heap_dump); --heap then picks how many copies")
+    ap.add_argument("--hprof-heap", choices=("app", "zygote", "image", "all"), default="app",
+                    help="which heap of an Android dump (default app; a JVM dump has one)")
+    ap.add_argument("--heap-from-app", metavar="PACKAGE", help="with --device: dump that app's heap there "
+                                                               "(am dumpheap), pull it and compact it")
     ap.add_argument("--garbage", choices=GARBAGE_PATTERNS, default="uniform")
     ap.add_argument("--strategies", type=_choices(STRATEGIES, "strategy"), default=STRATEGIES,
                     help=f"comma-separated: {','.join(STRATEGIES)}")
@@ -138,7 +145,17 @@ def config_from(args) -> BenchConfig:
         cfg.heap = args.heap
     if args.repeat:
         cfg.repeat = args.repeat
-    cfg.live, cfg.garbage, cfg.batch, cfg.seed = args.live, args.garbage, args.batch, args.seed
+    cfg.garbage, cfg.batch, cfg.seed = args.garbage, args.batch, args.seed
+    if args.live is not None:
+        cfg.live, cfg.live_given = args.live, True
+    cfg.heap_given = args.heap is not None
+    cfg.heap_from, cfg.hprof_heap, cfg.heap_from_app = args.heap_from, args.hprof_heap, args.heap_from_app
+    if cfg.heap_from_app and not args.device:
+        raise BenchError("--heap-from-app dumps an app's heap on a device: give --device SERIAL too", 2)
+    if cfg.heap_from and cfg.heap_from_app:
+        raise BenchError("--heap-from and --heap-from-app exclude each other", 2)
+    if cfg.heap_from and not os.path.isfile(cfg.heap_from):
+        raise BenchError(f"--heap-from: no such file: {cfg.heap_from}", 2)
     cfg.strategies, cfg.faults = args.strategies, args.faults
     if args.mutators:
         cfg.mutators = args.mutators

@@ -28,6 +28,18 @@ def render(report: dict, console: Console) -> None:
     console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {cfg['live_fraction']:.0%} live ({cfg['garbage']}), "
                   f"{heap['objects']:,} objects, {heap['to_space_pages']:,} to-space pages; {cfg['repeat']} repetitions "
                   f"interleaved; batch {cfg['batch']} pages; executor {cfg['executor']}")
+    h = heap.get("hprof")
+    if h:
+        hist = ", ".join(f"{k}: {v:,}" for k, v in h["size_histogram"].items())
+        console.print(f"real heap: {h['hprof']} ({h['version']}), heap '{h['heap']}' x{h['scale']}: {h['objects']:,} "
+                      f"objects per copy ({h['instances']:,} instances, {h['object_arrays']:,} object arrays, "
+                      f"{h['primitive_arrays']:,} primitive arrays), {h['mean_refs_per_object']:.2f} references per "
+                      f"object, roots {h['roots']}; sizes (bytes) {hist}; live fraction "
+                      f"{report['heap']['live_bytes'] / max(cfg['heap_bytes'], 1):.0%} of the space, "
+                      f"{heap['empty_pages']:,} pages without live data")
+    else:
+        console.print(f"synthetic heap: {heap['mean_refs_per_object']:.2f} references per object, "
+                      f"{heap.get('empty_pages', 0):,} pages without live data")
     t = Table(title="Install floor (ns per page, median)" + note, title_justify="left")
     for c in ("operation", "ns/page", "pages/ioctl"):
         t.add_column(c, justify="right" if c != "operation" else "left")

@@ -62,6 +62,11 @@ def default_mutators() -> tuple:
 class BenchConfig:
     heap: int = 256 << 20
     live: float = 0.5
+    live_given: bool = False
+    heap_given: bool = False
+    heap_from: Optional[str] = None      # an HPROF dump
+    hprof_heap: str = "app"
+    heap_from_app: Optional[str] = None  # an app on the device whose heap is dumped
     garbage: str = "uniform"
     strategies: tuple = STRATEGIES
     faults: tuple = ("sigbus",)
@@ -309,6 +314,21 @@ def measure_floor(pages: int, repeat: int) -> dict:
     return {m["name"]: m for m in floor}
 
 
+def real_heap(cfg: BenchConfig, path: str, page_size: Optional[int]) -> Heap:
+    """The heap of an HPROF dump; --heap picks the number of copies (at least one), --live a live fraction."""
+    from ..errors import HprofError
+
+    live = cfg.live if cfg.live_given else None
+    try:
+        heap = Heap.from_hprof(path, heap=cfg.hprof_heap, live_fraction=live, seed=cfg.seed, page_size=page_size)
+        if cfg.heap_given and cfg.heap > heap.used_end:
+            heap = Heap.from_hprof(path, heap=cfg.hprof_heap, scale=max(1, cfg.heap // max(heap.used_end, 1)),
+                                   live_fraction=live, seed=cfg.seed, page_size=page_size)
+    except (HprofError, ValueError) as e:
+        raise BenchError(f"--heap-from {path}: {e}", 2) from None
+    return heap
+
+
 def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], None]] = None,
               executor_factory: Optional[Callable] = None) -> dict:
     """Runs the whole benchmark and returns the report (the JSON document, minus raw samples)."""
@@ -340,8 +360,15 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
     page_size = session.page_size if session else None
     tick = progress or (lambda *a: None)
     tick("generating the heap", 0, 1)
-    heap = Heap.generate(HeapSpec(size=cfg.heap, live_fraction=cfg.live, garbage=cfg.garbage, seed=cfg.seed),
-                         page_size=page_size)
+    dump = cfg.heap_from
+    if cfg.heap_from_app:
+        tick(f"dumping the heap of {cfg.heap_from_app} on the device", 0, 1)
+        dump = session.dump_app_heap(cfg.heap_from_app)
+    if dump:
+        heap = real_heap(cfg, dump, page_size)
+    else:
+        heap = Heap.generate(HeapSpec(size=cfg.heap, live_fraction=cfg.live, garbage=cfg.garbage, seed=cfg.seed),
+                             page_size=page_size)
     tick("marking and planning", 0, 1)
     t0 = time.perf_counter()
     plan = make_plan(heap, page_size=page_size)
@@ -417,7 +444,11 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
                    "page_size": plan.page_size,
                    "interleaved": True},
         "heap": {"objects": heap.count, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
-                 "dense_prefix_pages": plan.dense_prefix_pages, "plan_seconds": plan_s},
+                 "dense_prefix_pages": plan.dense_prefix_pages, "plan_seconds": plan_s,
+                 "empty_pages": int(heap.heap_size // plan.page_size - np.count_nonzero(plan.live_words.reshape(
+                     -1, plan.page_size // 512).any(axis=1))),
+                 "mean_refs_per_object": float(heap.num_refs.mean()) if heap.count else 0.0,
+                 **({"hprof": heap.describe()["hprof"]} if heap.origin and "hprof" in heap.origin else {})},
         "limits": limits,
         "runs": runs,
         "elapsed_s": time.time() - started,

@@ -196,10 +196,18 @@ class Device:
         if skip_if_same:
             digest = hashlib.sha256(local.read_bytes()).hexdigest()
             if self.sha256(remote) == digest:
+                self.run(["chmod", format(mode & 0o7777, "o"), remote], check=True)
                 return False
         self.run(["mkdir", "-p", os.path.dirname(remote)], check=True)
         self._dev.push(str(local), remote, st_mode=mode, read_timeout_s=self.timeout * 6)
+        self.run(["chmod", format(mode & 0o7777, "o"), remote], check=True)  # adbd may not apply st_mode
         return True
+
+    def pull(self, remote: str, local) -> None:
+        try:
+            self._dev.pull(remote, str(local), read_timeout_s=self.timeout * 60)
+        except Exception as e:  # adb-shell's transport and protocol errors
+            raise DeviceError(f"{self.serial}: pulling {remote} failed: {type(e).__name__}: {e}") from e
 
     def pull_text(self, remote: str) -> str:
         r = self.run(["cat", remote], check=True)

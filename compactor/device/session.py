@@ -99,6 +99,37 @@ class DeviceSession:
         raw["latency_samples_ns"] = np.zeros(0, dtype=np.uint64)
         return raw
 
+    def dump_app_heap(self, package: str) -> str:
+        """Dumps the heap of a running app with `am dumpheap`, pulls it into a private temporary file and returns
+        its path (removed from the device afterwards)."""
+        import tempfile
+        import time
+
+        if self.device.run(["sh", "-c", "command -v am"]).status != 0:
+            raise DeviceError(f"{self.serial} has no `am` (the activity manager): it is not an Android system image "
+                              f"(the emulated device is a plain Linux). Dump the heap yourself and pass --heap-from")
+        r = self.device.run(["pidof", package])
+        if r.status != 0 or not r.stdout.split():
+            raise DeviceError(f"{self.serial}: no running process of {package}: start the app first")
+        pid = r.stdout.split()[0]
+        remote = f"{REMOTE_DIR}/app.hprof"
+        self.device.run(["am", "dumpheap", pid, remote], check=True, timeout=600)
+        size, deadline = -1, time.monotonic() + 300
+        while time.monotonic() < deadline:  # am dumpheap returns before the dump is complete
+            s = self.device.run(["stat", "-c", "%s", remote])
+            now = int(s.stdout.strip() or -1) if s.status == 0 else -1
+            if now > 0 and now == size:
+                break
+            size = now
+            time.sleep(1.0)
+        folder = tempfile.mkdtemp(prefix="compactor-dump-")
+        local = f"{folder}/{package}.hprof"
+        try:
+            self.device.pull(remote, local)
+        finally:
+            self.device.remove(remote)
+        return local
+
     def close(self) -> None:
         try:
             if self.plan_remote:

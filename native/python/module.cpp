@@ -2,6 +2,7 @@
 #include "bindings.hpp"
 
 #include "compactor/errors.hpp"
+#include "compactor/hprof.hpp"
 
 [[noreturn]] void raise_python(const char* name, const py::tuple& args) {
     py::object cls = py::module_::import("compactor.errors").attr(name);
@@ -26,6 +27,8 @@ void register_errors(py::module_&) {
             raise_python("HeapCorruption", py::make_tuple(e.what()));
         } catch (const compactor::WatchdogTimeout& e) {
             raise_python("WatchdogTimeout", py::make_tuple(e.what()));
+        } catch (const compactor::HprofError& e) {
+            raise_python("HprofError", py::make_tuple(e.what(), e.offset, e.record));
         }
     });
 }
@@ -37,4 +40,5 @@ PYBIND11_MODULE(_native, m) {
     register_heap(m);
     register_collector(m);
     register_bench(m);
+    register_hprof(m);
 }
