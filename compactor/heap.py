@@ -203,29 +203,29 @@ class Heap:
         nrefs_all = np.tile(keep, scale)
         shift = (np.arange(scale, dtype=np.int64) * n).repeat(refs1.size)
         refs = np.where(np.tile(refs1, scale) >= 0, np.tile(refs1, scale) + shift, -1)
-        roots_all = (np.tile(g.roots, scale) + (np.arange(scale, dtype=np.int64) * n).repeat(g.roots.size))
         ends = np.cumsum(sizes)
         offset = ends - sizes
         used_end = int(ends[-1]) if ends.size else 0
         heap_size = max(ps, -(-used_end // ps) * ps)
-        roots = roots_all
-        if live_fraction is not None and roots.size:
-            rng = np.random.default_rng(seed)
-            order = rng.permutation(roots.size)
+        roots1 = g.roots
+        if live_fraction is not None and roots1.size:
+            # Searched on one copy (every copy keeps the same roots): the shortest prefix of the shuffled roots
+            # that keeps at least live_fraction of the reachable bytes.
+            order = np.random.default_rng(seed).permutation(roots1.size)
 
             def live_bytes(k: int) -> int:
-                ns = _GraphView(nrefs_all, refs, roots_all[order[:k]])
-                return int(sizes[mark_reachable(ns)].sum())
+                return int(sizes1[mark_reachable(_GraphView(keep, refs1, roots1[order[:k]]))].sum())
 
-            target = live_fraction * live_bytes(roots.size)
-            lo, hi = 0, roots.size  # smallest prefix of the shuffled roots that keeps >= target bytes
+            target = live_fraction * live_bytes(roots1.size)
+            lo, hi = 0, roots1.size
             while lo < hi:
                 mid = (lo + hi) // 2
                 if live_bytes(mid) >= target:
                     hi = mid
                 else:
                     lo = mid + 1
-            roots = roots_all[order[:lo]]
+            roots1 = np.sort(roots1[order[:lo]])
+        roots = np.tile(roots1, scale) + (np.arange(scale, dtype=np.int64) * n).repeat(roots1.size)
         tag = (seed * 0x9E3779B1 + 0x48505246) & 0xFFFFFFFF or 1
         identity = identity_of(np.arange(sizes.size), tag)
         h = cls(heap_size, offset, sizes, nrefs_all, identity, refs.astype(np.int32), roots.astype(np.int32),

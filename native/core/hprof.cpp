@@ -100,6 +100,15 @@ HprofDump parse_hprof(const uint8_t* data, uint64_t size) {
     r.skip(8);
     std::vector<Pending> pending;  // parallel to obj_* for instances and object arrays (primitive: unused)
     uint32_t current_heap = 0;
+    auto add_object = [&](uint64_t oid, uint64_t cls, HprofKind kind, uint64_t length, uint8_t elem, uint64_t at) {
+        d.obj_id.push_back(oid);
+        d.obj_class.push_back(cls);
+        d.obj_kind.push_back(static_cast<uint8_t>(kind));
+        d.obj_heap.push_back(current_heap);
+        d.obj_length.push_back(length);
+        d.obj_elem_type.push_back(elem);
+        pending.push_back({at});
+    };
     while (r.pos < size) {
         r.record = "record header";
         r.record_start = r.pos;
@@ -206,13 +215,7 @@ HprofDump parse_hprof(const uint8_t* data, uint64_t size) {
                             const uint64_t cls = b.id();
                             const uint64_t n = b.u4();
                             b.need(n);
-                            d.obj_id.push_back(oid);
-                            d.obj_class.push_back(cls);
-                            d.obj_kind.push_back(static_cast<uint8_t>(HprofKind::Instance));
-                            d.obj_heap.push_back(current_heap);
-                            d.obj_length.push_back(n);
-                            d.obj_elem_type.push_back(0);
-                            pending.push_back({b.pos});
+                            add_object(oid, cls, HprofKind::Instance, n, 0, b.pos);
                             b.skip(n);
                             break;
                         }
@@ -222,13 +225,7 @@ HprofDump parse_hprof(const uint8_t* data, uint64_t size) {
                             const uint64_t n = b.u4();
                             const uint64_t cls = b.id();
                             b.need(n * d.id_size);
-                            d.obj_id.push_back(oid);
-                            d.obj_class.push_back(cls);
-                            d.obj_kind.push_back(static_cast<uint8_t>(HprofKind::ObjectArray));
-                            d.obj_heap.push_back(current_heap);
-                            d.obj_length.push_back(n);
-                            d.obj_elem_type.push_back(2);
-                            pending.push_back({b.pos});
+                            add_object(oid, cls, HprofKind::ObjectArray, n, 2, b.pos);
                             b.skip(n * d.id_size);
                             break;
                         }
@@ -241,13 +238,7 @@ HprofDump parse_hprof(const uint8_t* data, uint64_t size) {
                             const uint32_t ts = hprof_type_size(t, d.id_size);
                             if (!ts || t == 2) b.fail("unknown primitive element type " + std::to_string(t));
                             if (st == 0x23) b.skip(n * ts);
-                            d.obj_id.push_back(oid);
-                            d.obj_class.push_back(0);
-                            d.obj_kind.push_back(static_cast<uint8_t>(HprofKind::PrimitiveArray));
-                            d.obj_heap.push_back(current_heap);
-                            d.obj_length.push_back(n);
-                            d.obj_elem_type.push_back(t);
-                            pending.push_back({0});
+                            add_object(oid, 0, HprofKind::PrimitiveArray, n, t, 0);
                             break;
                         }
                         default:
