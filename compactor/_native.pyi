@@ -90,6 +90,7 @@ class CollectorConfig:
     mutators: int
     batch: int
     move_min_run: int
+    claim_ahead: bool
     seed: int
     hops: int
     max_samples: int

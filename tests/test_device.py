@@ -116,6 +116,11 @@ def test_remote_commands_are_quoted_and_report_exit_status_and_stderr(device_4k,
         assert d.sha256(remote) is None
 
 
+def test_heap_from_app_on_a_device_without_am_is_a_clear_error(device_4k, arm64_runner):
+    p = bench(device_4k, arm64_runner, "--heap-from-app", "com.example.app", "--quick", check=False)
+    assert p.returncode == 2 and "has no `am`" in p.stderr and "--heap-from" in p.stderr, p.stderr
+
+
 def test_unreachable_device_is_a_clear_error():
     p = subprocess.run([sys.executable, "-m", "compactor.bench", "--device", "127.0.0.1:1", "--quick"],
                        capture_output=True, text=True, timeout=60, cwd="/")

@@ -363,7 +363,10 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
     dump = cfg.heap_from
     if cfg.heap_from_app:
         tick(f"dumping the heap of {cfg.heap_from_app} on the device", 0, 1)
-        dump = session.dump_app_heap(cfg.heap_from_app)
+        try:
+            dump = session.dump_app_heap(cfg.heap_from_app)
+        except DeviceError as e:
+            raise BenchError(f"--heap-from-app {cfg.heap_from_app}: {e}", 2) from None
     if dump:
         heap = real_heap(cfg, dump, page_size)
     else:

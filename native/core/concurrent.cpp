@@ -260,9 +260,9 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         return ok;
     };
 
-    // Hybrid claims a whole run ahead (every page of it kProcessing before compacting the first), so that
-    // mutators wait for the run instead of cutting it into short MOVEs, each a TLB shootdown.
-    const bool claim_ahead = ctx.strategy == Strategy::Hybrid;
+    // Hybrid with claim_ahead claims a whole run ahead (every page of it kProcessing before compacting the first),
+    // so that mutators wait for the run instead of cutting it into short MOVEs, each a TLB shootdown.
+    const bool claim_ahead = ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead;
     for (uint64_t page = p.num_to_pages; page-- > 0;) {
         if (ctx.abort.load(std::memory_order_relaxed)) break;
         const bool claimed = b.k > 0 && page >= b.claimed_low;  // claimed ahead with the current run

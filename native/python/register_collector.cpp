@@ -55,6 +55,7 @@ void register_collector(py::module_& m) {
     unsigned_property(c, "hops", &CollectorConfig::hops);
     unsigned_property(c, "max_samples", &CollectorConfig::max_samples);
     unsigned_property(c, "release_chunk", &CollectorConfig::release_chunk);
+    c.def_readwrite("claim_ahead", &CollectorConfig::claim_ahead);
     c.def_readwrite("watchdog", &CollectorConfig::watchdog_seconds)
         .def_readwrite("user_mode_only", &CollectorConfig::user_mode_only)
         .def_readwrite("write_fraction", &CollectorConfig::write_fraction)

@@ -29,7 +29,7 @@ void usage(FILE* f) {
                  "       compactor-runner --floor [--floor-pages N] [--repeat N]\n"
                  "       compactor-runner PLAN_FILE [--strategy stw|copy|move|move-alloc|hybrid] [--faults sigbus|thread]\n"
                  "                        [--mutators N] [--batch N] [--move-min-run N] [--access random|sequential|hot-set]\n"
-                 "                        [--backoff art|futex] [--gc-cpu CPU] [--mutator-cpus CPU,CPU,...]\n"
+                 "                        [--backoff art|futex] [--claim-ahead] [--gc-cpu CPU] [--mutator-cpus CPU,CPU,...]\n"
                  "                        [--release-chunk BYTES] [--write-fraction F] [--swapped F] [--repeat N] [--seed N]\n"
                  "                        [--watchdog SECONDS]\n");
 }
@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
             else if (a == "--batch") cfg.batch = static_cast<unsigned>(parse_uint("--batch", value()));
             else if (a == "--move-min-run") cfg.move_min_run = static_cast<unsigned>(parse_uint("--move-min-run", value()));
             else if (a == "--backoff") cfg.backoff = parse_backoff(value());
+            else if (a == "--claim-ahead") cfg.claim_ahead = true;
             else if (a == "--gc-cpu") cfg.gc_cpu = static_cast<int>(parse_uint("--gc-cpu", value()));
             else if (a == "--mutator-cpus") cfg.mutator_cpus = parse_cpus("--mutator-cpus", value());
             else if (a == "--release-chunk") cfg.release_chunk = parse_uint("--release-chunk", value(), ULONG_MAX);

@@ -51,6 +51,8 @@ struct CollectorConfig {
     unsigned mutators = 0;
     unsigned batch = 64;                 // pages per GC run: one MOVE/COPY ioctl each (1 = per page)
     unsigned move_min_run = 64;          // hybrid: the GC thread MOVEs runs of at least this many pages, COPYs shorter
+    bool claim_ahead = false;            // hybrid: the GC claims its whole run before compacting it (mutators wait
+                                         // for the run instead of cutting it; measured slower here: off by default)
     Access access = Access::Random;
     Backoff backoff = Backoff::Art;
     uint64_t seed = 1;
