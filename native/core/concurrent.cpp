@@ -196,6 +196,7 @@ struct Batch {
     uint64_t cap = 0, k = 0, top = 0;
     uint64_t claimed_low = 0;  // lowest page claimed for this run (claim-ahead: below `top - k + 1`)
     bool dense = false, pool_empty = false;
+    bool expect_short = false;  // hybrid: compacted into the GC's hot buffer for a COPY (the last run was short)
 };
 
 void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out) {
@@ -240,15 +241,18 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             ctx.reclaim_boundary.store(boundary, std::memory_order_release);
         release_from_space(false);
     };
+    uint64_t last_run = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
     auto flush = [&]() -> bool {
         if (b.k == 0) return true;
         const uint64_t first = b.top - b.k + 1;
         uint8_t* src = b.dense ? ctx.from_space + first * ps : b.base + (b.cap - b.k) * ps;
         for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapping, std::memory_order_release);
-        // A pool-empty batch sits in the GC's buffer: COPY. Otherwise the policy decides for a run of this length.
-        const bool move = !b.pool_empty && install_with_move(ctx, b.k, true);
+        // A batch in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
+        // decides for a run of this length.
+        const bool move = !b.pool_empty && !b.expect_short && install_with_move(ctx, b.k, true);
         const CopyReason why = b.pool_empty ? CopyReason::PoolEmpty
                                : ctx.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
+        last_run = b.k;
         bool ok = install_pages(ctx, tc, first, src, b.k, move, b.dense, why);
         if (ok) {
             for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapped, std::memory_order_release);
@@ -290,8 +294,16 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             b.dense = dense;
             b.cap = B;
             if (!dense) {
-                switch (ctx.strategy) {
-                    case Strategy::Copy: b.base = tc.buffer; break;
+                // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all
+                // over the to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of
+                // into a cold recycled page, until a run reaches move_min_run again.
+                const bool short_expected = ctx.strategy == Strategy::Hybrid && ctx.cfg.mutators > 0 &&
+                                            last_run < ctx.cfg.move_min_run;
+                switch (short_expected ? Strategy::Copy : ctx.strategy) {
+                    case Strategy::Copy:
+                        b.base = tc.buffer;
+                        b.expect_short = short_expected;
+                        break;
                     case Strategy::MoveAlloc: b.base = tc.fresh; break;
                     default: {
                         const uint64_t n = recycle_pages(ctx, B, &b.base);
