@@ -72,6 +72,20 @@ def mapping():
             pass
 
 
+@pytest.fixture(scope="session")
+def device_4k():
+    """The emulated arm64 device (Linux 6.12, 4 KiB pages), booted once for every test that needs it."""
+    import shutil as _shutil
+
+    require(_shutil.which("qemu-system-aarch64") is not None,
+            "qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
+    from compactor.device import emulator
+
+    state = emulator.start("6.12", "4k", log=lambda m: None)
+    yield state["serial"]
+    emulator.stop(state["port"])
+
+
 def run_python(code: str, *, user=None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter, outside the source tree so that the installed package is imported.
     With `user`, the child drops to that uid (and all capabilities) where the code calls `drop_privileges()`, or

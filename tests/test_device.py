@@ -36,13 +36,6 @@ def _start(kernel, page_size):
     return emulator, state
 
 
-@pytest.fixture(scope="module")
-def device_4k(arm64_runner):
-    emulator, state = _start("6.12", "4k")
-    yield state["serial"]
-    emulator.stop(state["port"])
-
-
 def bench(serial, runner, *args, check=True):
     env = dict(os.environ, COMPACTOR_DEVICE_RUNNER=str(runner))
     p = subprocess.run([sys.executable, "-m", "compactor.bench", "--device", serial, *args], capture_output=True,

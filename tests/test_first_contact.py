@@ -62,30 +62,23 @@ def test_info_and_bench_run_from_the_clone_root(fresh_clone):
     assert p.returncode == 0 and "emulator" in p.stdout, p.stderr
 
 
-def test_device_bench_builds_the_runner_from_the_installed_sources(fresh_clone):
+def test_device_bench_builds_the_runner_from_the_installed_sources(fresh_clone, device_4k):
     clone, py, base = fresh_clone
     require(shutil.which("aarch64-linux-gnu-g++") is not None,
             "the aarch64 cross compiler is missing (apt-get install g++-aarch64-linux-gnu)")
-    require(shutil.which("qemu-system-aarch64") is not None, "qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
-    from compactor.device import emulator
-
-    state = emulator.start("6.12", "4k", log=lambda m: None)
-    try:
-        cache = base / "cache"
-        env = {"XDG_CACHE_HOME": str(cache)}
-        env_clean = {k: v for k, v in os.environ.items() if k != "COMPACTOR_DEVICE_RUNNER"}
-        p = subprocess.run([str(py), "-m", "compactor.bench", "--device", state["serial"], "--quick", "--heap", "8MiB",
-                            "--repeat", "1", "--strategies", "copy,move", "--mutators", "0", "--json", "-", "--quiet"],
-                           cwd=clone, capture_output=True, text=True, timeout=1200, env=dict(env_clean, **env))
-        assert p.returncode == 0, p.stderr[-3000:]
-        report = json.loads(p.stdout)
-        assert report["environment"]["arch"] == "aarch64" and all(r["verified"] for r in report["runs"])
-        built = list((cache / "compactor" / "runner-aarch64").glob("*/compactor-runner"))
-        assert len(built) == 1
-        for path in (built[0], built[0].parent, built[0].parent.parent):
-            assert path.stat().st_mode & 0o022 == 0  # nobody else can write what is pushed to the phone
-    finally:
-        emulator.stop(state["port"])
+    cache = base / "cache"
+    env = {"XDG_CACHE_HOME": str(cache)}
+    env_clean = {k: v for k, v in os.environ.items() if k != "COMPACTOR_DEVICE_RUNNER"}
+    p = subprocess.run([str(py), "-m", "compactor.bench", "--device", device_4k, "--quick", "--heap", "8MiB",
+                        "--repeat", "1", "--strategies", "copy,move", "--mutators", "0", "--json", "-", "--quiet"],
+                       cwd=clone, capture_output=True, text=True, timeout=1200, env=dict(env_clean, **env))
+    assert p.returncode == 0, p.stderr[-3000:]
+    report = json.loads(p.stdout)
+    assert report["environment"]["arch"] == "aarch64" and all(r["verified"] for r in report["runs"])
+    built = list((cache / "compactor" / "runner-aarch64").glob("*/compactor-runner"))
+    assert len(built) == 1
+    for path in (built[0], built[0].parent, built[0].parent.parent):
+        assert path.stat().st_mode & 0o022 == 0  # nobody else can write what is pushed to the phone
 
 
 def test_without_a_cross_compiler_the_error_names_the_package(fresh_clone, tmp_path):
