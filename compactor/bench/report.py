@@ -25,7 +25,8 @@ def render(report: dict, console: Console) -> None:
                   f"{env['page_size']}-byte pages, {env['cpus']} cpus, {env['where']}"
                   f"{' (virtual machine)' if env.get('virtualized') else ''}{note}")
     cfg, heap = report["config"], report["heap"]
-    console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {cfg['live_fraction']:.0%} live ({cfg['garbage']}), "
+    shape = "from an HPROF dump" if heap.get("hprof") else f"{cfg['live_fraction']:.0%} live ({cfg['garbage']})"
+    console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {shape}, "
                   f"{heap['objects']:,} objects, {heap['to_space_pages']:,} to-space pages; {cfg['repeat']} repetitions "
                   f"interleaved; batch {cfg['batch']} pages; executor {cfg['executor']}")
     h = heap.get("hprof")
