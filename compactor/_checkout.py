@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import List, Optional
 
 # Compared between the source folder and an installed copy: every Python file of the package, and the native
-# sources the installed copy carries for cross-building the device runner.
+# core's sources against the copy the installed package carries (device/runner_src: what its binary was built from).
 _COMPARED = ("*.py", "*.pyi")
+_NATIVE = ("native/include", "native/core", "native/runner")
 
 
 def _native_built_in(folder: Path) -> bool:
@@ -45,6 +46,15 @@ def differing_files(source: Path, installed: Path) -> List[str]:
     a, b = files(source), files(installed)
     diff = sorted(a ^ b)
     diff += sorted(f for f in a & b if (source / f).read_bytes() != (installed / f).read_bytes())
+    carried = installed / "device" / "runner_src"
+    if carried.is_dir() and (source.parent / "native").is_dir():
+        def native(root: Path):
+            return {p.relative_to(root).as_posix(): p for sub in _NATIVE for p in (root / sub).rglob("*")
+                    if p.is_file()}
+
+        x, y = native(source.parent), native(carried)
+        diff += sorted(f for f in set(x) ^ set(y))
+        diff += sorted(f for f in set(x) & set(y) if x[f].read_bytes() != y[f].read_bytes())
     return diff
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -161,8 +162,16 @@ def test_the_source_folder_shadowing_an_install_is_named_when_they_differ(tmp_pa
     src = tmp_path / "checkout" / "compactor"
     shutil.copytree(os.path.dirname(compactor.__file__), src,
                     ignore=shutil.ignore_patterns("*.so", "__pycache__", "bin", "runner_src"))
-    (src / "heap.py").write_text((src / "heap.py").read_text() + "\n# edited\n")
+    root = pathlib.Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "native", src.parent / "native")
+    core = src.parent / "native" / "core" / "plan.cpp"
+    core.write_text(core.read_text() + "\n// edited\n")  # the C++ the installed binary was built from, changed
     p = subprocess.run([sys.executable, "-c", "import compactor"], capture_output=True, text=True, timeout=60,
                        cwd=src.parent)
     assert p.returncode != 0
-    assert "shadows the installed package" in p.stderr and str(src) in p.stderr and "heap.py" in p.stderr
+    assert "shadows the installed package" in p.stderr and str(src) in p.stderr
+    assert "native/core/plan.cpp" in p.stderr and "heap.py" not in p.stderr
+    (src / "heap.py").write_text((src / "heap.py").read_text() + "\n# edited\n")
+    p = subprocess.run([sys.executable, "-c", "import compactor"], capture_output=True, text=True, timeout=60,
+                       cwd=src.parent)
+    assert p.returncode != 0 and "heap.py" in p.stderr
