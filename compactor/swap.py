@@ -113,7 +113,9 @@ def zram_swap(size="512MiB") -> Iterator[SwapInfo]:
         raise SwapError("setting up zram swap needs root (no swap is active here): run as root, or configure swap "
                         "yourself and the tool uses it as it is")
     if not info.zram:
-        subprocess.run(["modprobe", "zram"], capture_output=True)
+        modprobe = shutil.which("modprobe") or shutil.which("modprobe", path="/usr/sbin:/sbin")
+        if modprobe:
+            subprocess.run([modprobe, "zram"], capture_output=True)
         info = probe()
         if not info.zram:
             raise SwapError("this kernel has no zram (CONFIG_ZRAM): configure another swap device yourself")
