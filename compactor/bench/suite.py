@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from .. import _native
-from ..collector import STRATEGIES, collect, make_config
+from ..collector import STRATEGIES, collect
 from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec

@@ -148,9 +148,9 @@ def write_heatmap(report: dict, path: str) -> None:
                     v = r["ratio_vs_copy_median"] if kind == "time" else r["shootdowns_per_1000_pages"]
                     grid[a, b] = np.nan if v is None else v
             if kind == "time":
-                im = ax.imshow(grid, cmap="RdBu_r", vmin=0.4, vmax=1.6, aspect="auto", origin="lower")
+                ax.imshow(grid, cmap="RdBu_r", vmin=0.4, vmax=1.6, aspect="auto", origin="lower")
             else:
-                im = ax.imshow(np.log10(1 + grid), cmap="magma_r", vmin=0, vmax=3, aspect="auto", origin="lower")
+                ax.imshow(np.log10(1 + grid), cmap="magma_r", vmin=0, vmax=3, aspect="auto", origin="lower")
             for a in range(len(live)):
                 for b in range(len(batches)):
                     if not np.isnan(grid[a, b]):
