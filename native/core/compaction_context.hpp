@@ -155,4 +155,7 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index);
 // Makes `tc` the context the SIGBUS handler finds for the calling thread (concurrent.cpp).
 void set_thread_ctx(ThreadCtx* tc);
 
+// Pins the calling thread to `cpu` (validated beforehand against the allowed set); -1: left as it is.
+void pin_to(int cpu);
+
 }  // namespace compactor::detail

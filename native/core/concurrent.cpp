@@ -167,15 +167,6 @@ uint64_t page_out_share(uint8_t* base, uint64_t pages, uint64_t ps, double share
     return swapped;
 }
 
-// Pins the calling thread to `cpu` (validated beforehand against the allowed set).
-void pin_to(int cpu) {
-    if (cpu < 0) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    sched_setaffinity(0, sizeof set, &set);
-}
-
 unsigned allowed_cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -389,6 +380,14 @@ std::mutex g_collection_lock;  // one concurrent compaction per process: the SIG
 }  // namespace
 
 void set_thread_ctx(ThreadCtx* tc) { t_ctx = tc; }
+
+void pin_to(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
 
 CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
                                FaultMode mode) {

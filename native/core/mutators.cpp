@@ -4,7 +4,6 @@
 // (pages unregistered and read as zeros) cannot make a mutator wander outside the space.
 #include <cstring>
 #include <ctime>
-#include <sched.h>
 
 #include "compaction_context.hpp"
 #include "compactor/object_layout.hpp"
@@ -29,12 +28,7 @@ bool pages_mapped(const Context& ctx, uint64_t off, uint64_t len) {
 
 void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
     set_thread_ctx(&tc);
-    if (!ctx.cfg.mutator_cpus.empty()) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(ctx.cfg.mutator_cpus[index % ctx.cfg.mutator_cpus.size()], &set);
-        sched_setaffinity(0, sizeof set, &set);
-    }
+    if (!ctx.cfg.mutator_cpus.empty()) pin_to(ctx.cfg.mutator_cpus[index % ctx.cfg.mutator_cpus.size()]);
     while (!ctx.start_mutators.load(std::memory_order_acquire)) {
         if (ctx.stop_mutators.load(std::memory_order_acquire)) return;
         timespec ts{0, 50000};
