@@ -24,6 +24,7 @@ PlanView PlanData::view() const {
     v.num_chunks = live_words.size();
     v.live_words = live_words.data();
     v.chunk_offset = chunk_offset.data();
+    v.chunks = chunks.empty() ? nullptr : chunks.data();
     v.num_to_pages = first_obj.size();
     v.first_obj = first_obj.data();
     v.first_obj_header = first_obj_header.data();
@@ -33,6 +34,12 @@ PlanView PlanData::view() const {
     v.post_compact_end = post_compact_end;
     v.live_bytes = live_bytes;
     return v;
+}
+
+void PlanData::derive_chunks() {
+    const size_t n = live_words.size() < chunk_offset.size() ? live_words.size() : chunk_offset.size();
+    chunks.resize(n);
+    for (size_t c = 0; c < n; ++c) chunks[c] = ChunkEntry{live_words[c], chunk_offset[c], 0};
 }
 
 HeapSpace::HeapSpace(uint64_t heap_size) : space_(heap_size) {

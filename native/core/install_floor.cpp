@@ -158,12 +158,16 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
             ++i;
         }
     }
-    for (auto& m : out) {
+    set_medians(out);
+    return out;
+}
+
+void set_medians(std::vector<FloorMeasurement>& rows) {
+    for (auto& m : rows) {
         std::vector<double> v = m.ns_per_page;
         std::sort(v.begin(), v.end());
         m.median_ns = v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
     }
-    return out;
 }
 
 }  // namespace compactor

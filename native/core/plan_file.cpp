@@ -123,6 +123,7 @@ PlanBundle parse_plan_file(const uint8_t* data, size_t size) {
         fail("live-words bitmap or chunk offsets do not cover the heap");
     if (p.first_obj.size() != p.first_obj_header.size() || p.first_obj.size() != p.pre_compact_offset.size())
         fail("per-page arrays differ in length");
+    p.derive_chunks();
     validate_object_table(t.view(), p.heap_size);
     for (uint64_t i = 0; i < b.root_objects.size(); ++i)
         if (b.root_objects[i] < -1 || b.root_objects[i] >= static_cast<int64_t>(n)) fail("root " + s(i) + " out of range");

@@ -88,6 +88,7 @@ void register_heap(py::module_& m) {
                  if (p->chunk_offset.size() != p->live_words.size()) throw PlanError("plan: chunk_offset and live_words differ in length");
                  if (p->first_obj.size() != p->first_obj_header.size() || p->first_obj.size() != p->pre_compact_offset.size())
                      throw PlanError("plan: per-page arrays differ in length");
+                 p->derive_chunks();
                  validate_plan(p->view());
                  return p;
              }),

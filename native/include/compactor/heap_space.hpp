@@ -25,11 +25,14 @@ struct PlanData {
     uint64_t heap_size = 0, page_size = 0;
     std::vector<uint64_t> live_words;
     std::vector<uint32_t> chunk_offset;
+    std::vector<ChunkEntry> chunks;  // both of the above interleaved, built by derive_chunks(): what compaction reads
     std::vector<uint32_t> first_obj;
     std::vector<uint64_t> first_obj_header;
     std::vector<uint32_t> pre_compact_offset;
     uint64_t dense_prefix_pages = 0, slide_begin = 0, post_compact_end = 0, live_bytes = 0;
     PlanView view() const;
+    // Builds `chunks` from live_words and chunk_offset (call once both are set, before validation).
+    void derive_chunks();
 };
 
 // Everything a plan file carries: the heap (object table and roots), the plan, and the expected digest.

@@ -21,4 +21,7 @@ struct FloorMeasurement {
 // MOVE entries are skipped (not listed) when the kernel lacks UFFD_FEATURE_MOVE.
 std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned repetitions);
 
+// Sets each row's median_ns from its ns_per_page.
+void set_medians(std::vector<FloorMeasurement>& rows);
+
 }  // namespace compactor

@@ -21,6 +21,11 @@ inline PageKind page_kind(const PlanView& p, uint64_t to_page) {
 // Returns the number of live bytes placed in the page.
 uint64_t compact_page(const PlanView& p, const uint8_t* from_space, uint8_t* target, uint64_t to_page);
 
+// The copying half of compact_page alone: the live strides landing in `to_page` copied into `target` (the rest
+// zeroed; a dense page copied whole), no reference forwarded. What compaction would cost if it only copied: the
+// "live-stride copy" floor. Returns the bytes placed.
+uint64_t copy_live_strides(const PlanView& p, const uint8_t* from_space, uint8_t* target, uint64_t to_page);
+
 // Rewrites references in a root array to post-compact offsets (the pause's root flip).
 void update_roots(const PlanView& p, uint32_t* roots, uint64_t num_roots);
 

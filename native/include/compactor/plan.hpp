@@ -7,12 +7,23 @@
 
 namespace compactor {
 
+// The forwarding table, one entry per 512-byte chunk: the chunk's live-words bitmap word beside the post-compact
+// offset of its first live word. Derived from the plan's two arrays when a plan is loaded, so that forwarding a
+// reference reads one cache line instead of two.
+struct alignas(16) ChunkEntry {
+    uint64_t live_words;
+    uint32_t offset;
+    uint32_t reserved;
+};
+static_assert(sizeof(ChunkEntry) == 16, "four chunk entries per cache line");
+
 struct PlanView {
     uint64_t heap_size = 0;          // bytes in the moving space (multiple of page_size)
     uint64_t page_size = 0;          // the page size the plan was made for
     uint64_t num_chunks = 0;         // heap_size / 512
     const uint64_t* live_words = nullptr;   // live-words bitmap: bit b of word c = 8-byte word 64*c + b is live
     const uint32_t* chunk_offset = nullptr; // post-compact offset of chunk c's first live word (chunks >= slide_begin)
+    const ChunkEntry* chunks = nullptr;     // both of the above, interleaved (what compaction reads)
     uint64_t num_to_pages = 0;       // to-space pages holding data: ceil(post_compact_end / page_size)
     const uint32_t* first_obj = nullptr;         // per to-space page: pre-compact offset of the object covering its start
     const uint64_t* first_obj_header = nullptr;  // per to-space page: that object's header word
