@@ -12,6 +12,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .speed import render_line
+
 
 def _ms(x) -> str:
     return "-" if x is None else f"{1e3 * x:.1f}"
@@ -41,7 +43,7 @@ def render(report: dict, console: Console) -> None:
     else:
         console.print(f"synthetic heap: {heap['mean_refs_per_object']:.2f} references per object, "
                       f"{heap.get('empty_pages', 0):,} pages without live data")
-    t = Table(title="Install floor (ns per page, median)" + note, title_justify="left")
+    t = Table(title="Install and compaction floor (ns per page, median)" + note, title_justify="left")
     for c in ("operation", "ns/page", "pages/ioctl"):
         t.add_column(c, justify="right" if c != "operation" else "left")
     for m in report["limits"].values():
@@ -79,6 +81,9 @@ def render(report: dict, console: Console) -> None:
                       "-" if r["ratio_vs_copy_median"] is None else f"{r['ratio_vs_copy_median']:.2f}x",
                       n(sw["pages_paged_out"]), n(sw["swap_ins"]), n(sw["major_faults"]))
         console.print(t)
+    line = render_line(report["compaction"]) if report.get("compaction") else None
+    if line:
+        console.print(line)
     t = Table(title="The seed's claims, here", title_justify="left", show_lines=True)
     for c in ("claim", "seed", "measured", "holds", "verdict"):
         t.add_column(c)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from ..collector import STRATEGIES
 
-SCHEMA_ID = "compactor.bench/2"       # the report's schema; 2 added interrupts and load measures to each run
+SCHEMA_ID = "compactor.bench/3"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
+                                  # the compaction floor rows to "limits" and the "compaction" section
 SWEEP_SCHEMA_ID = "compactor.sweep/1"
-ACCEPTED_BY_COMPARE = ("compactor.bench/1", SCHEMA_ID)
+ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", SCHEMA_ID)
 
 _num = {"type": ["number", "null"]}
 _run = {
@@ -37,7 +38,7 @@ SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "compactor.bench report",
     "type": "object",
-    "required": ["schema", "environment", "limits", "runs", "claims"],
+    "required": ["schema", "environment", "limits", "runs", "claims", "compaction"],
     "properties": {
         "schema": {"const": SCHEMA_ID},
         "environment": {
@@ -49,6 +50,19 @@ SCHEMA = {
         "limits": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["name", "median_ns_per_page", "ns_per_page"]}},
         "runs": {"type": "array", "items": _run},
+        "compaction": {
+            "type": "object",
+            "required": ["floor_ns_per_page", "compact_page_vs_memcpy", "compact_page_vs_live_stride_copy", "gc_thread",
+                         "reference_run", "targets", "meets_vs_memcpy", "meets_vs_live_stride_copy"],
+            "properties": {
+                "floor_ns_per_page": {"type": "object", "additionalProperties": {"type": "number"}},
+                "compact_page_vs_memcpy": _num, "compact_page_vs_live_stride_copy": _num,
+                "gc_thread": {"type": "array", "items": {
+                    "type": "object", "required": ["key", "compact_ns_per_page", "vs_memcpy", "vs_live_stride_copy"]}},
+                "meets_vs_memcpy": {"type": ["boolean", "null"]},
+                "meets_vs_live_stride_copy": {"type": ["boolean", "null"]},
+            },
+        },
         "claims": {"type": "array", "minItems": 3, "items": {
             "type": "object", "required": ["id", "seed_text", "seed_value", "measured", "holds", "where", "verdict"],
             "properties": {"holds": {"enum": ["yes", "direction only", "no", "not measured"]}}}},

@@ -24,6 +24,7 @@ from ..info import environment
 from ..planning import plan as make_plan
 from .claims import evaluate_claims
 from .schema import SCHEMA_ID
+from .speed import compaction_summary
 
 
 class BenchError(Exception):
@@ -314,6 +315,13 @@ def measure_floor(pages: int, repeat: int) -> dict:
     return {m["name"]: m for m in floor}
 
 
+def measure_compaction_floor(heap: Heap, plan, repeat: int) -> dict:
+    """Page copy, live-stride copy and compact_page per to-space page of this plan (the heap's pristine image)."""
+    if heap.state != "pristine":
+        heap.reset()
+    return {m["name"]: m for m in _native.measure_compaction_floor(heap.space, plan.native, repeat)}
+
+
 def real_heap(cfg: BenchConfig, path: str, page_size: Optional[int]) -> Heap:
     """The heap of an HPROF dump; --heap picks the number of copies (at least one), --live a live fraction."""
     from ..errors import HprofError
@@ -415,6 +423,14 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
     total = cfg.repeat * len(runnable)
     done = 0
     try:
+        tick("measuring the compaction floor", 0, 1)
+        try:
+            if session is not None:
+                limits.update(session.measure_compaction_floor(1 if session.emulated else cfg.floor_repeat))
+            else:
+                limits.update(measure_compaction_floor(heap, plan, cfg.floor_repeat))
+        except DeviceError as e:
+            raise BenchError(f"compaction floor: {e}", 1) from None
         for rep in range(cfg.repeat):
             for sc in runnable:
                 tick(f"{sc.key} (repetition {rep + 1}/{cfg.repeat})", done, total)
@@ -458,5 +474,6 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
         "runs": runs,
         "elapsed_s": time.time() - started,
     }
+    report["compaction"] = compaction_summary(limits, runs)
     report["claims"] = evaluate_claims(report)
     return report

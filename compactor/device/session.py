@@ -74,6 +74,14 @@ class DeviceSession:
             raise DeviceError(f"{self.serial}: install floor failed ({r.status}): {r.stderr.strip()}")
         return {m["name"]: m for m in json.loads(r.stdout)}
 
+    def measure_compaction_floor(self, repeat: int) -> dict:
+        """The compaction floor over the pushed plan, measured by the runner on the device."""
+        self._check_runner()
+        r = self.device.run([RUNNER, self.plan_remote, "--compaction-floor", "--repeat", str(repeat)], timeout=1800)
+        if r.status != 0:
+            raise DeviceError(f"{self.serial}: compaction floor failed ({r.status}): {r.stderr.strip()}")
+        return {m["name"]: m for m in json.loads(r.stdout)}
+
     def push_plan(self, local: Path) -> None:
         self.plan_remote = f"{REMOTE_DIR}/heap.plan"
         self.device.push(local, self.plan_remote, skip_if_same=False)

@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include "compactor/collector.hpp"
+#include "compactor/compaction_floor.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/install_floor.hpp"
@@ -27,6 +28,7 @@ void usage(FILE* f) {
     std::fprintf(f,
                  "usage: compactor-runner --probe\n"
                  "       compactor-runner --floor [--floor-pages N] [--repeat N]\n"
+                 "       compactor-runner PLAN_FILE --compaction-floor [--repeat N]\n"
                  "       compactor-runner PLAN_FILE [--strategy stw|copy|move|move-alloc|hybrid] [--faults sigbus|thread]\n"
                  "                        [--mutators N] [--batch N] [--move-min-run N] [--access random|sequential|hot-set]\n"
                  "                        [--backoff art|futex] [--claim-ahead] [--gc-cpu CPU] [--mutator-cpus CPU,CPU,...]\n"
@@ -121,7 +123,7 @@ int main(int argc, char** argv) {
     CollectorConfig cfg;
     unsigned repeat = 1;
     uint64_t floor_pages = 4096;
-    bool want_probe = false, want_floor = false;
+    bool want_probe = false, want_floor = false, want_compaction_floor = false;
     try {
         for (int i = 1; i < argc; ++i) {
             const std::string a = argv[i];
@@ -134,6 +136,7 @@ int main(int argc, char** argv) {
             };
             if (a == "--probe") want_probe = true;
             else if (a == "--floor") want_floor = true;
+            else if (a == "--compaction-floor") want_compaction_floor = true;
             else if (a == "--floor-pages") floor_pages = parse_uint("--floor-pages", value(), ULONG_MAX);
             else if (a == "--strategy") cfg.strategy = parse_strategy(value());
             else if (a == "--faults") cfg.faults = parse_fault_mode(value());
@@ -191,6 +194,12 @@ int main(int argc, char** argv) {
         const PlanView plan = b.plan.view();
         HeapSpace space(plan.heap_size);
         const ObjectTableView tv = b.table.view();
+        if (want_compaction_floor) {
+            // User-space compaction only: no userfaultfd, and the plan's page size need not be this kernel's.
+            space.reset(tv, b.root_objects.data(), b.root_objects.size());
+            std::printf("%s\n", floor_json(measure_compaction_floor(plan, space.base(), repeat)).c_str());
+            return 0;
+        }
         std::string runs;
         for (unsigned r = 0; r < repeat; ++r) {
             space.reset(tv, b.root_objects.data(), b.root_objects.size());
