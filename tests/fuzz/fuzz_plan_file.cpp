@@ -30,7 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         graph_digest(heap.data(), heap.size(), roots.data(), roots.size());
     } catch (const HeapCorruption&) {
     }
-    for (uint64_t pg = 0; pg < p.num_to_pages; ++pg) compact_page(p, heap.data(), page.data(), pg);
+    for (uint64_t pg = 0; pg < p.num_to_pages; ++pg) {
+        copy_live_strides(p, heap.data(), page.data(), pg);
+        compact_page(p, heap.data(), page.data(), pg);
+    }
     for (uint64_t pg = 0; pg < p.dense_prefix_pages; ++pg) compact_page(p, heap.data(), heap.data() + pg * p.page_size, pg);
     update_roots(p, roots.data(), roots.size());
     return 0;
