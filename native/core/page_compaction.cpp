@@ -7,7 +7,8 @@
 // - the live strides of a page are found a group ahead of their copy and their source lines prefetched first.
 // Tried and dropped, because they measured no faster here: one unsigned compare instead of three in the forward,
 // bounds checks for the first and last object of a page only, prefetching the target page for writing, huge
-// pages for the chunk table, and scanning the dense bitmap instead of the chunk table.
+// pages for the chunk table, scanning the dense bitmap instead of the chunk table, and pipelining the forward of
+// one group of strides behind the copy of the next.
 #include "compactor/page_compaction.hpp"
 
 #include <cstring>
