@@ -45,8 +45,11 @@ def build_runner(source: str, build: str) -> str:
 
 
 def baseline_runner(rev: str) -> str:
-    sha = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", rev], check=True, capture_output=True,
-                         text=True).stdout.strip()
+    p = subprocess.run(["git", "-C", ROOT, "rev-parse", "--verify", "--short=12", rev + "^{commit}"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"--baseline {rev}: no such commit in {ROOT} (a shallow clone lacks history: git fetch --unshallow)")
+    sha = p.stdout.strip()
     where = os.path.join(BUILD_ROOT, sha)
     exe = os.path.join(where, "build", "compactor-runner")
     if os.access(exe, os.X_OK):
@@ -84,9 +87,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--json")
     args = ap.parse_args()
+    if not shutil.which("cmake"):
+        sys.exit("cmake is needed to build the two runners (apt-get install cmake, or pip install cmake)")
     print(f"building the runners (baseline {args.baseline}, this tree) ...", flush=True)
-    runners = {"before": baseline_runner(args.baseline),
-               "after": build_runner(ROOT, os.path.join(BUILD_ROOT, "current"))}
+    try:
+        runners = {"before": baseline_runner(args.baseline),
+                   "after": build_runner(ROOT, os.path.join(BUILD_ROOT, "current"))}
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"building a runner failed: {' '.join(map(str, e.cmd))} exited with {e.returncode}")
     tmp = tempfile.mkdtemp(prefix="compactor-compaction-")
     try:
         plans = {}

@@ -64,7 +64,6 @@ def test_objects_with_more_slots_than_a_group_straddling_pages_are_forwarded(str
     # garbage, then live objects of 700 and 2000 slots (2.8 and 8 KiB: each spans pages and several groups of 64
     # slots), each slot pointing at one of the small live objects that follow, or null.
     sizes = [4000, 16 + 4 * 700, 24, 16 + 4 * 2000] + [24] * 50 + [40] * 30
-    n = len(sizes)
     small = list(range(4, 4 + 50))
     refs = {1: [small[j % 50] if j % 7 else -1 for j in range(700)],
             3: [small[(3 * j) % 50] if j % 5 else -1 for j in range(2000)]}
