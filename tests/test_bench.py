@@ -160,3 +160,25 @@ def test_a_heap_larger_than_memory_is_refused_before_mapping(monkeypatch):
     p = bench("--heap", "1GiB", "--quiet", check=False)
     assert p.returncode == 2
     assert "a 1024 MiB heap needs about" in p.stderr and "only 512 MiB are available" in p.stderr
+
+
+def test_the_compaction_section_sets_each_runs_compaction_against_the_floors(quick_json):
+    report = json.loads(quick_json.stdout)
+    limits, comp = report["limits"], report["compaction"]
+    assert {"page_copy", "live_stride_copy", "compact_page"} <= set(limits)
+    floor = comp["floor_ns_per_page"]
+    assert floor["compact_page"] == limits["compact_page"]["median_ns_per_page"] > 0
+    assert comp["compact_page_vs_memcpy"] == pytest.approx(floor["compact_page"] / floor["memcpy"])
+    assert comp["reference_run"] == "copy/sigbus/0"
+    runs = {r["key"]: r for r in report["runs"] if r["status"] == "measured"}
+    concurrent = {k for k, r in runs.items() if r["strategy"] != "stw"}
+    assert {g["key"] for g in comp["gc_thread"]} == concurrent
+    for g in comp["gc_thread"]:
+        r = runs[g["key"]]
+        pages = r["pages"]["total"] - r["pages"]["by_mutators"]
+        assert g["pages_compacted_by_gc"] == pages > 0
+        assert g["compact_ns_per_page"] == pytest.approx(r["gc_time_ns"]["compact"] / pages)
+        assert 0 < g["compact_share_of_gc_thread"] < 1
+        assert g["vs_live_stride_copy"] == pytest.approx(g["compact_ns_per_page"] / floor["live_stride_copy"])
+    ref = next(g for g in comp["gc_thread"] if g["key"] == "copy/sigbus/0")
+    assert comp["meets_vs_memcpy"] == (ref["vs_memcpy"] <= comp["targets"]["vs_memcpy_max"])

@@ -67,8 +67,9 @@ def render_line(summary: dict) -> Optional[str]:
             f"the live-stride copy ({f.get('live_stride_copy', 0):.0f} ns)")
     if ref and ref["compact_ns_per_page"] is not None:
         text += (f"; GC thread ({ref['key']}) {ref['compact_ns_per_page']:.0f} ns = {fmt(ref['vs_memcpy'])} memcpy, "
-                 f"{fmt(ref['vs_live_stride_copy'])} live-stride copy, "
-                 f"{ref['compact_share_of_gc_thread']:.0%} of its time" if ref["compact_share_of_gc_thread"] else "")
+                 f"{fmt(ref['vs_live_stride_copy'])} live-stride copy")
+        if ref["compact_share_of_gc_thread"] is not None:
+            text += f", {ref['compact_share_of_gc_thread']:.0%} of its time"
     t = summary["targets"]
     text += (f" (targets: <= {t['vs_memcpy_max']}x memcpy: {'met' if summary['meets_vs_memcpy'] else 'not met'}; "
              f"<= {t['vs_live_stride_copy_max']}x live-stride copy: "

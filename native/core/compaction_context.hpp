@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <unistd.h>
 #include <vector>
 
 #include "compactor/collector.hpp"
@@ -108,6 +109,16 @@ static_assert(std::atomic<uint8_t>::is_always_lock_free && std::atomic<uint32_t>
                   std::atomic<uint64_t>::is_always_lock_free && std::atomic<int>::is_always_lock_free &&
                   std::atomic<bool>::is_always_lock_free && std::atomic<Context*>::is_always_lock_free,
               "atomics used on the signal path must be lock-free");
+
+// /proc/self/pagemap entry bits.
+constexpr uint64_t kPagemapPresent = 1ull << 63, kPagemapSwapped = 1ull << 62;
+
+// Reads the pagemap entries of `n` pages from `addr` through `fd` (/proc/self/pagemap); false when unreadable.
+// Async-signal-safe.
+inline bool read_pagemap(int fd, uint64_t addr, uint64_t ps, uint64_t* entries, uint64_t n) {
+    const ssize_t want = static_cast<ssize_t>(n * 8);
+    return fd >= 0 && ::pread(fd, entries, static_cast<size_t>(want), static_cast<off_t>(addr / ps * 8)) == want;
+}
 
 // Whether a run of `pages` contiguous to-space pages is installed with MOVE (else COPY): the strategy's policy,
 // in one place. `by_gc`: the GC thread installs it (mutators and the fault thread install single pages).

@@ -141,7 +141,7 @@ void read_swap_counts(int64_t& in, int64_t& out) {
 
 // Pages out a seeded share of the heap's pages (runs of adjacent chosen pages in one call), as reclaim does to a
 // background app; returns how many pages became swap entries (pagemap), 0 where the kernel has no swap.
-uint64_t page_out_share(uint8_t* base, uint64_t pages, uint64_t ps, double share, uint64_t seed) {
+uint64_t page_out_share(uint8_t* base, uint64_t pages, uint64_t ps, double share, uint64_t seed, int pagemap_fd) {
     Rng rng{seed * 0x2545F4914F6CDD1Dull + 3};
     uint64_t run = 0;
     for (uint64_t p = 0; p <= pages; ++p) {
@@ -154,16 +154,12 @@ uint64_t page_out_share(uint8_t* base, uint64_t pages, uint64_t ps, double share
         }
     }
     uint64_t swapped = 0;
-    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
     std::vector<uint64_t> entries(4096);
     for (uint64_t p = 0; p < pages; p += entries.size()) {
         const uint64_t n = std::min<uint64_t>(entries.size(), pages - p);
-        const off_t at = static_cast<off_t>((reinterpret_cast<uint64_t>(base) / ps + p) * 8);
-        if (::pread(fd, entries.data(), n * 8, at) != static_cast<ssize_t>(n * 8)) break;
-        for (uint64_t i = 0; i < n; ++i) swapped += (entries[i] >> 62) & 1;
+        if (!read_pagemap(pagemap_fd, reinterpret_cast<uint64_t>(base) + p * ps, ps, entries.data(), n)) break;
+        for (uint64_t i = 0; i < n; ++i) swapped += (entries[i] & kPagemapSwapped) != 0;
     }
-    ::close(fd);
     return swapped;
 }
 
@@ -177,7 +173,8 @@ unsigned allowed_cpus() {
 // The first from-space offset above every live word: from there up, nothing is ever read.
 uint64_t end_of_live_data(const PlanView& p) {
     for (uint64_t c = p.num_chunks; c-- > 0;) {
-        if (p.live_words[c]) return (c * 64 + 64 - static_cast<uint64_t>(__builtin_clzll(p.live_words[c]))) * 8;
+        const uint64_t bits = p.chunks[c].live_words;
+        if (bits) return (c * 64 + 64 - static_cast<uint64_t>(__builtin_clzll(bits))) * 8;
     }
     return 0;
 }
@@ -445,8 +442,17 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     std::vector<std::thread> mutators;
     for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(mctx[i]), i);
 
+    // /proc/self/pagemap, opened before the pause and closed when the collection ends, also on errors.
+    struct PagemapFd {
+        int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        ~PagemapFd() {
+            if (fd >= 0) ::close(fd);
+        }
+    } pagemap;
+    ctx.pagemap_fd = pagemap.fd;
     CollectionStats stats;
-    if (cfg.swapped > 0) stats.pages_paged_out = page_out_share(space.base(), ctx.num_pages, ps, cfg.swapped, cfg.seed);
+    if (cfg.swapped > 0)
+        stats.pages_paged_out = page_out_share(space.base(), ctx.num_pages, ps, cfg.swapped, cfg.seed, pagemap.fd);
     stats.cpus_online = allowed_cpus();
     stats.threads_needed = 1 + cfg.mutators + (mode == FaultMode::Thread ? 1 : 0);
     const rusage self0 = usage_of(RUSAGE_SELF);
@@ -479,7 +485,6 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     }
     ctx.uffd = uffd.get();
     ctx.from_space = from.data();
-    ctx.pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     const uint64_t live_end = (end_of_live_data(plan) + ps - 1) / ps * ps;
     ctx.reclaim_boundary.store(live_end, std::memory_order_release);
     ctx.recycle_cursor.store(ctx.heap_size, std::memory_order_release);
@@ -570,7 +575,6 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     }
     if (!ctx.unregistered.load()) uffd->unregister_range(space.mapping().address(), ctx.heap_size);
     uffd.reset();
-    if (ctx.pagemap_fd >= 0) ::close(ctx.pagemap_fd);
     stats.finish_s = static_cast<double>(now_ns() - t_gc_end) * 1e-9;
     const rusage self1 = usage_of(RUSAGE_SELF);
     stats.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0.ru_minflt);

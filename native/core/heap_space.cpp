@@ -21,9 +21,7 @@ PlanView PlanData::view() const {
     PlanView v;
     v.heap_size = heap_size;
     v.page_size = page_size;
-    v.num_chunks = live_words.size();
-    v.live_words = live_words.data();
-    v.chunk_offset = chunk_offset.data();
+    v.num_chunks = chunks.size();
     v.chunks = chunks.empty() ? nullptr : chunks.data();
     v.num_to_pages = first_obj.size();
     v.first_obj = first_obj.data();

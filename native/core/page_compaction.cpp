@@ -23,11 +23,6 @@ namespace {
 
 inline uint64_t live_word(const PlanView& p, uint64_t c) { return p.chunks[c].live_words; }
 
-inline bool is_live(const PlanView& p, uint64_t offset) {
-    const uint64_t w = offset / 8;
-    return (live_word(p, w / 64) >> (w % 64)) & 1u;
-}
-
 // First live word at or after `offset`, or heap_size when none.
 inline uint64_t next_live(const PlanView& p, uint64_t offset) {
     uint64_t w = offset / 8;
@@ -69,13 +64,11 @@ inline uint64_t load_u64(const uint8_t* at) {
     return v;
 }
 
-// ART's post-compact address formula through the chunk table. Values that are no reference into the sliding part
-// are left as they are: null, the dense prefix, and corrupt values (verification reports those).
+// A reference's post-compact offset. Values that are no reference into the sliding part are left as they are:
+// null, the dense prefix, and corrupt values (verification reports those).
 inline uint32_t forward_ref(const PlanView& p, uint32_t ref) {
     if (ref == kNullRef || ref >= p.heap_size || (ref % 8) != 0 || ref < p.slide_begin) return ref;
-    const uint64_t w = ref / 8;
-    const ChunkEntry& e = p.chunks[w / 64];
-    return e.offset + 8u * static_cast<uint32_t>(__builtin_popcountll(e.live_words & ((1ull << (w % 64)) - 1)));
+    return static_cast<uint32_t>(post_compact_offset(p, ref));
 }
 
 // Forwards the reference slots of one target page in groups: slot() records a slot and prefetches its referent's
@@ -132,11 +125,11 @@ uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_
     while (cur < end) {
         if (cur >= page) h = unpack_header(load_u64(target + (cur - page)));
         if (h.size < kMinFillerSize || (h.size % 8) != 0) break;  // corrupt: verification reports it
-        if (is_live(p, cur)) {
+        if (word_is_live(p, cur)) {
             object_refs(f, page, end, cur, h);
             live += h.size;
             cur += h.size;
-        } else if (cur >= page && (cur == 0 || is_live(p, cur - 8))) {
+        } else if (cur >= page && (cur == 0 || word_is_live(p, cur - 8))) {
             // Start of a dead run in this page: one filler covers it up to the next live word. (A filler header
             // is never a reference slot, so writing it before the group's flush is safe.)
             uint64_t run_end = next_live(p, cur);

@@ -125,12 +125,10 @@ void count_pages(Counters& c, bool move, bool dense, CopyReason why, uint64_t pa
 // entry) and the destination holds a page. The kernel does this now and then when MOVE races reclaim on swapped
 // pages (tests/test_uffd_swap.py); a real double install leaves the source page where it was.
 bool moved_despite_eexist(const Context& ctx, uint64_t dst, uint64_t src) {
-    if (ctx.pagemap_fd < 0) return false;
-    uint64_t e[2] = {0, 0};
-    if (::pread(ctx.pagemap_fd, &e[0], 8, static_cast<off_t>(src / ctx.ps * 8)) != 8) return false;
-    if (::pread(ctx.pagemap_fd, &e[1], 8, static_cast<off_t>(dst / ctx.ps * 8)) != 8) return false;
-    const uint64_t populated = (1ull << 63) | (1ull << 62);  // present or swapped
-    return !(e[0] & populated) && (e[1] & populated);
+    uint64_t s = 0, d = 0;
+    if (!read_pagemap(ctx.pagemap_fd, src, ctx.ps, &s, 1) || !read_pagemap(ctx.pagemap_fd, dst, ctx.ps, &d, 1)) return false;
+    const uint64_t populated = kPagemapPresent | kPagemapSwapped;
+    return !(s & populated) && (d & populated);
 }
 
 // The test hooks that make the kernel itself answer wrongly (FaultInjection): once, in the GC thread's first
@@ -188,7 +186,7 @@ bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* sr
                 if (move && moved_despite_eexist(ctx, dst, s)) {
                     c.eexist_moved += 1;
                     count_pages(c, move, dense, why, 1, npages - done);
-                    (move ? c.bytes_moved : c.bytes_copied) += ps;
+                    c.bytes_moved += ps;
                     done += 1;
                     break;
                 }

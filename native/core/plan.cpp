@@ -17,7 +17,7 @@ void validate_plan(const PlanView& p) {
     if (p.heap_size == 0 || p.heap_size % ps != 0) fail("heap_size " + s(p.heap_size) + " is not a positive multiple of the page size");
     if (p.heap_size > kMaxHeapSize) fail("heap_size exceeds the 32-bit offset limit (4 GiB - 8)");
     if (p.num_chunks != p.heap_size / kChunkSize) fail("num_chunks " + s(p.num_chunks) + " != heap_size / 512");
-    if (!p.live_words || !p.chunk_offset || !p.chunks) fail("missing live-words bitmap, chunk offsets or chunk table");
+    if (!p.chunks) fail("missing live-words bitmap and chunk offsets");
     if (p.post_compact_end > p.heap_size || p.post_compact_end % 8) fail("post_compact_end " + s(p.post_compact_end) + " out of range");
     if (p.num_to_pages != (p.post_compact_end + ps - 1) / ps) fail("num_to_pages disagrees with post_compact_end");
     if (p.num_to_pages && (!p.first_obj || !p.first_obj_header || !p.pre_compact_offset)) fail("missing per-page arrays");
@@ -27,14 +27,11 @@ void validate_plan(const PlanView& p) {
     if (p.live_bytes > p.heap_size) fail("live_bytes exceeds the heap");
     const uint64_t first_sliding_chunk = p.slide_begin / kChunkSize;
     for (uint64_t c = first_sliding_chunk; c < p.num_chunks; ++c) {
-        const uint64_t off = p.chunk_offset[c];
-        const uint64_t bytes = 8ull * static_cast<uint64_t>(__builtin_popcountll(p.live_words[c]));
+        const uint64_t off = p.chunks[c].offset;
+        const uint64_t bytes = 8ull * static_cast<uint64_t>(__builtin_popcountll(p.chunks[c].live_words));
         if (off % 8 || (bytes && off + bytes > p.post_compact_end))
             fail("chunk_offset[" + s(c) + "] = " + s(off) + " places live data beyond post_compact_end");
     }
-    for (uint64_t c = 0; c < p.num_chunks; ++c)
-        if (p.chunks[c].live_words != p.live_words[c] || p.chunks[c].offset != p.chunk_offset[c])
-            fail("chunk table entry " + s(c) + " disagrees with the live-words bitmap or chunk offsets");
     for (uint64_t pg = 0; pg < p.num_to_pages; ++pg) {
         if (p.first_obj[pg] >= p.heap_size || p.first_obj[pg] % 8) fail("first_obj[" + s(pg) + "] out of range");
         if (p.pre_compact_offset[pg] >= p.heap_size || p.pre_compact_offset[pg] % 8)

@@ -17,13 +17,7 @@ void enum_property(py::class_<CollectorConfig>& c, const char* name, E Collector
                    const char* (*to_name)(E), E (*parse)(const std::string&)) {
     c.def_property(
         name, [member, to_name](const CollectorConfig& cfg) { return std::string(to_name(cfg.*member)); },
-        [member, parse](CollectorConfig& cfg, const std::string& v) {
-            try {
-                cfg.*member = parse(v);
-            } catch (const std::invalid_argument& e) {
-                throw py::value_error(e.what());
-            }
-        });
+        [member, parse](CollectorConfig& cfg, const std::string& v) { cfg.*member = parse(v); });  // ValueError
 }
 
 // An unsigned option set from Python: a negative or too large value is a ValueError naming the option.
@@ -70,13 +64,8 @@ void register_collector(py::module_& m) {
         .def_readwrite("swapped", &CollectorConfig::swapped)
         .def_readwrite("stall_seconds", &CollectorConfig::stall_seconds)
         .def_readwrite("late_access_seconds", &CollectorConfig::late_access_seconds)
-        .def("validate", [](const CollectorConfig& cfg) {
-            try {
-                validate(cfg, page_size());
-            } catch (const std::invalid_argument& e) {
-                throw py::value_error(e.what());
-            }
-        }, "Raises ValueError naming the first option out of range and the allowed range.");
+        .def("validate", [](const CollectorConfig& cfg) { validate(cfg, page_size()); },
+             "Raises ValueError naming the first option out of range and the allowed range.");
     m.attr("STRATEGIES") = [] {
         py::list names;
         for (Strategy s : kStrategies) names.append(strategy_name(s));
@@ -89,11 +78,7 @@ void register_collector(py::module_& m) {
 
     m.def("collect", [](HeapSpace& space, const PlanData& plan, const TableBundle& table, uint64_t digest_before,
                         const CollectorConfig& cfg) {
-        try {
-            validate(cfg, page_size());
-        } catch (const std::invalid_argument& e) {
-            throw py::value_error(e.what());
-        }
+        // The core's collect() validates cfg first (std::invalid_argument arrives in Python as ValueError).
         if (table.roots.size() != space.roots().size()) throw py::value_error("the table's roots do not match the space");
         const ObjectTableView tv = table.table.view();
         CollectionOutcome out;

@@ -21,9 +21,9 @@ struct PlanView {
     uint64_t heap_size = 0;          // bytes in the moving space (multiple of page_size)
     uint64_t page_size = 0;          // the page size the plan was made for
     uint64_t num_chunks = 0;         // heap_size / 512
-    const uint64_t* live_words = nullptr;   // live-words bitmap: bit b of word c = 8-byte word 64*c + b is live
-    const uint32_t* chunk_offset = nullptr; // post-compact offset of chunk c's first live word (chunks >= slide_begin)
-    const ChunkEntry* chunks = nullptr;     // both of the above, interleaved (what compaction reads)
+    // Per chunk c: the live-words bitmap word (bit b = 8-byte word 64*c + b is live) and the post-compact offset
+    // of the chunk's first live word (chunks >= slide_begin).
+    const ChunkEntry* chunks = nullptr;
     uint64_t num_to_pages = 0;       // to-space pages holding data: ceil(post_compact_end / page_size)
     const uint32_t* first_obj = nullptr;         // per to-space page: pre-compact offset of the object covering its start
     const uint64_t* first_obj_header = nullptr;  // per to-space page: that object's header word
@@ -41,7 +41,7 @@ void validate_plan(const PlanView& p);
 
 inline bool word_is_live(const PlanView& p, uint64_t offset) {
     const uint64_t w = offset / 8;
-    return (p.live_words[w / 64] >> (w % 64)) & 1u;
+    return (p.chunks[w / 64].live_words >> (w % 64)) & 1u;
 }
 
 // ART's formula: post-compact offset of a live object starting at `offset`.
@@ -49,8 +49,8 @@ inline uint64_t post_compact_offset(const PlanView& p, uint64_t offset) {
     if (offset < p.slide_begin) return offset;
     const uint64_t w = offset / 8;
     const uint64_t c = w / 64;
-    const uint64_t below = p.live_words[c] & ((1ull << (w % 64)) - 1);
-    return p.chunk_offset[c] + 8ull * static_cast<uint64_t>(__builtin_popcountll(below));
+    const ChunkEntry& e = p.chunks[c];
+    return e.offset + 8ull * static_cast<uint64_t>(__builtin_popcountll(e.live_words & ((1ull << (w % 64)) - 1)));
 }
 
 }  // namespace compactor
