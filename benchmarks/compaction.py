@@ -103,7 +103,9 @@ def main() -> None:
             plans[ps] = os.path.join(tmp, f"heap-{ps}.plan")
             compactor.plan(heap, page_size=ps).save(plans[ps])
         native_ps = os.sysconf("SC_PAGE_SIZE")
-        plan = plans[native_ps] if native_ps in plans else sys.exit(f"no plan for {native_ps}-byte pages")
+        if native_ps not in plans:
+            sys.exit(f"collections need a plan for this kernel's {native_ps}-byte pages; only 4 KiB and 16 KiB are made")
+        plan = plans[native_ps]
         scen = scenarios()
         gc = {(b, s): [] for b in runners for s in scen}
         pause = {b: [] for b in runners}

@@ -33,14 +33,21 @@ def _size(text: str) -> int:
     return v
 
 
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1]: {text}")
-    return v
+def _unit_interval(zero_allowed: bool):
+    """A number in [0, 1], or (0, 1] when zero is not allowed."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (0.0 <= v if zero_allowed else 0.0 < v) or not v <= 1.0:
+            raise argparse.ArgumentTypeError(f"must lie in {'[' if zero_allowed else '('}0, 1]: {text}")
+        return v
+    return parse
+
+
+_fraction = _unit_interval(zero_allowed=False)  # a live fraction
+_share = _unit_interval(zero_allowed=True)      # a share of the heap to page out
 
 
 def _choices(allowed, what):
@@ -75,16 +82,6 @@ def _int_in(lo: int, hi: int):
             raise argparse.ArgumentTypeError(f"must lie in [{lo}, {hi}], got {text}")
         return v
     return parse
-
-
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1]: {text}")
-    return v
 
 
 MAX_REPORT_BYTES = 256 << 20

@@ -123,6 +123,14 @@ def memory_available() -> Optional[int]:
     return min(limits) if limits else None
 
 
+def check_memory(heap_bytes: int, available: Optional[int]) -> None:
+    """Raises BenchError (status 2) when a heap of this size cannot fit in the memory available."""
+    need = int(heap_bytes * 2.5) + (256 << 20)
+    if available is not None and need > available:
+        raise BenchError(f"a {heap_bytes >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
+                         f"from-space, tables); only {available >> 20} MiB are available: use a smaller --heap", 2)
+
+
 def virtualized() -> bool:
     try:
         with open("/proc/cpuinfo") as f:
@@ -360,11 +368,7 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
     env = session.environment() if session else host_environment()
     if not env["userfaultfd"]:
         raise BenchError(f"userfaultfd is unavailable here, nothing to measure: {env['error']}", 2)
-    need = int(cfg.heap * 2.5) + (256 << 20)
-    avail = session.memory_available() if session else memory_available()
-    if avail is not None and need > avail:
-        raise BenchError(f"a {cfg.heap >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
-                         f"from-space, tables); only {avail >> 20} MiB are available: use a smaller --heap", 2)
+    check_memory(cfg.heap, session.memory_available() if session else memory_available())
     page_size = session.page_size if session else None
     tick = progress or (lambda *a: None)
     tick("generating the heap", 0, 1)

@@ -24,7 +24,7 @@ from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
 from .report import atomic_write
 from .schema import SWEEP_SCHEMA_ID
-from .suite import BenchError, host_environment, load_measures, memory_available
+from .suite import BenchError, check_memory, host_environment, load_measures, memory_available
 
 DEFAULT = {"heap": 64 << 20, "live": (0.1, 0.3, 0.5, 0.7, 0.9), "mutators": (0, 1, 2, 4), "batch": (1, 16, 64, 512),
            "strategies": ("copy", "move", "hybrid"), "repeat": 3}
@@ -40,11 +40,7 @@ def run_sweep(heap_bytes: int, live: tuple, mutators: tuple, batch: tuple, strat
     env = host_environment()
     if not env["userfaultfd"]:
         raise BenchError(f"userfaultfd is unavailable here, nothing to measure: {env['error']}", 2)
-    need = int(heap_bytes * 2.5) + (256 << 20)
-    avail = memory_available()
-    if avail is not None and need > avail:
-        raise BenchError(f"a {heap_bytes >> 20} MiB heap needs about {need >> 20} MiB of memory; only "
-                         f"{avail >> 20} MiB are available: use a smaller --heap", 2)
+    check_memory(heap_bytes, memory_available())
     tick = progress or (lambda *a: None)
     cells = list(product(mutators, batch, strategies))
     total = len(live) * repeat * len(cells)
