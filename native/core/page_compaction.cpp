@@ -1,14 +1,9 @@
-// Page compaction, tuned for memory latency (issue 13; every choice below was measured with
-// benchmarks/compaction.py and the compaction floor, see docs/compaction-speed.md):
-// - the live-words bitmap and the chunk offsets are read from one interleaved table (PlanView::chunks), so that
-//   forwarding a reference touches one cache line;
-// - references are forwarded in two passes over groups of slots: the first prefetches every referent's chunk
-//   entry, the second computes the post-compact offsets, so that the group's cache misses overlap;
-// - the live strides of a page are found a group ahead of their copy and their source lines prefetched first.
-// Tried and dropped, because they measured no faster here: one unsigned compare instead of three in the forward,
-// bounds checks for the first and last object of a page only, prefetching the target page for writing, huge
-// pages for the chunk table, scanning the dense bitmap instead of the chunk table, and pipelining the forward of
-// one group of strides behind the copy of the next.
+// Page compaction: the copying half (live strides of from-space to their post-compact place) and the forwarding
+// half (each reference slot to its referent's post-compact offset), shared by the stop-the-world collector, the GC
+// thread, the SIGBUS handlers and the fault thread, so async-signal-safe (no allocation, a bounded stack).
+// The live-words bitmap and the chunk offsets are one interleaved table (PlanView::chunks); references are
+// forwarded in groups, their chunk entries prefetched first. Why each choice, and what was tried and dropped:
+// docs/compaction-speed.md.
 #include "compactor/page_compaction.hpp"
 
 #include <cstring>
@@ -28,10 +23,10 @@ inline uint64_t next_live(const PlanView& p, uint64_t offset) {
     uint64_t w = offset / 8;
     const uint64_t nwords = p.heap_size / 8;
     while (w < nwords) {
-        const uint64_t c = w / 64;
-        const uint64_t bits = live_word(p, c) >> (w % 64);
+        const uint64_t c = w / kWordsPerChunk;
+        const uint64_t bits = live_word(p, c) >> (w % kWordsPerChunk);
         if (bits) return (w + static_cast<uint64_t>(__builtin_ctzll(bits))) * 8;
-        w = (c + 1) * 64;
+        w = (c + 1) * kWordsPerChunk;
     }
     return p.heap_size;
 }
@@ -41,13 +36,13 @@ inline uint64_t end_of_live_run(const PlanView& p, uint64_t offset, uint64_t lim
     uint64_t w = offset / 8;
     const uint64_t wlimit = limit / 8;
     while (w < wlimit) {
-        const uint64_t c = w / 64;
-        const uint64_t dead = ~live_word(p, c) >> (w % 64);
+        const uint64_t c = w / kWordsPerChunk;
+        const uint64_t dead = ~live_word(p, c) >> (w % kWordsPerChunk);
         if (dead) {
             const uint64_t e = w + static_cast<uint64_t>(__builtin_ctzll(dead));
             return (e < wlimit ? e : wlimit) * 8;
         }
-        w = (c + 1) * 64;
+        w = (c + 1) * kWordsPerChunk;
     }
     return wlimit * 8;
 }

@@ -17,7 +17,8 @@ namespace compactor::layout {
 
 constexpr uint32_t kObjectAlignment = 8;
 constexpr uint32_t kChunkSize = 512;            // bytes per live-bytes chunk (ART's kOffsetChunkSize)
-constexpr uint32_t kWordsPerChunk = kChunkSize / 8;  // == 64: one bitmap word per chunk
+constexpr uint32_t kWordsPerChunk = kChunkSize / 8;  // one 64-bit live-words bitmap word per chunk
+static_assert(kWordsPerChunk == 64, "a chunk's live words fit one uint64_t bitmap word");
 constexpr uint32_t kNullRef = 0xFFFFFFFFu;
 constexpr uint16_t kClassObject = 1;
 constexpr uint16_t kClassFiller = 2;
