@@ -56,7 +56,7 @@ void chain_sigbus(int sig, siginfo_t* si, void* uc) {
 bool ours(const Context& ctx, const siginfo_t* si, uint64_t addr) {
     if (si->si_code != BUS_ADRERR || !ctx.in_space(addr)) return false;
     const uint64_t page = (addr - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
-    if (ctx.state[page].load(std::memory_order_acquire) != kProcessedAndMapped) return true;
+    if (!ctx.page_states->is_mapped(page)) return true;
     unsigned char resident = 0;
     void* start = reinterpret_cast<void*>(addr & ~(ctx.ps - 1));
     return ::mincore(start, ctx.ps, &resident) == 0 && (resident & 1);  // mapped: the access is simply retried
@@ -221,7 +221,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         }
     };
     auto advance_reclaim = [&]() {
-        while (lowest_done > 0 && ctx.state[lowest_done - 1].load(std::memory_order_acquire) == kProcessedAndMapped)
+        while (lowest_done > 0 && ctx.page_states->is_mapped(lowest_done - 1))
             --lowest_done;
         if (lowest_done == p.num_to_pages) return;
         const uint64_t boundary = lowest_done == 0 ? 0 : (p.pre_compact_offset[lowest_done] + ps - 1) / ps * ps;
@@ -243,7 +243,6 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         if (b.k == 0) return true;
         const uint64_t first = b.top - b.k + 1;
         uint8_t* src = b.dense ? ctx.from_space + first * ps : b.base + (b.cap - b.k) * ps;
-        for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapping, std::memory_order_release);
         // A batch in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
         const bool move = !b.pool_empty && !b.expect_short && install_with_move(ctx, b.k, true);
@@ -252,7 +251,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         last_run = b.k;
         bool ok = install_pages(ctx, tc, first, src, b.k, move, b.dense, why);
         if (ok) {
-            for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapped, std::memory_order_release);
+            for (uint64_t q = first; q <= b.top; ++q) ctx.page_states->mark_mapped(q);
             ctx.progress.fetch_add(b.k, std::memory_order_relaxed);
             ctx.pages_mapped();
         }
@@ -261,14 +260,13 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
         return ok;
     };
 
-    // Hybrid with claim_ahead claims a whole run ahead (every page of it kProcessing before compacting the first),
+    // Hybrid with claim_ahead claims a whole run ahead (every page of it PageState::kProcessing before compacting the first),
     // so that mutators wait for the run instead of cutting it into short MOVEs, each a TLB shootdown.
     const bool claim_ahead = ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead;
     for (uint64_t page = p.num_to_pages; page-- > 0;) {
         if (ctx.abort.load(std::memory_order_relaxed)) break;
         const bool claimed = b.k > 0 && page >= b.claimed_low;  // claimed ahead with the current run
-        uint8_t s = kUnprocessed;
-        if (!claimed && !ctx.state[page].compare_exchange_strong(s, kProcessing, std::memory_order_acq_rel)) {
+        if (!claimed && !ctx.page_states->try_claim_for_gc(page)) {
             if (!flush()) break;  // a mutator owns it: the run is broken here
             continue;
         }
@@ -316,8 +314,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             b.claimed_low = page;
             while (claim_ahead && b.claimed_low > 0 && page - (b.claimed_low - 1) < b.cap &&
                    (b.claimed_low - 1 < p.dense_prefix_pages) == dense) {
-                uint8_t u = kUnprocessed;
-                if (!ctx.state[b.claimed_low - 1].compare_exchange_strong(u, kProcessing, std::memory_order_acq_rel)) break;
+                if (!ctx.page_states->try_claim_for_gc(b.claimed_low - 1)) break;
                 --b.claimed_low;
             }
         }
@@ -332,7 +329,6 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             touch_in_window += dt;
         }
         compact_page(p, ctx.from_space, target, page);
-        ctx.state[page].store(kProcessed, std::memory_order_release);
         b.k += 1;
         if (b.k == b.cap || page == 0 || (claim_ahead && page == b.claimed_low))
             if (!flush()) break;
@@ -413,8 +409,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     ctx.roots = space.roots().data();
     ctx.num_roots = space.roots().size();
     ctx.dense_end = plan.dense_prefix_pages * ps;
-    ctx.state.reset(new std::atomic<uint8_t>[ctx.num_pages]);
-    for (uint64_t i = 0; i < ctx.num_pages; ++i) ctx.state[i].store(kUnprocessed, std::memory_order_relaxed);
+    ctx.page_states = std::make_unique<PageStates>(ctx.num_pages);
 
     // Before the pause: per-thread buffers, prepared so the fault path never allocates.
     const uint64_t B = cfg.batch ? cfg.batch : 1;

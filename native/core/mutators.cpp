@@ -20,7 +20,7 @@ inline uint32_t vload32(const uint8_t* p) { return __atomic_load_n(reinterpret_c
 bool pages_mapped(const Context& ctx, uint64_t off, uint64_t len) {
     const uint64_t first = off / ctx.ps, last = (off + len - 1) / ctx.ps;
     for (uint64_t p = first; p <= last && p < ctx.num_pages; ++p)
-        if (ctx.state[p].load(std::memory_order_acquire) != kProcessedAndMapped) return false;
+        if (!ctx.page_states->is_mapped(p)) return false;
     return true;
 }
 

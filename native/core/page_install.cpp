@@ -75,10 +75,9 @@ uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start) {
 }
 
 void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
-    std::atomic<uint8_t>& st = ctx.state[page];
     for (uint32_t i = 1;; ++i) {
         const uint32_t epoch = ctx.install_epoch.load(std::memory_order_acquire);
-        if (st.load(std::memory_order_acquire) == kProcessedAndMapped) return;
+        if (ctx.page_states->is_mapped(page)) return;
         if (ctx.unregistered.load(std::memory_order_acquire) || ctx.abort.load(std::memory_order_acquire)) return;
         if (ctx.cfg.backoff == Backoff::Futex) {
             // Sleeps while no installation happened since `epoch` was read (1 ms cap: abort paths do not wake).
@@ -248,7 +247,7 @@ bool install_zeropage(Context& ctx, Counters* c, uint64_t page) {
     return false;
 }
 
-// A claimed page (kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
+// A claimed page (PageState::kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
 // the policy decides MOVE or COPY for a single-page run not installed by the GC thread.
 bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
     const PlanView& p = ctx.plan;
@@ -279,16 +278,13 @@ bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
 
 bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     if (page >= ctx.num_pages) return false;
-    std::atomic<uint8_t>& st = ctx.state[page];
-    uint8_t s = kUnprocessed;
     const bool empty = page >= ctx.plan.num_to_pages;
     const bool can_resolve = tc != nullptr || empty;
-    if (can_resolve && st.load(std::memory_order_acquire) == kUnprocessed &&
-        st.compare_exchange_strong(s, kMutatorProcessing, std::memory_order_acq_rel)) {
+    if (can_resolve && ctx.page_states->try_claim_for_mutator(page)) {
         const bool ok = empty ? install_zeropage(ctx, tc ? &tc->counters : nullptr, page) : resolve_claimed(ctx, *tc, page);
         if (ok) {
             if (tc) tc->counters.pages_by_mutators += 1;
-            st.store(kProcessedAndMapped, std::memory_order_release);
+            ctx.page_states->mark_mapped(page);
             ctx.progress.fetch_add(1, std::memory_order_relaxed);
             ctx.pages_mapped();
             return true;
