@@ -53,7 +53,7 @@ void chain_sigbus(int sig, siginfo_t* si, void* uc) {
 // Whether a SIGBUS at `addr` is userfaultfd's missing-page fault that this collection must resolve: the kernel
 // raises those with BUS_ADRERR (a hardware error or a poisoned page raises BUS_MCEERR_*), and the page is either
 // not yet mapped by the state machine or really absent (a page mapped moments ago by another thread is retried).
-bool ours(const Context& ctx, const siginfo_t* si, uint64_t addr) {
+bool is_missing_page_fault_of_this_collection(const Context& ctx, const siginfo_t* si, uint64_t addr) {
     if (si->si_code != BUS_ADRERR || !ctx.in_space(addr)) return false;
     const uint64_t page = (addr - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
     if (!ctx.page_states->is_mapped(page)) return true;
@@ -66,7 +66,7 @@ void sigbus_handler(int sig, siginfo_t* si, void* uc) {
     const int saved_errno = errno;
     Context* ctx = g_active.load(std::memory_order_acquire);
     const uint64_t addr = reinterpret_cast<uint64_t>(si->si_addr);
-    if (ctx && ours(*ctx, si, addr)) {
+    if (ctx && is_missing_page_fault_of_this_collection(*ctx, si, addr)) {
         ctx->handlers_in_flight.fetch_add(1, std::memory_order_acq_rel);
         const uint64_t t0 = now_ns();
         ThreadCtx* tc = t_ctx;
@@ -179,10 +179,13 @@ uint64_t end_of_live_data(const PlanView& p) {
     return 0;
 }
 
-struct Batch {
-    uint8_t* base = nullptr;  // region of `cap` pages; page `top - i` is compacted into slot cap - 1 - i
-    uint64_t cap = 0, k = 0, top = 0;
-    uint64_t claimed_low = 0;  // lowest page claimed for this run (claim-ahead: below `top - k + 1`)
+// The GC thread's current run: contiguous to-space pages, compacted from `top_page` down, installed by one ioctl.
+struct CompactionRun {
+    uint8_t* region = nullptr;  // `capacity` pages; page `top_page - i` is compacted into slot capacity - 1 - i
+    uint64_t capacity = 0;      // pages the region holds
+    uint64_t pages = 0;         // pages compacted into it so far
+    uint64_t top_page = 0;      // the run's highest to-space page (its first)
+    uint64_t claimed_low = 0;   // lowest page claimed for this run (claim-ahead: below `top_page - pages + 1`)
     bool dense = false, pool_empty = false;
     bool expect_short = false;  // hybrid: compacted into the GC's hot buffer for a COPY (the last run was short)
 };
@@ -194,11 +197,11 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
     const rusage ru0 = usage_of(RUSAGE_THREAD);
     const PlanView& p = ctx.plan;
     const uint64_t ps = ctx.ps;
-    const uint64_t B = ctx.cfg.batch ? ctx.cfg.batch : 1;
+    const uint64_t max_run_pages = ctx.cfg.batch ? ctx.cfg.batch : 1;
     Counters& c = tc.counters;
     uint64_t lowest_done = p.num_to_pages;
     uint64_t released_low = ctx.heap_size;  // COPY: [released_low, heap_size) already given back
-    Batch b;
+    CompactionRun run;
     bool stalled = false;
 
     auto release_from_space = [&](bool final_release) {
@@ -240,22 +243,22 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
     };
     auto flush = [&]() -> bool {
         close_compact_window();
-        if (b.k == 0) return true;
-        const uint64_t first = b.top - b.k + 1;
-        uint8_t* src = b.dense ? ctx.from_space + first * ps : b.base + (b.cap - b.k) * ps;
+        if (run.pages == 0) return true;
+        const uint64_t first = run.top_page - run.pages + 1;
+        uint8_t* src = run.dense ? ctx.from_space + first * ps : run.region + (run.capacity - run.pages) * ps;
         // A batch in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
-        const bool move = !b.pool_empty && !b.expect_short && install_with_move(ctx, b.k, true);
-        const CopyReason why = b.pool_empty ? CopyReason::PoolEmpty
+        const bool move = !run.pool_empty && !run.expect_short && install_with_move(ctx, run.pages, true);
+        const CopyReason why = run.pool_empty ? CopyReason::PoolEmpty
                                : ctx.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
-        last_run = b.k;
-        bool ok = install_pages(ctx, tc, first, src, b.k, move, b.dense, why);
+        last_run = run.pages;
+        bool ok = install_pages(ctx, tc, first, src, run.pages, move, run.dense, why);
         if (ok) {
-            for (uint64_t q = first; q <= b.top; ++q) ctx.page_states->mark_mapped(q);
-            ctx.progress.fetch_add(b.k, std::memory_order_relaxed);
+            for (uint64_t q = first; q <= run.top_page; ++q) ctx.page_states->mark_mapped(q);
+            ctx.progress.fetch_add(run.pages, std::memory_order_relaxed);
             ctx.pages_mapped();
         }
-        b.k = 0;
+        run.pages = 0;
         advance_reclaim();
         return ok;
     };
@@ -265,7 +268,7 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
     const bool claim_ahead = ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead;
     for (uint64_t page = p.num_to_pages; page-- > 0;) {
         if (ctx.abort.load(std::memory_order_relaxed)) break;
-        const bool claimed = b.k > 0 && page >= b.claimed_low;  // claimed ahead with the current run
+        const bool claimed = run.pages > 0 && page >= run.claimed_low;  // claimed ahead with the current run
         if (!claimed && !ctx.page_states->try_claim_for_gc(page)) {
             if (!flush()) break;  // a mutator owns it: the run is broken here
             continue;
@@ -281,13 +284,13 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             if (ctx.abort.load(std::memory_order_relaxed)) break;
         }
         const bool dense = page < p.dense_prefix_pages;
-        if (b.k > 0 && dense != b.dense)
+        if (run.pages > 0 && dense != run.dense)
             if (!flush()) break;
-        if (b.k == 0) {
-            b = Batch{};
-            b.top = page;
-            b.dense = dense;
-            b.cap = B;
+        if (run.pages == 0) {
+            run = CompactionRun{};
+            run.top_page = page;
+            run.dense = dense;
+            run.capacity = max_run_pages;
             if (!dense) {
                 // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all
                 // over the to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of
@@ -296,31 +299,31 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
                                             last_run < ctx.cfg.move_min_run;
                 switch (short_expected ? Strategy::Copy : ctx.strategy) {
                     case Strategy::Copy:
-                        b.base = tc.buffer;
-                        b.expect_short = short_expected;
+                        run.region = tc.buffer;
+                        run.expect_short = short_expected;
                         break;
-                    case Strategy::MoveAlloc: b.base = tc.fresh; break;
+                    case Strategy::MoveAlloc: run.region = tc.fresh; break;
                     default: {
-                        const uint64_t n = recycle_pages(ctx, B, &b.base);
+                        const uint64_t n = recycle_pages(ctx, max_run_pages, &run.region);
                         if (n) {
-                            b.cap = n;
+                            run.capacity = n;
                         } else {
-                            b.base = tc.buffer;
-                            b.pool_empty = true;
+                            run.region = tc.buffer;
+                            run.pool_empty = true;
                         }
                     }
                 }
             }
-            b.claimed_low = page;
-            while (claim_ahead && b.claimed_low > 0 && page - (b.claimed_low - 1) < b.cap &&
-                   (b.claimed_low - 1 < p.dense_prefix_pages) == dense) {
-                if (!ctx.page_states->try_claim_for_gc(b.claimed_low - 1)) break;
-                --b.claimed_low;
+            run.claimed_low = page;
+            while (claim_ahead && run.claimed_low > 0 && page - (run.claimed_low - 1) < run.capacity &&
+                   (run.claimed_low - 1 < p.dense_prefix_pages) == dense) {
+                if (!ctx.page_states->try_claim_for_gc(run.claimed_low - 1)) break;
+                --run.claimed_low;
             }
         }
-        uint8_t* target = dense ? ctx.from_space + page * ps : b.base + (b.cap - 1 - b.k) * ps;
+        uint8_t* target = dense ? ctx.from_space + page * ps : run.region + (run.capacity - 1 - run.pages) * ps;
         if (!compact_since) compact_since = now_ns();
-        if (ctx.strategy == Strategy::MoveAlloc && !dense && !b.pool_empty) {
+        if (ctx.strategy == Strategy::MoveAlloc && !dense && !run.pool_empty) {
             // "Pages must be allocated": the first touch faults a fresh page in; it is installation, not compaction.
             const uint64_t ta = now_ns();
             *reinterpret_cast<volatile uint8_t*>(target) = 0;
@@ -329,8 +332,8 @@ void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats&
             touch_in_window += dt;
         }
         compact_page(p, ctx.from_space, target, page);
-        b.k += 1;
-        if (b.k == b.cap || page == 0 || (claim_ahead && page == b.claimed_low))
+        run.pages += 1;
+        if (run.pages == run.capacity || page == 0 || (claim_ahead && page == run.claimed_low))
             if (!flush()) break;
     }
     if (!ctx.abort.load(std::memory_order_relaxed)) flush();
@@ -412,10 +415,10 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     ctx.page_states = std::make_unique<PageStates>(ctx.num_pages);
 
     // Before the pause: per-thread buffers, prepared so the fault path never allocates.
-    const uint64_t B = cfg.batch ? cfg.batch : 1;
-    const unsigned nthreads = cfg.mutators + 1;  // mutators + (fault thread | unused)
-    Mapping gc_buffer(B * ps), gc_fresh(B * ps, true), buffers(nthreads * ps), fresh(nthreads * ps, true);
-    std::memset(gc_buffer.data(), 0, B * ps);
+    const uint64_t max_run_pages = cfg.batch ? cfg.batch : 1;
+    const unsigned nthreads = cfg.mutators + 1;  // thread_ctxs: mutators + (fault thread | unused)
+    Mapping gc_buffer(max_run_pages * ps), gc_fresh(max_run_pages * ps, true), buffers(nthreads * ps), fresh(nthreads * ps, true);
+    std::memset(gc_buffer.data(), 0, max_run_pages * ps);
     std::memset(buffers.data(), 0, nthreads * ps);
     for (Mapping* m : {&gc_fresh, &fresh}) {
         try { m->hugepage(false); } catch (const SysError&) {}
@@ -425,17 +428,17 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     gc.buffer = gc_buffer.data();
     gc.fresh = gc_fresh.data();
     gc.rng.s = cfg.seed * 31 + 7;
-    std::vector<ThreadCtx> mctx(nthreads);
+    std::vector<ThreadCtx> thread_ctxs(nthreads);
     const uint64_t per_thread_samples = cfg.max_samples / nthreads + 1;
     for (unsigned i = 0; i < nthreads; ++i) {
-        mctx[i].buffer = buffers.data() + i * ps;
-        mctx[i].fresh = fresh.data() + i * ps;
-        mctx[i].rng.s = cfg.seed * 1000003 + i * 7919 + 1;
-        mctx[i].samples.reserve(per_thread_samples);
-        if (i < cfg.mutators) mctx[i].writes.reserve(1u << 18);
+        thread_ctxs[i].buffer = buffers.data() + i * ps;
+        thread_ctxs[i].fresh = fresh.data() + i * ps;
+        thread_ctxs[i].rng.s = cfg.seed * 1000003 + i * 7919 + 1;
+        thread_ctxs[i].samples.reserve(per_thread_samples);
+        if (i < cfg.mutators) thread_ctxs[i].writes.reserve(1u << 18);
     }
     std::vector<std::thread> mutators;
-    for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(mctx[i]), i);
+    for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(thread_ctxs[i]), i);
 
     // /proc/self/pagemap, opened before the pause and closed when the collection ends, also on errors.
     struct PagemapFd {
@@ -494,7 +497,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
         handler_installed = true;
     }
     std::thread fault_thread;
-    if (mode == FaultMode::Thread) fault_thread = std::thread(fault_thread_main, std::ref(ctx), std::ref(mctx[cfg.mutators]));
+    if (mode == FaultMode::Thread) fault_thread = std::thread(fault_thread_main, std::ref(ctx), std::ref(thread_ctxs[cfg.mutators]));
     const uint64_t t_concurrent = now_ns();
     stats.pause_s = static_cast<double>(t_concurrent - t_pause) * 1e-9;
     const InterruptDelta irq0 = read_interrupts();
@@ -577,7 +580,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     stats.pages_zeropage += ctx.orphan_zeropages.load();
 
     stats.add(gc.counters);
-    for (auto& t : mctx) {
+    for (auto& t : thread_ctxs) {
         stats.add(t.counters);
         stats.latency_samples_ns.insert(stats.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
         stats.writes.insert(stats.writes.end(), t.writes.begin(), t.writes.end());
