@@ -190,173 +190,225 @@ struct CompactionRun {
     bool expect_short = false;  // hybrid: compacted into the GC's hot buffer for a COPY (the last run was short)
 };
 
-void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out) {
-    pin_to(ctx.cfg.gc_cpu);
-    const uint64_t t_start = now_ns();
-    const double cpu0 = thread_cpu_seconds();
-    const rusage ru0 = usage_of(RUSAGE_THREAD);
-    const PlanView& p = ctx.plan;
-    const uint64_t ps = ctx.ps;
-    const uint64_t max_run_pages = ctx.cfg.batch ? ctx.cfg.batch : 1;
-    Counters& c = tc.counters;
-    uint64_t lowest_done = p.num_to_pages;
-    uint64_t released_low = ctx.heap_size;  // COPY: [released_low, heap_size) already given back
-    CompactionRun run;
-    bool stalled = false;
+// The GC thread of the concurrent phase: walks the to-space pages high to low, claims each, compacts it into its
+// current run and installs a run with one ioctl; then waits for the pages mutators own and releases the
+// from-space. Each step of the walk is a method; the state they share is the members below.
+class GcThread {
+public:
+    GcThread(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out)
+        : ctx_(ctx), tc_(tc), c_(tc.counters), p_(ctx.plan), ps_(ctx.ps), from_(from), out_(out),
+          max_run_pages_(ctx.cfg.batch ? ctx.cfg.batch : 1), lowest_done_(ctx.plan.num_to_pages),
+          released_low_(ctx.heap_size),
+          // Hybrid with claim_ahead claims a whole run ahead (every page of it PageState::kProcessing before
+          // compacting the first), so that mutators wait for the run instead of cutting it into short MOVEs, each
+          // a TLB shootdown.
+          claim_ahead_(ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead) {}
 
-    auto release_from_space = [&](bool final_release) {
-        const uint64_t r = ctx.reclaim_boundary.load(std::memory_order_acquire);
-        if (ctx.strategy != Strategy::Copy || final_release) return;
-        if (released_low > r && released_low - r >= ctx.cfg.release_chunk) {
-            const uint64_t t0 = now_ns();
-            for (uint64_t hi = released_low; hi > r;) {  // release_chunk is a positive page multiple
-                const uint64_t lo = hi - r > ctx.cfg.release_chunk ? hi - ctx.cfg.release_chunk : r;
-                if (::madvise(ctx.from_space + lo, hi - lo, MADV_DONTNEED) != 0) {
-                    request_abort(ctx, errno, "madvise(MADV_DONTNEED) of the from-space failed");
-                    return;
-                }
-                c.madvise_calls += 1;
-                hi = lo;
-            }
-            c.released_bytes += released_low - r;
-            c.gc_release_ns += now_ns() - t0;
-            released_low = r;
-        }
-    };
-    auto advance_reclaim = [&]() {
-        while (lowest_done > 0 && ctx.page_states->is_mapped(lowest_done - 1))
-            --lowest_done;
-        if (lowest_done == p.num_to_pages) return;
-        const uint64_t boundary = lowest_done == 0 ? 0 : (p.pre_compact_offset[lowest_done] + ps - 1) / ps * ps;
-        if (boundary < ctx.reclaim_boundary.load(std::memory_order_relaxed))
-            ctx.reclaim_boundary.store(boundary, std::memory_order_release);
-        release_from_space(false);
-    };
-    uint64_t last_run = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
-    // Compaction time is read per run, not per page: two clock reads (~33 ns each on this VM) per page were 2% of
-    // a page's compaction. The window opens at the run's first compact_page and closes when the run is flushed;
-    // move-alloc's first touches inside it count as installation.
-    uint64_t compact_since = 0, touch_in_window = 0;
-    auto close_compact_window = [&]() {
-        if (compact_since) c.gc_compact_ns += now_ns() - compact_since - touch_in_window;
-        compact_since = touch_in_window = 0;
-    };
-    auto flush = [&]() -> bool {
-        close_compact_window();
-        if (run.pages == 0) return true;
-        const uint64_t first = run.top_page - run.pages + 1;
-        uint8_t* src = run.dense ? ctx.from_space + first * ps : run.region + (run.capacity - run.pages) * ps;
-        // A batch in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
-        // decides for a run of this length.
-        const bool move = !run.pool_empty && !run.expect_short && install_with_move(ctx, run.pages, true);
-        const CopyReason why = run.pool_empty ? CopyReason::PoolEmpty
-                               : ctx.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
-        last_run = run.pages;
-        bool ok = install_pages(ctx, tc, first, src, run.pages, move, run.dense, why);
-        if (ok) {
-            for (uint64_t q = first; q <= run.top_page; ++q) ctx.page_states->mark_mapped(q);
-            ctx.progress.fetch_add(run.pages, std::memory_order_relaxed);
-            ctx.pages_mapped();
-        }
-        run.pages = 0;
-        advance_reclaim();
-        return ok;
-    };
+    void Run() {
+        pin_to(ctx_.cfg.gc_cpu);
+        const uint64_t t_start = now_ns();
+        const double cpu0 = thread_cpu_seconds();
+        const rusage ru0 = usage_of(RUSAGE_THREAD);
+        CompactPagesHighToLow();
+        WaitForPagesMutatorsOwn();
+        ReleaseRestOfFromSpace();
+        const uint64_t t_end = now_ns();
+        out_.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
+        out_.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
+        const rusage ru1 = usage_of(RUSAGE_THREAD);
+        out_.gc_minor_faults = static_cast<uint64_t>(ru1.ru_minflt - ru0.ru_minflt);
+        out_.gc_voluntary_switches = static_cast<uint64_t>(ru1.ru_nvcsw - ru0.ru_nvcsw);
+        out_.gc_involuntary_switches = static_cast<uint64_t>(ru1.ru_nivcsw - ru0.ru_nivcsw);
+    }
 
-    // Hybrid with claim_ahead claims a whole run ahead (every page of it PageState::kProcessing before compacting the first),
-    // so that mutators wait for the run instead of cutting it into short MOVEs, each a TLB shootdown.
-    const bool claim_ahead = ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead;
-    for (uint64_t page = p.num_to_pages; page-- > 0;) {
-        if (ctx.abort.load(std::memory_order_relaxed)) break;
-        const bool claimed = run.pages > 0 && page >= run.claimed_low;  // claimed ahead with the current run
-        if (!claimed && !ctx.page_states->try_claim_for_gc(page)) {
-            if (!flush()) break;  // a mutator owns it: the run is broken here
-            continue;
-        }
-        if (ctx.cfg.stall_seconds > 0 && !stalled) {  // test hook: stall holding the first page the GC claims
-            stalled = true;
-            ctx.gc_stalled.store(true, std::memory_order_release);
-            const uint64_t until = now_ns() + static_cast<uint64_t>(ctx.cfg.stall_seconds * 1e9);
-            while (now_ns() < until && !ctx.abort.load(std::memory_order_relaxed)) {
-                timespec ts{0, 5000000};
-                nanosleep(&ts, nullptr);
+private:
+    bool aborted() const { return ctx_.abort.load(std::memory_order_relaxed); }
+
+    void CompactPagesHighToLow() {
+        for (uint64_t page = p_.num_to_pages; page-- > 0;) {
+            if (aborted()) break;
+            const bool claimed = run_.pages > 0 && page >= run_.claimed_low;  // claimed ahead with the current run
+            if (!claimed && !ctx_.page_states->try_claim_for_gc(page)) {
+                if (!FlushRun()) break;  // a mutator owns it: the run is broken here
+                continue;
             }
-            if (ctx.abort.load(std::memory_order_relaxed)) break;
+            if (!StallForTest()) break;
+            const bool dense = page < p_.dense_prefix_pages;
+            if (run_.pages > 0 && dense != run_.dense)
+                if (!FlushRun()) break;
+            if (run_.pages == 0) StartRun(page, dense);
+            CompactIntoRun(page, dense);
+            if (run_.pages == run_.capacity || page == 0 || (claim_ahead_ && page == run_.claimed_low))
+                if (!FlushRun()) break;
         }
-        const bool dense = page < p.dense_prefix_pages;
-        if (run.pages > 0 && dense != run.dense)
-            if (!flush()) break;
-        if (run.pages == 0) {
-            run = CompactionRun{};
-            run.top_page = page;
-            run.dense = dense;
-            run.capacity = max_run_pages;
-            if (!dense) {
-                // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all
-                // over the to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of
-                // into a cold recycled page, until a run reaches move_min_run again.
-                const bool short_expected = ctx.strategy == Strategy::Hybrid && ctx.cfg.mutators > 0 &&
-                                            last_run < ctx.cfg.move_min_run;
-                switch (short_expected ? Strategy::Copy : ctx.strategy) {
-                    case Strategy::Copy:
-                        run.region = tc.buffer;
-                        run.expect_short = short_expected;
-                        break;
-                    case Strategy::MoveAlloc: run.region = tc.fresh; break;
-                    default: {
-                        const uint64_t n = recycle_pages(ctx, max_run_pages, &run.region);
-                        if (n) {
-                            run.capacity = n;
-                        } else {
-                            run.region = tc.buffer;
-                            run.pool_empty = true;
-                        }
-                    }
+        if (!aborted()) FlushRun();
+        CloseCompactWindow();
+    }
+
+    // Test hook: stall holding the first page the GC claims. False when the run was aborted meanwhile.
+    bool StallForTest() {
+        if (ctx_.cfg.stall_seconds <= 0 || stalled_) return true;
+        stalled_ = true;
+        ctx_.gc_stalled.store(true, std::memory_order_release);
+        const uint64_t until = now_ns() + static_cast<uint64_t>(ctx_.cfg.stall_seconds * 1e9);
+        while (now_ns() < until && !aborted()) {
+            timespec ts{0, 5000000};
+            nanosleep(&ts, nullptr);
+        }
+        return !aborted();
+    }
+
+    void StartRun(uint64_t page, bool dense) {
+        run_ = CompactionRun{};
+        run_.top_page = page;
+        run_.dense = dense;
+        run_.capacity = max_run_pages_;
+        if (!dense) ChooseRunRegion();
+        ClaimAhead(page, dense);
+    }
+
+    // Where a non-dense run is compacted: the hot buffer (COPY), fresh pages (move-alloc) or recycled from-space
+    // pages (MOVE; the hot buffer when the pool is empty).
+    void ChooseRunRegion() {
+        // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all over the
+        // to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of into a cold
+        // recycled page, until a run reaches move_min_run again.
+        const bool short_expected = ctx_.strategy == Strategy::Hybrid && ctx_.cfg.mutators > 0 &&
+                                    last_run_pages_ < ctx_.cfg.move_min_run;
+        switch (short_expected ? Strategy::Copy : ctx_.strategy) {
+            case Strategy::Copy:
+                run_.region = tc_.buffer;
+                run_.expect_short = short_expected;
+                break;
+            case Strategy::MoveAlloc: run_.region = tc_.fresh; break;
+            default: {
+                const uint64_t n = recycle_pages(ctx_, max_run_pages_, &run_.region);
+                if (n) {
+                    run_.capacity = n;
+                } else {
+                    run_.region = tc_.buffer;
+                    run_.pool_empty = true;
                 }
             }
-            run.claimed_low = page;
-            while (claim_ahead && run.claimed_low > 0 && page - (run.claimed_low - 1) < run.capacity &&
-                   (run.claimed_low - 1 < p.dense_prefix_pages) == dense) {
-                if (!ctx.page_states->try_claim_for_gc(run.claimed_low - 1)) break;
-                --run.claimed_low;
-            }
         }
-        uint8_t* target = dense ? ctx.from_space + page * ps : run.region + (run.capacity - 1 - run.pages) * ps;
-        if (!compact_since) compact_since = now_ns();
-        if (ctx.strategy == Strategy::MoveAlloc && !dense && !run.pool_empty) {
+    }
+
+    void ClaimAhead(uint64_t page, bool dense) {
+        run_.claimed_low = page;
+        while (claim_ahead_ && run_.claimed_low > 0 && page - (run_.claimed_low - 1) < run_.capacity &&
+               (run_.claimed_low - 1 < p_.dense_prefix_pages) == dense) {
+            if (!ctx_.page_states->try_claim_for_gc(run_.claimed_low - 1)) break;
+            --run_.claimed_low;
+        }
+    }
+
+    void CompactIntoRun(uint64_t page, bool dense) {
+        uint8_t* target = dense ? ctx_.from_space + page * ps_ : run_.region + (run_.capacity - 1 - run_.pages) * ps_;
+        if (!compact_since_) compact_since_ = now_ns();
+        if (ctx_.strategy == Strategy::MoveAlloc && !dense && !run_.pool_empty) {
             // "Pages must be allocated": the first touch faults a fresh page in; it is installation, not compaction.
             const uint64_t ta = now_ns();
             *reinterpret_cast<volatile uint8_t*>(target) = 0;
             const uint64_t dt = now_ns() - ta;
-            c.gc_install_ns += dt;
-            touch_in_window += dt;
+            c_.gc_install_ns += dt;
+            touch_in_window_ += dt;
         }
-        compact_page(p, ctx.from_space, target, page);
-        run.pages += 1;
-        if (run.pages == run.capacity || page == 0 || (claim_ahead && page == run.claimed_low))
-            if (!flush()) break;
+        compact_page(p_, ctx_.from_space, target, page);
+        run_.pages += 1;
     }
-    if (!ctx.abort.load(std::memory_order_relaxed)) flush();
-    close_compact_window();
+
+    // Compaction time is read per run, not per page: two clock reads (~33 ns each on this VM) per page were 2% of
+    // a page's compaction. The window opens at the run's first compact_page and closes when the run is flushed;
+    // move-alloc's first touches inside it count as installation.
+    void CloseCompactWindow() {
+        if (compact_since_) c_.gc_compact_ns += now_ns() - compact_since_ - touch_in_window_;
+        compact_since_ = touch_in_window_ = 0;
+    }
+
+    // Installs the current run with one ioctl (and its retries). False when the run was aborted.
+    bool FlushRun() {
+        CloseCompactWindow();
+        if (run_.pages == 0) return true;
+        const uint64_t first = run_.top_page - run_.pages + 1;
+        uint8_t* src = run_.dense ? ctx_.from_space + first * ps_ : run_.region + (run_.capacity - run_.pages) * ps_;
+        // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
+        // decides for a run of this length.
+        const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true);
+        const CopyReason why = run_.pool_empty ? CopyReason::PoolEmpty
+                               : ctx_.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
+        last_run_pages_ = run_.pages;
+        const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
+        if (ok) {
+            for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
+            ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed);
+            ctx_.pages_mapped();
+        }
+        run_.pages = 0;
+        AdvanceReclaimBoundary();
+        return ok;
+    }
+
+    // Lowers the reclaim boundary below the lowest page from which every page up is mapped.
+    void AdvanceReclaimBoundary() {
+        while (lowest_done_ > 0 && ctx_.page_states->is_mapped(lowest_done_ - 1)) --lowest_done_;
+        if (lowest_done_ == p_.num_to_pages) return;
+        const uint64_t boundary = lowest_done_ == 0 ? 0 : (p_.pre_compact_offset[lowest_done_] + ps_ - 1) / ps_ * ps_;
+        if (boundary < ctx_.reclaim_boundary.load(std::memory_order_relaxed))
+            ctx_.reclaim_boundary.store(boundary, std::memory_order_release);
+        ReleaseFromSpaceAboveBoundary();
+    }
+
+    // COPY: gives the from-space above the reclaim boundary back in release_chunk pieces.
+    void ReleaseFromSpaceAboveBoundary() {
+        const uint64_t r = ctx_.reclaim_boundary.load(std::memory_order_acquire);
+        if (ctx_.strategy != Strategy::Copy) return;
+        if (released_low_ <= r || released_low_ - r < ctx_.cfg.release_chunk) return;
+        const uint64_t t0 = now_ns();
+        for (uint64_t hi = released_low_; hi > r;) {  // release_chunk is a positive page multiple
+            const uint64_t lo = hi - r > ctx_.cfg.release_chunk ? hi - ctx_.cfg.release_chunk : r;
+            if (::madvise(ctx_.from_space + lo, hi - lo, MADV_DONTNEED) != 0) {
+                request_abort(ctx_, errno, "madvise(MADV_DONTNEED) of the from-space failed");
+                return;
+            }
+            c_.madvise_calls += 1;
+            hi = lo;
+        }
+        c_.released_bytes += released_low_ - r;
+        c_.gc_release_ns += now_ns() - t0;
+        released_low_ = r;
+    }
+
     // Pages that mutators claimed may still be in flight: wait for every page to be mapped.
-    const uint64_t tw = now_ns();
-    for (uint64_t q = 0; q < p.num_to_pages && !ctx.abort.load(std::memory_order_relaxed); ++q)
-        wait_until_mapped(ctx, &tc, q);
-    c.gc_wait_ns += now_ns() - tw;
-    // Release what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
-    if (!ctx.abort.load(std::memory_order_acquire)) {
-        const uint64_t tr = now_ns();
-        if (const int err = from.unmap()) request_abort(ctx, err, "munmap of the from-space failed");
-        c.gc_release_ns += now_ns() - tr;
+    void WaitForPagesMutatorsOwn() {
+        const uint64_t tw = now_ns();
+        for (uint64_t q = 0; q < p_.num_to_pages && !aborted(); ++q) wait_until_mapped(ctx_, &tc_, q);
+        c_.gc_wait_ns += now_ns() - tw;
     }
-    const uint64_t t_end = now_ns();
-    out.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
-    out.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
-    const rusage ru1 = usage_of(RUSAGE_THREAD);
-    out.gc_minor_faults = static_cast<uint64_t>(ru1.ru_minflt - ru0.ru_minflt);
-    out.gc_voluntary_switches = static_cast<uint64_t>(ru1.ru_nvcsw - ru0.ru_nvcsw);
-    out.gc_involuntary_switches = static_cast<uint64_t>(ru1.ru_nivcsw - ru0.ru_nivcsw);
-}
+
+    // Releases what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
+    void ReleaseRestOfFromSpace() {
+        if (ctx_.abort.load(std::memory_order_acquire)) return;
+        const uint64_t tr = now_ns();
+        if (const int err = from_.unmap()) request_abort(ctx_, err, "munmap of the from-space failed");
+        c_.gc_release_ns += now_ns() - tr;
+    }
+
+    Context& ctx_;
+    ThreadCtx& tc_;
+    Counters& c_;
+    const PlanView& p_;
+    const uint64_t ps_;
+    Mapping& from_;
+    CollectionStats& out_;
+    const uint64_t max_run_pages_;
+    uint64_t lowest_done_;   // every page in [lowest_done_, num_to_pages) is mapped
+    uint64_t released_low_;  // COPY: [released_low_, heap_size) already given back
+    const bool claim_ahead_;
+    CompactionRun run_;
+    bool stalled_ = false;
+    uint64_t last_run_pages_ = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
+    uint64_t compact_since_ = 0, touch_in_window_ = 0;
+};
 
 void fault_thread_main(Context& ctx, ThreadCtx& tc) {
     set_thread_ctx(&tc);
@@ -507,7 +559,7 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
     // ---- Concurrent phase ----
     std::atomic<bool> gc_done{false};
     auto run_gc = [&]() {
-        gc_thread_main(ctx, gc, from, stats);
+        GcThread(ctx, gc, from, stats).Run();
         gc_done.store(true, std::memory_order_release);
     };
     std::thread gc_thread;
