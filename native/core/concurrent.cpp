@@ -448,49 +448,242 @@ void pin_to(int cpu) {
     sched_setaffinity(0, sizeof set, &set);
 }
 
-CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
-                               FaultMode mode) {
-    std::lock_guard<std::mutex> lock(g_collection_lock);
-    const uint64_t ps = page_size();
-    Context ctx;
-    ctx.plan = plan;
-    ctx.cfg = cfg;
-    ctx.strategy = strategy;
-    ctx.mode = mode;
-    ctx.to_space = space.base();
-    ctx.heap_size = space.size();
-    ctx.ps = ps;
-    ctx.num_pages = ctx.heap_size / ps;
-    ctx.roots = space.roots().data();
-    ctx.num_roots = space.roots().size();
-    ctx.dense_end = plan.dense_prefix_pages * ps;
-    ctx.page_states = std::make_unique<PageStates>(ctx.num_pages);
+namespace {
 
-    // Before the pause: per-thread buffers, prepared so the fault path never allocates.
-    const uint64_t max_run_pages = cfg.batch ? cfg.batch : 1;
-    const unsigned nthreads = cfg.mutators + 1;  // thread_ctxs: mutators + (fault thread | unused)
-    Mapping gc_buffer(max_run_pages * ps), gc_fresh(max_run_pages * ps, true), buffers(nthreads * ps), fresh(nthreads * ps, true);
-    std::memset(gc_buffer.data(), 0, max_run_pages * ps);
-    std::memset(buffers.data(), 0, nthreads * ps);
-    for (Mapping* m : {&gc_fresh, &fresh}) {
-        try { m->hugepage(false); } catch (const SysError&) {}
+// One concurrent compaction, phase by phase as ART's MarkCompact::RunPhases names them: the preparation before
+// the pause, CompactionPause(), ConcurrentCompactionPhase() (GC thread, mutators, watchdog), FinishPhase().
+// Members are declared in the order they must outlive each other: the threads are joined before the buffers
+// they use go away.
+class ConcurrentCollection {
+public:
+    ConcurrentCollection(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
+                         FaultMode mode)
+        : space_(space), plan_(plan), cfg_(cfg), mode_(mode), ps_(page_size()),
+          max_run_pages_(cfg.batch ? cfg.batch : 1), nthreads_(cfg.mutators + 1),
+          gc_buffer_(max_run_pages_ * ps_), gc_fresh_(max_run_pages_ * ps_, true), buffers_(nthreads_ * ps_),
+          fresh_(nthreads_ * ps_, true), thread_ctxs_(nthreads_) {
+        InitializeContext(strategy);
     }
-    ThreadCtx gc;
-    gc.is_gc = true;
-    gc.buffer = gc_buffer.data();
-    gc.fresh = gc_fresh.data();
-    gc.rng.s = cfg.seed * 31 + 7;
-    std::vector<ThreadCtx> thread_ctxs(nthreads);
-    const uint64_t per_thread_samples = cfg.max_samples / nthreads + 1;
-    for (unsigned i = 0; i < nthreads; ++i) {
-        thread_ctxs[i].buffer = buffers.data() + i * ps;
-        thread_ctxs[i].fresh = fresh.data() + i * ps;
-        thread_ctxs[i].rng.s = cfg.seed * 1000003 + i * 7919 + 1;
-        thread_ctxs[i].samples.reserve(per_thread_samples);
-        if (i < cfg.mutators) thread_ctxs[i].writes.reserve(1u << 18);
+
+    CollectionStats Run() {
+        PrepareThreads();
+        PrepareMeasurements();
+        CompactionPause();
+        ConcurrentCompactionPhase();
+        FinishPhase();
+        MergeCounters();
+        ThrowIfAborted();
+        return std::move(stats_);
     }
-    std::vector<std::thread> mutators;
-    for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(thread_ctxs[i]), i);
+
+private:
+    void InitializeContext(Strategy strategy) {
+        ctx_.plan = plan_;
+        ctx_.cfg = cfg_;
+        ctx_.strategy = strategy;
+        ctx_.mode = mode_;
+        ctx_.to_space = space_.base();
+        ctx_.heap_size = space_.size();
+        ctx_.ps = ps_;
+        ctx_.num_pages = ctx_.heap_size / ps_;
+        ctx_.roots = space_.roots().data();
+        ctx_.num_roots = space_.roots().size();
+        ctx_.dense_end = plan_.dense_prefix_pages * ps_;
+        ctx_.page_states = std::make_unique<PageStates>(ctx_.num_pages);
+        ctx_.pagemap_fd = pagemap_.fd;
+    }
+
+    // Before the pause: per-thread buffers, prepared so the fault path never allocates; mutators started (they
+    // wait for start_mutators).
+    void PrepareThreads() {
+        std::memset(gc_buffer_.data(), 0, max_run_pages_ * ps_);
+        std::memset(buffers_.data(), 0, nthreads_ * ps_);
+        for (Mapping* m : {&gc_fresh_, &fresh_}) {
+            try { m->hugepage(false); } catch (const SysError&) {}
+        }
+        gc_.is_gc = true;
+        gc_.buffer = gc_buffer_.data();
+        gc_.fresh = gc_fresh_.data();
+        gc_.rng.s = cfg_.seed * 31 + 7;
+        const uint64_t per_thread_samples = cfg_.max_samples / nthreads_ + 1;
+        for (unsigned i = 0; i < nthreads_; ++i) {
+            ThreadCtx& t = thread_ctxs_[i];
+            t.buffer = buffers_.data() + i * ps_;
+            t.fresh = fresh_.data() + i * ps_;
+            t.rng.s = cfg_.seed * 1000003 + i * 7919 + 1;
+            t.samples.reserve(per_thread_samples);
+            if (i < cfg_.mutators) t.writes.reserve(1u << 18);
+        }
+        for (unsigned i = 0; i < cfg_.mutators; ++i)
+            mutators_.emplace_back(run_mutator, std::ref(ctx_), std::ref(thread_ctxs_[i]), i);
+    }
+
+    void PrepareMeasurements() {
+        if (cfg_.swapped > 0)
+            stats_.pages_paged_out = page_out_share(space_.base(), ctx_.num_pages, ps_, cfg_.swapped, cfg_.seed, pagemap_.fd);
+        stats_.cpus_online = allowed_cpus();
+        stats_.threads_needed = 1 + cfg_.mutators + (mode_ == FaultMode::Thread ? 1 : 0);
+        self0_ = usage_of(RUSAGE_SELF);
+    }
+
+    // Root flip, the heap mremapped onto a from-space, the moving space registered MISSING, the fault handler
+    // (SIGBUS handler or fault thread) in place. On failure the heap and its roots are put back.
+    void CompactionPause() {
+        t_pause_ = now_ns();
+        const std::vector<uint32_t> pre_compact_roots = space_.roots();
+        update_roots(plan_, space_.roots().data(), space_.roots().size());
+        try {
+            RemapAndRegister();
+        } catch (...) {
+            StopMutators();
+            if (from_.valid()) from_.remap_dontunmap_to(space_.mapping().address());  // put the heap back
+            space_.roots() = pre_compact_roots;
+            throw;
+        }
+        ctx_.uffd = uffd_.get();
+        ctx_.from_space = from_.data();
+        const uint64_t live_end = (end_of_live_data(plan_) + ps_ - 1) / ps_ * ps_;
+        ctx_.reclaim_boundary.store(live_end, std::memory_order_release);
+        ctx_.recycle_cursor.store(ctx_.heap_size, std::memory_order_release);
+        if (mode_ == FaultMode::Sigbus) InstallSigbusHandler();
+        if (mode_ == FaultMode::Thread)
+            fault_thread_ = std::thread(fault_thread_main, std::ref(ctx_), std::ref(thread_ctxs_[cfg_.mutators]));
+        t_concurrent_ = now_ns();
+        stats_.pause_s = static_cast<double>(t_concurrent_ - t_pause_) * 1e-9;
+        irq0_ = read_interrupts();
+        read_swap_counts(swin0_, swout0_);
+    }
+
+    void RemapAndRegister() {
+        from_ = space_.mapping().remap_dontunmap();
+        from_.dontfork();
+        uint64_t features = 0;
+        if (mode_ == FaultMode::Sigbus) features |= UFFD_FEATURE_SIGBUS;
+        uffd_ = std::make_unique<Userfaultfd>(features, cfg_.user_mode_only, true);
+        uint64_t range_ioctls = 0;
+        IoResult r = uffd_->register_range(space_.mapping().address(), ctx_.heap_size, UFFDIO_REGISTER_MODE_MISSING,
+                                           &range_ioctls);
+        if (!r.ok()) throw UffdError(r.err, "REGISTER", 0, sys_message("UFFDIO_REGISTER of the moving space", r.err));
+    }
+
+    void InstallSigbusHandler() {
+        g_active.store(&ctx_, std::memory_order_release);
+        struct sigaction sa;
+        std::memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = sigbus_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &g_prev_sigbus);
+        handler_installed_ = true;
+    }
+
+    void StopMutators() {
+        ctx_.stop_mutators.store(true, std::memory_order_release);
+        for (auto& t : mutators_)
+            if (t.joinable()) t.join();
+    }
+
+    // The GC thread compacts while mutators run and resolve their own faults; the watchdog watches progress.
+    void ConcurrentCompactionPhase() {
+        std::thread gc_thread = StartGcThread();
+        RunWatchdogUntilGcDone();
+        gc_thread.join();
+        t_gc_end_ = now_ns();
+        stats_.concurrent_s = static_cast<double>(t_gc_end_ - t_concurrent_) * 1e-9;
+        const InterruptDelta irq1 = read_interrupts();
+        int64_t swin1, swout1;
+        read_swap_counts(swin1, swout1);
+        stats_.swap_ins = delta(swin0_, swin1);
+        stats_.swap_outs = delta(swout0_, swout1);
+        stats_.interrupts.tlb_shootdowns = delta(irq0_.tlb_shootdowns, irq1.tlb_shootdowns);
+        stats_.interrupts.function_call = delta(irq0_.function_call, irq1.function_call);
+    }
+
+    std::thread StartGcThread() {
+        auto run_gc = [this]() {
+            GcThread(ctx_, gc_, from_, stats_).Run();
+            gc_done_.store(true, std::memory_order_release);
+        };
+        if (cfg_.stall_seconds > 0) {  // test hook: mutators start once the GC holds its stalled page
+            std::thread gc_thread(run_gc);
+            while (!ctx_.gc_stalled.load(std::memory_order_acquire) && !gc_done_.load(std::memory_order_acquire))
+                sched_yield();
+            ctx_.start_mutators.store(true, std::memory_order_release);
+            return gc_thread;
+        }
+        // Mutators resume right after the pause, as app threads do; the GC thread starts once each has made its
+        // first access, so that every mutator really runs concurrently with the compaction (bounded wait).
+        ctx_.start_mutators.store(true, std::memory_order_release);
+        const uint64_t deadline = now_ns() + static_cast<uint64_t>(cfg_.watchdog_seconds * 1e9);
+        while (ctx_.mutators_ready.load(std::memory_order_acquire) < cfg_.mutators && now_ns() < deadline &&
+               !ctx_.abort.load(std::memory_order_acquire))
+            sched_yield();
+        return std::thread(run_gc);
+    }
+
+    void RunWatchdogUntilGcDone() {
+        uint64_t last_progress = 0, last_change = now_ns();
+        const uint64_t watchdog_ns = static_cast<uint64_t>(cfg_.watchdog_seconds * 1e9);
+        while (!gc_done_.load(std::memory_order_acquire)) {
+            timespec ts{0, 10000000};
+            nanosleep(&ts, nullptr);
+            const uint64_t pr = ctx_.progress.load(std::memory_order_relaxed);
+            const uint64_t now = now_ns();
+            if (pr != last_progress) {
+                last_progress = pr;
+                last_change = now;
+            } else if (now - last_change > watchdog_ns && !ctx_.abort.load()) {
+                char why[160];
+                snprintf(why, sizeof why, "watchdog: no page made progress for %.1f s (%llu of %llu pages installed)",
+                         cfg_.watchdog_seconds, static_cast<unsigned long long>(pr),
+                         static_cast<unsigned long long>(plan_.num_to_pages));
+                request_abort(ctx_, ETIMEDOUT, why);
+            }
+        }
+    }
+
+    // Stop mutators, drain handlers, unregister. Unregistering wakes blocked faulters, and later accesses no
+    // longer fault: it must come before joining the mutators whenever nobody else would resolve their faults —
+    // after an abort, and in fault-thread mode once the fault thread is gone. SIGBUS handlers resolve their own
+    // faults until the mutators are joined.
+    void FinishPhase() {
+        ctx_.stop_mutators.store(true, std::memory_order_release);
+        if (fault_thread_.joinable()) fault_thread_.join();
+        if (ctx_.abort.load() || mode_ == FaultMode::Thread) {
+            uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
+            ctx_.unregistered.store(true, std::memory_order_release);
+        }
+        StopMutators();
+        while (ctx_.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
+        if (handler_installed_) {
+            sigaction(SIGBUS, &g_prev_sigbus, nullptr);
+            g_active.store(nullptr, std::memory_order_release);
+        }
+        if (!ctx_.unregistered.load()) uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
+        uffd_.reset();
+        stats_.finish_s = static_cast<double>(now_ns() - t_gc_end_) * 1e-9;
+        const rusage self1 = usage_of(RUSAGE_SELF);
+        stats_.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0_.ru_minflt);
+        stats_.major_faults = static_cast<uint64_t>(self1.ru_majflt - self0_.ru_majflt);
+    }
+
+    void MergeCounters() {
+        stats_.pages_zeropage += ctx_.orphan_zeropages.load();
+        stats_.add(gc_.counters);
+        for (auto& t : thread_ctxs_) {
+            stats_.add(t.counters);
+            stats_.latency_samples_ns.insert(stats_.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
+            stats_.writes.insert(stats_.writes.end(), t.writes.begin(), t.writes.end());
+        }
+    }
+
+    void ThrowIfAborted() const {
+        if (!ctx_.abort.load()) return;
+        const int err = ctx_.abort_err.load();
+        if (err == ETIMEDOUT) throw WatchdogTimeout(ctx_.abort_reason);
+        if (err == EEXIST) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
+        throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
+    }
 
     // /proc/self/pagemap, opened before the pause and closed when the collection ends, also on errors.
     struct PagemapFd {
@@ -498,152 +691,39 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
         ~PagemapFd() {
             if (fd >= 0) ::close(fd);
         }
-    } pagemap;
-    ctx.pagemap_fd = pagemap.fd;
-    CollectionStats stats;
-    if (cfg.swapped > 0)
-        stats.pages_paged_out = page_out_share(space.base(), ctx.num_pages, ps, cfg.swapped, cfg.seed, pagemap.fd);
-    stats.cpus_online = allowed_cpus();
-    stats.threads_needed = 1 + cfg.mutators + (mode == FaultMode::Thread ? 1 : 0);
-    const rusage self0 = usage_of(RUSAGE_SELF);
-    // ---- Compaction pause ----
-    const uint64_t t_pause = now_ns();
-    const std::vector<uint32_t> pre_compact_roots = space.roots();
-    update_roots(plan, space.roots().data(), space.roots().size());
-    Mapping from;
-    std::unique_ptr<Userfaultfd> uffd;
-    bool handler_installed = false;
-    auto stop_threads = [&]() {
-        ctx.stop_mutators.store(true, std::memory_order_release);
-        for (auto& t : mutators)
-            if (t.joinable()) t.join();
     };
-    try {
-        from = space.mapping().remap_dontunmap();
-        from.dontfork();
-        uint64_t features = 0;
-        if (mode == FaultMode::Sigbus) features |= UFFD_FEATURE_SIGBUS;
-        uffd = std::make_unique<Userfaultfd>(features, cfg.user_mode_only, true);
-        uint64_t range_ioctls = 0;
-        IoResult r = uffd->register_range(space.mapping().address(), ctx.heap_size, UFFDIO_REGISTER_MODE_MISSING, &range_ioctls);
-        if (!r.ok()) throw UffdError(r.err, "REGISTER", 0, sys_message("UFFDIO_REGISTER of the moving space", r.err));
-    } catch (...) {
-        stop_threads();
-        if (from.valid()) from.remap_dontunmap_to(space.mapping().address());  // put the heap back
-        space.roots() = pre_compact_roots;
-        throw;
-    }
-    ctx.uffd = uffd.get();
-    ctx.from_space = from.data();
-    const uint64_t live_end = (end_of_live_data(plan) + ps - 1) / ps * ps;
-    ctx.reclaim_boundary.store(live_end, std::memory_order_release);
-    ctx.recycle_cursor.store(ctx.heap_size, std::memory_order_release);
-    if (mode == FaultMode::Sigbus) {
-        g_active.store(&ctx, std::memory_order_release);
-        struct sigaction sa;
-        std::memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = sigbus_handler;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGBUS, &sa, &g_prev_sigbus);
-        handler_installed = true;
-    }
-    std::thread fault_thread;
-    if (mode == FaultMode::Thread) fault_thread = std::thread(fault_thread_main, std::ref(ctx), std::ref(thread_ctxs[cfg.mutators]));
-    const uint64_t t_concurrent = now_ns();
-    stats.pause_s = static_cast<double>(t_concurrent - t_pause) * 1e-9;
-    const InterruptDelta irq0 = read_interrupts();
-    int64_t swin0, swout0;
-    read_swap_counts(swin0, swout0);
 
-    // ---- Concurrent phase ----
-    std::atomic<bool> gc_done{false};
-    auto run_gc = [&]() {
-        GcThread(ctx, gc, from, stats).Run();
-        gc_done.store(true, std::memory_order_release);
-    };
-    std::thread gc_thread;
-    if (cfg.stall_seconds > 0) {  // test hook: mutators start once the GC holds its stalled page
-        gc_thread = std::thread(run_gc);
-        while (!ctx.gc_stalled.load(std::memory_order_acquire) && !gc_done.load(std::memory_order_acquire))
-            sched_yield();
-        ctx.start_mutators.store(true, std::memory_order_release);
-    } else {
-        // Mutators resume right after the pause, as app threads do; the GC thread starts once each has made its
-        // first access, so that every mutator really runs concurrently with the compaction (bounded wait).
-        ctx.start_mutators.store(true, std::memory_order_release);
-        const uint64_t deadline = now_ns() + static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
-        while (ctx.mutators_ready.load(std::memory_order_acquire) < cfg.mutators && now_ns() < deadline &&
-               !ctx.abort.load(std::memory_order_acquire))
-            sched_yield();
-        gc_thread = std::thread(run_gc);
-    }
-    uint64_t last_progress = 0, last_change = now_ns();
-    const uint64_t watchdog_ns = static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
-    while (!gc_done.load(std::memory_order_acquire)) {
-        timespec ts{0, 10000000};
-        nanosleep(&ts, nullptr);
-        const uint64_t pr = ctx.progress.load(std::memory_order_relaxed);
-        const uint64_t now = now_ns();
-        if (pr != last_progress) {
-            last_progress = pr;
-            last_change = now;
-        } else if (now - last_change > watchdog_ns && !ctx.abort.load()) {
-            char why[160];
-            snprintf(why, sizeof why, "watchdog: no page made progress for %.1f s (%llu of %llu pages installed)",
-                     cfg.watchdog_seconds, static_cast<unsigned long long>(pr),
-                     static_cast<unsigned long long>(plan.num_to_pages));
-            request_abort(ctx, ETIMEDOUT, why);
-        }
-    }
-    gc_thread.join();
-    const uint64_t t_gc_end = now_ns();
-    stats.concurrent_s = static_cast<double>(t_gc_end - t_concurrent) * 1e-9;
-    const InterruptDelta irq1 = read_interrupts();
-    int64_t swin1, swout1;
-    read_swap_counts(swin1, swout1);
-    stats.swap_ins = delta(swin0, swin1);
-    stats.swap_outs = delta(swout0, swout1);
-    stats.interrupts.tlb_shootdowns = delta(irq0.tlb_shootdowns, irq1.tlb_shootdowns);
-    stats.interrupts.function_call = delta(irq0.function_call, irq1.function_call);
+    HeapSpace& space_;
+    const PlanView& plan_;
+    const CollectorConfig& cfg_;
+    const FaultMode mode_;
+    const uint64_t ps_;
+    const uint64_t max_run_pages_;
+    const unsigned nthreads_;  // thread_ctxs_: mutators + (fault thread | unused)
+    Context ctx_;
+    PagemapFd pagemap_;
+    Mapping gc_buffer_, gc_fresh_, buffers_, fresh_;
+    ThreadCtx gc_;
+    std::vector<ThreadCtx> thread_ctxs_;
+    std::vector<std::thread> mutators_;
+    CollectionStats stats_;
+    rusage self0_{};
+    Mapping from_;
+    std::unique_ptr<Userfaultfd> uffd_;
+    bool handler_installed_ = false;
+    std::thread fault_thread_;
+    std::atomic<bool> gc_done_{false};
+    uint64_t t_pause_ = 0, t_concurrent_ = 0, t_gc_end_ = 0;
+    InterruptDelta irq0_;
+    int64_t swin0_ = -1, swout0_ = -1;
+};
 
-    // ---- Finish: stop mutators, drain handlers, unregister ----
-    // Unregistering wakes blocked faulters, and later accesses no longer fault: it must come before joining the
-    // mutators whenever nobody else would resolve their faults — after an abort, and in fault-thread mode once
-    // the fault thread is gone. SIGBUS handlers resolve their own faults until the mutators are joined.
-    ctx.stop_mutators.store(true, std::memory_order_release);
-    if (fault_thread.joinable()) fault_thread.join();
-    if (ctx.abort.load() || mode == FaultMode::Thread) {
-        uffd->unregister_range(space.mapping().address(), ctx.heap_size);
-        ctx.unregistered.store(true, std::memory_order_release);
-    }
-    stop_threads();
-    while (ctx.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
-    if (handler_installed) {
-        sigaction(SIGBUS, &g_prev_sigbus, nullptr);
-        g_active.store(nullptr, std::memory_order_release);
-    }
-    if (!ctx.unregistered.load()) uffd->unregister_range(space.mapping().address(), ctx.heap_size);
-    uffd.reset();
-    stats.finish_s = static_cast<double>(now_ns() - t_gc_end) * 1e-9;
-    const rusage self1 = usage_of(RUSAGE_SELF);
-    stats.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0.ru_minflt);
-    stats.major_faults = static_cast<uint64_t>(self1.ru_majflt - self0.ru_majflt);
-    stats.pages_zeropage += ctx.orphan_zeropages.load();
+}  // namespace
 
-    stats.add(gc.counters);
-    for (auto& t : thread_ctxs) {
-        stats.add(t.counters);
-        stats.latency_samples_ns.insert(stats.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
-        stats.writes.insert(stats.writes.end(), t.writes.begin(), t.writes.end());
-    }
-    if (ctx.abort.load()) {
-        const int err = ctx.abort_err.load();
-        if (err == ETIMEDOUT) throw WatchdogTimeout(ctx.abort_reason);
-        if (err == EEXIST) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx.abort_reason);
-        throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx.abort_reason);
-    }
-    return stats;
+CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
+                               FaultMode mode) {
+    std::lock_guard<std::mutex> lock(g_collection_lock);
+    return ConcurrentCollection(space, plan, cfg, strategy, mode).Run();
 }
 
 }  // namespace compactor::detail
