@@ -1,4 +1,4 @@
-// Internal: the state every thread of one concurrent compaction shares, and the page state machine they obey.
+// Internal: the state every thread of one concurrent compaction shares (the page state machine: page_states.hpp).
 // Everything reachable from a fault path here is async-signal-safe: atomics, memcpy, ioctl, clock_gettime.
 #pragma once
 
@@ -12,18 +12,9 @@
 #include "compactor/collector.hpp"
 #include "compactor/mapping.hpp"
 #include "compactor/uffd.hpp"
+#include "page_states.hpp"
 
 namespace compactor::detail {
-
-// ART's per-page states (runtime/gc/collector/mark_compact.h PageState), as used here.
-enum PageState : uint8_t {
-    kUnprocessed = 0,         // nobody has claimed the to-space page yet
-    kProcessing = 1,          // the GC thread claimed it and is compacting it into its batch
-    kMutatorProcessing = 2,   // a mutator (SIGBUS handler) or the fault thread claimed it
-    kProcessed = 3,           // compacted into the GC's batch, waiting for the batch's ioctl
-    kProcessedAndMapping = 4, // inside the installing ioctl
-    kProcessedAndMapped = 5,  // installed: accesses no longer fault
-};
 
 inline uint64_t now_ns() {
     timespec ts;
@@ -65,7 +56,7 @@ struct Context {
     const uint32_t* roots = nullptr;
     uint64_t num_roots = 0;
     const Userfaultfd* uffd = nullptr;
-    std::unique_ptr<std::atomic<uint8_t>[]> state;
+    std::unique_ptr<PageStates> page_states;  // every to-space page's state (page_states.hpp)
 
     // From-space reclamation: [reclaim_boundary, heap_size) is no longer read by any compaction.
     std::atomic<uint64_t> reclaim_boundary{0};

@@ -53,10 +53,10 @@ void chain_sigbus(int sig, siginfo_t* si, void* uc) {
 // Whether a SIGBUS at `addr` is userfaultfd's missing-page fault that this collection must resolve: the kernel
 // raises those with BUS_ADRERR (a hardware error or a poisoned page raises BUS_MCEERR_*), and the page is either
 // not yet mapped by the state machine or really absent (a page mapped moments ago by another thread is retried).
-bool ours(const Context& ctx, const siginfo_t* si, uint64_t addr) {
+bool is_missing_page_fault_of_this_collection(const Context& ctx, const siginfo_t* si, uint64_t addr) {
     if (si->si_code != BUS_ADRERR || !ctx.in_space(addr)) return false;
     const uint64_t page = (addr - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
-    if (ctx.state[page].load(std::memory_order_acquire) != kProcessedAndMapped) return true;
+    if (!ctx.page_states->is_mapped(page)) return true;
     unsigned char resident = 0;
     void* start = reinterpret_cast<void*>(addr & ~(ctx.ps - 1));
     return ::mincore(start, ctx.ps, &resident) == 0 && (resident & 1);  // mapped: the access is simply retried
@@ -66,7 +66,7 @@ void sigbus_handler(int sig, siginfo_t* si, void* uc) {
     const int saved_errno = errno;
     Context* ctx = g_active.load(std::memory_order_acquire);
     const uint64_t addr = reinterpret_cast<uint64_t>(si->si_addr);
-    if (ctx && ours(*ctx, si, addr)) {
+    if (ctx && is_missing_page_fault_of_this_collection(*ctx, si, addr)) {
         ctx->handlers_in_flight.fetch_add(1, std::memory_order_acq_rel);
         const uint64_t t0 = now_ns();
         ThreadCtx* tc = t_ctx;
@@ -179,185 +179,236 @@ uint64_t end_of_live_data(const PlanView& p) {
     return 0;
 }
 
-struct Batch {
-    uint8_t* base = nullptr;  // region of `cap` pages; page `top - i` is compacted into slot cap - 1 - i
-    uint64_t cap = 0, k = 0, top = 0;
-    uint64_t claimed_low = 0;  // lowest page claimed for this run (claim-ahead: below `top - k + 1`)
+// The GC thread's current run: contiguous to-space pages, compacted from `top_page` down, installed by one ioctl.
+struct CompactionRun {
+    uint8_t* region = nullptr;  // `capacity` pages; page `top_page - i` is compacted into slot capacity - 1 - i
+    uint64_t capacity = 0;      // pages the region holds
+    uint64_t pages = 0;         // pages compacted into it so far
+    uint64_t top_page = 0;      // the run's highest to-space page (its first)
+    uint64_t claimed_low = 0;   // lowest page claimed for this run (claim-ahead: below `top_page - pages + 1`)
     bool dense = false, pool_empty = false;
     bool expect_short = false;  // hybrid: compacted into the GC's hot buffer for a COPY (the last run was short)
 };
 
-void gc_thread_main(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out) {
-    pin_to(ctx.cfg.gc_cpu);
-    const uint64_t t_start = now_ns();
-    const double cpu0 = thread_cpu_seconds();
-    const rusage ru0 = usage_of(RUSAGE_THREAD);
-    const PlanView& p = ctx.plan;
-    const uint64_t ps = ctx.ps;
-    const uint64_t B = ctx.cfg.batch ? ctx.cfg.batch : 1;
-    Counters& c = tc.counters;
-    uint64_t lowest_done = p.num_to_pages;
-    uint64_t released_low = ctx.heap_size;  // COPY: [released_low, heap_size) already given back
-    Batch b;
-    bool stalled = false;
+// The GC thread of the concurrent phase: walks the to-space pages high to low, claims each, compacts it into its
+// current run and installs a run with one ioctl; then waits for the pages mutators own and releases the
+// from-space. Each step of the walk is a method; the state they share is the members below.
+class GcThread {
+public:
+    GcThread(Context& ctx, ThreadCtx& tc, Mapping& from, CollectionStats& out)
+        : ctx_(ctx), tc_(tc), c_(tc.counters), p_(ctx.plan), ps_(ctx.ps), from_(from), out_(out),
+          max_run_pages_(ctx.cfg.batch ? ctx.cfg.batch : 1), lowest_done_(ctx.plan.num_to_pages),
+          released_low_(ctx.heap_size),
+          // Hybrid with claim_ahead claims a whole run ahead (every page of it PageState::kProcessing before
+          // compacting the first), so that mutators wait for the run instead of cutting it into short MOVEs, each
+          // a TLB shootdown.
+          claim_ahead_(ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead) {}
 
-    auto release_from_space = [&](bool final_release) {
-        const uint64_t r = ctx.reclaim_boundary.load(std::memory_order_acquire);
-        if (ctx.strategy != Strategy::Copy || final_release) return;
-        if (released_low > r && released_low - r >= ctx.cfg.release_chunk) {
-            const uint64_t t0 = now_ns();
-            for (uint64_t hi = released_low; hi > r;) {  // release_chunk is a positive page multiple
-                const uint64_t lo = hi - r > ctx.cfg.release_chunk ? hi - ctx.cfg.release_chunk : r;
-                if (::madvise(ctx.from_space + lo, hi - lo, MADV_DONTNEED) != 0) {
-                    request_abort(ctx, errno, "madvise(MADV_DONTNEED) of the from-space failed");
-                    return;
-                }
-                c.madvise_calls += 1;
-                hi = lo;
-            }
-            c.released_bytes += released_low - r;
-            c.gc_release_ns += now_ns() - t0;
-            released_low = r;
-        }
-    };
-    auto advance_reclaim = [&]() {
-        while (lowest_done > 0 && ctx.state[lowest_done - 1].load(std::memory_order_acquire) == kProcessedAndMapped)
-            --lowest_done;
-        if (lowest_done == p.num_to_pages) return;
-        const uint64_t boundary = lowest_done == 0 ? 0 : (p.pre_compact_offset[lowest_done] + ps - 1) / ps * ps;
-        if (boundary < ctx.reclaim_boundary.load(std::memory_order_relaxed))
-            ctx.reclaim_boundary.store(boundary, std::memory_order_release);
-        release_from_space(false);
-    };
-    uint64_t last_run = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
-    // Compaction time is read per run, not per page: two clock reads (~33 ns each on this VM) per page were 2% of
-    // a page's compaction. The window opens at the run's first compact_page and closes when the run is flushed;
-    // move-alloc's first touches inside it count as installation.
-    uint64_t compact_since = 0, touch_in_window = 0;
-    auto close_compact_window = [&]() {
-        if (compact_since) c.gc_compact_ns += now_ns() - compact_since - touch_in_window;
-        compact_since = touch_in_window = 0;
-    };
-    auto flush = [&]() -> bool {
-        close_compact_window();
-        if (b.k == 0) return true;
-        const uint64_t first = b.top - b.k + 1;
-        uint8_t* src = b.dense ? ctx.from_space + first * ps : b.base + (b.cap - b.k) * ps;
-        for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapping, std::memory_order_release);
-        // A batch in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
-        // decides for a run of this length.
-        const bool move = !b.pool_empty && !b.expect_short && install_with_move(ctx, b.k, true);
-        const CopyReason why = b.pool_empty ? CopyReason::PoolEmpty
-                               : ctx.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
-        last_run = b.k;
-        bool ok = install_pages(ctx, tc, first, src, b.k, move, b.dense, why);
-        if (ok) {
-            for (uint64_t q = first; q <= b.top; ++q) ctx.state[q].store(kProcessedAndMapped, std::memory_order_release);
-            ctx.progress.fetch_add(b.k, std::memory_order_relaxed);
-            ctx.pages_mapped();
-        }
-        b.k = 0;
-        advance_reclaim();
-        return ok;
-    };
+    void Run() {
+        pin_to(ctx_.cfg.gc_cpu);
+        const uint64_t t_start = now_ns();
+        const double cpu0 = thread_cpu_seconds();
+        const rusage ru0 = usage_of(RUSAGE_THREAD);
+        CompactPagesHighToLow();
+        WaitForPagesMutatorsOwn();
+        ReleaseRestOfFromSpace();
+        const uint64_t t_end = now_ns();
+        out_.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
+        out_.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
+        const rusage ru1 = usage_of(RUSAGE_THREAD);
+        out_.gc_minor_faults = static_cast<uint64_t>(ru1.ru_minflt - ru0.ru_minflt);
+        out_.gc_voluntary_switches = static_cast<uint64_t>(ru1.ru_nvcsw - ru0.ru_nvcsw);
+        out_.gc_involuntary_switches = static_cast<uint64_t>(ru1.ru_nivcsw - ru0.ru_nivcsw);
+    }
 
-    // Hybrid with claim_ahead claims a whole run ahead (every page of it kProcessing before compacting the first),
-    // so that mutators wait for the run instead of cutting it into short MOVEs, each a TLB shootdown.
-    const bool claim_ahead = ctx.strategy == Strategy::Hybrid && ctx.cfg.claim_ahead;
-    for (uint64_t page = p.num_to_pages; page-- > 0;) {
-        if (ctx.abort.load(std::memory_order_relaxed)) break;
-        const bool claimed = b.k > 0 && page >= b.claimed_low;  // claimed ahead with the current run
-        uint8_t s = kUnprocessed;
-        if (!claimed && !ctx.state[page].compare_exchange_strong(s, kProcessing, std::memory_order_acq_rel)) {
-            if (!flush()) break;  // a mutator owns it: the run is broken here
-            continue;
-        }
-        if (ctx.cfg.stall_seconds > 0 && !stalled) {  // test hook: stall holding the first page the GC claims
-            stalled = true;
-            ctx.gc_stalled.store(true, std::memory_order_release);
-            const uint64_t until = now_ns() + static_cast<uint64_t>(ctx.cfg.stall_seconds * 1e9);
-            while (now_ns() < until && !ctx.abort.load(std::memory_order_relaxed)) {
-                timespec ts{0, 5000000};
-                nanosleep(&ts, nullptr);
+private:
+    bool aborted() const { return ctx_.abort.load(std::memory_order_relaxed); }
+
+    void CompactPagesHighToLow() {
+        for (uint64_t page = p_.num_to_pages; page-- > 0;) {
+            if (aborted()) break;
+            const bool claimed = run_.pages > 0 && page >= run_.claimed_low;  // claimed ahead with the current run
+            if (!claimed && !ctx_.page_states->try_claim_for_gc(page)) {
+                if (!FlushRun()) break;  // a mutator owns it: the run is broken here
+                continue;
             }
-            if (ctx.abort.load(std::memory_order_relaxed)) break;
+            if (!StallForTest()) break;
+            const bool dense = page < p_.dense_prefix_pages;
+            if (run_.pages > 0 && dense != run_.dense)
+                if (!FlushRun()) break;
+            if (run_.pages == 0) StartRun(page, dense);
+            CompactIntoRun(page, dense);
+            if (run_.pages == run_.capacity || page == 0 || (claim_ahead_ && page == run_.claimed_low))
+                if (!FlushRun()) break;
         }
-        const bool dense = page < p.dense_prefix_pages;
-        if (b.k > 0 && dense != b.dense)
-            if (!flush()) break;
-        if (b.k == 0) {
-            b = Batch{};
-            b.top = page;
-            b.dense = dense;
-            b.cap = B;
-            if (!dense) {
-                // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all
-                // over the to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of
-                // into a cold recycled page, until a run reaches move_min_run again.
-                const bool short_expected = ctx.strategy == Strategy::Hybrid && ctx.cfg.mutators > 0 &&
-                                            last_run < ctx.cfg.move_min_run;
-                switch (short_expected ? Strategy::Copy : ctx.strategy) {
-                    case Strategy::Copy:
-                        b.base = tc.buffer;
-                        b.expect_short = short_expected;
-                        break;
-                    case Strategy::MoveAlloc: b.base = tc.fresh; break;
-                    default: {
-                        const uint64_t n = recycle_pages(ctx, B, &b.base);
-                        if (n) {
-                            b.cap = n;
-                        } else {
-                            b.base = tc.buffer;
-                            b.pool_empty = true;
-                        }
-                    }
+        if (!aborted()) FlushRun();
+        CloseCompactWindow();
+    }
+
+    // Test hook: stall holding the first page the GC claims. False when the run was aborted meanwhile.
+    bool StallForTest() {
+        if (ctx_.cfg.stall_seconds <= 0 || stalled_) return true;
+        stalled_ = true;
+        ctx_.gc_stalled.store(true, std::memory_order_release);
+        const uint64_t until = now_ns() + static_cast<uint64_t>(ctx_.cfg.stall_seconds * 1e9);
+        while (now_ns() < until && !aborted()) {
+            timespec ts{0, 5000000};
+            nanosleep(&ts, nullptr);
+        }
+        return !aborted();
+    }
+
+    void StartRun(uint64_t page, bool dense) {
+        run_ = CompactionRun{};
+        run_.top_page = page;
+        run_.dense = dense;
+        run_.capacity = max_run_pages_;
+        if (!dense) ChooseRunRegion();
+        ClaimAhead(page, dense);
+    }
+
+    // Where a non-dense run is compacted: the hot buffer (COPY), fresh pages (move-alloc) or recycled from-space
+    // pages (MOVE; the hot buffer when the pool is empty).
+    void ChooseRunRegion() {
+        // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all over the
+        // to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of into a cold
+        // recycled page, until a run reaches move_min_run again.
+        const bool short_expected = ctx_.strategy == Strategy::Hybrid && ctx_.cfg.mutators > 0 &&
+                                    last_run_pages_ < ctx_.cfg.move_min_run;
+        switch (short_expected ? Strategy::Copy : ctx_.strategy) {
+            case Strategy::Copy:
+                run_.region = tc_.buffer;
+                run_.expect_short = short_expected;
+                break;
+            case Strategy::MoveAlloc: run_.region = tc_.fresh; break;
+            default: {
+                const uint64_t n = recycle_pages(ctx_, max_run_pages_, &run_.region);
+                if (n) {
+                    run_.capacity = n;
+                } else {
+                    run_.region = tc_.buffer;
+                    run_.pool_empty = true;
                 }
             }
-            b.claimed_low = page;
-            while (claim_ahead && b.claimed_low > 0 && page - (b.claimed_low - 1) < b.cap &&
-                   (b.claimed_low - 1 < p.dense_prefix_pages) == dense) {
-                uint8_t u = kUnprocessed;
-                if (!ctx.state[b.claimed_low - 1].compare_exchange_strong(u, kProcessing, std::memory_order_acq_rel)) break;
-                --b.claimed_low;
-            }
         }
-        uint8_t* target = dense ? ctx.from_space + page * ps : b.base + (b.cap - 1 - b.k) * ps;
-        if (!compact_since) compact_since = now_ns();
-        if (ctx.strategy == Strategy::MoveAlloc && !dense && !b.pool_empty) {
+    }
+
+    void ClaimAhead(uint64_t page, bool dense) {
+        run_.claimed_low = page;
+        while (claim_ahead_ && run_.claimed_low > 0 && page - (run_.claimed_low - 1) < run_.capacity &&
+               (run_.claimed_low - 1 < p_.dense_prefix_pages) == dense) {
+            if (!ctx_.page_states->try_claim_for_gc(run_.claimed_low - 1)) break;
+            --run_.claimed_low;
+        }
+    }
+
+    void CompactIntoRun(uint64_t page, bool dense) {
+        uint8_t* target = dense ? ctx_.from_space + page * ps_ : run_.region + (run_.capacity - 1 - run_.pages) * ps_;
+        if (!compact_since_) compact_since_ = now_ns();
+        if (ctx_.strategy == Strategy::MoveAlloc && !dense && !run_.pool_empty) {
             // "Pages must be allocated": the first touch faults a fresh page in; it is installation, not compaction.
             const uint64_t ta = now_ns();
             *reinterpret_cast<volatile uint8_t*>(target) = 0;
             const uint64_t dt = now_ns() - ta;
-            c.gc_install_ns += dt;
-            touch_in_window += dt;
+            c_.gc_install_ns += dt;
+            touch_in_window_ += dt;
         }
-        compact_page(p, ctx.from_space, target, page);
-        ctx.state[page].store(kProcessed, std::memory_order_release);
-        b.k += 1;
-        if (b.k == b.cap || page == 0 || (claim_ahead && page == b.claimed_low))
-            if (!flush()) break;
+        compact_page(p_, ctx_.from_space, target, page);
+        run_.pages += 1;
     }
-    if (!ctx.abort.load(std::memory_order_relaxed)) flush();
-    close_compact_window();
+
+    // Compaction time is read per run, not per page: two clock reads (~33 ns each on this VM) per page were 2% of
+    // a page's compaction. The window opens at the run's first compact_page and closes when the run is flushed;
+    // move-alloc's first touches inside it count as installation.
+    void CloseCompactWindow() {
+        if (compact_since_) c_.gc_compact_ns += now_ns() - compact_since_ - touch_in_window_;
+        compact_since_ = touch_in_window_ = 0;
+    }
+
+    // Installs the current run with one ioctl (and its retries). False when the run was aborted.
+    bool FlushRun() {
+        CloseCompactWindow();
+        if (run_.pages == 0) return true;
+        const uint64_t first = run_.top_page - run_.pages + 1;
+        uint8_t* src = run_.dense ? ctx_.from_space + first * ps_ : run_.region + (run_.capacity - run_.pages) * ps_;
+        // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
+        // decides for a run of this length.
+        const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true);
+        const CopyReason why = run_.pool_empty ? CopyReason::PoolEmpty
+                               : ctx_.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
+        last_run_pages_ = run_.pages;
+        const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
+        if (ok) {
+            for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
+            ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed);
+            ctx_.pages_mapped();
+        }
+        run_.pages = 0;
+        AdvanceReclaimBoundary();
+        return ok;
+    }
+
+    // Lowers the reclaim boundary below the lowest page from which every page up is mapped.
+    void AdvanceReclaimBoundary() {
+        while (lowest_done_ > 0 && ctx_.page_states->is_mapped(lowest_done_ - 1)) --lowest_done_;
+        if (lowest_done_ == p_.num_to_pages) return;
+        const uint64_t boundary = lowest_done_ == 0 ? 0 : (p_.pre_compact_offset[lowest_done_] + ps_ - 1) / ps_ * ps_;
+        if (boundary < ctx_.reclaim_boundary.load(std::memory_order_relaxed))
+            ctx_.reclaim_boundary.store(boundary, std::memory_order_release);
+        ReleaseFromSpaceAboveBoundary();
+    }
+
+    // COPY: gives the from-space above the reclaim boundary back in release_chunk pieces.
+    void ReleaseFromSpaceAboveBoundary() {
+        const uint64_t r = ctx_.reclaim_boundary.load(std::memory_order_acquire);
+        if (ctx_.strategy != Strategy::Copy) return;
+        if (released_low_ <= r || released_low_ - r < ctx_.cfg.release_chunk) return;
+        const uint64_t t0 = now_ns();
+        for (uint64_t hi = released_low_; hi > r;) {  // release_chunk is a positive page multiple
+            const uint64_t lo = hi - r > ctx_.cfg.release_chunk ? hi - ctx_.cfg.release_chunk : r;
+            if (::madvise(ctx_.from_space + lo, hi - lo, MADV_DONTNEED) != 0) {
+                request_abort(ctx_, errno, "madvise(MADV_DONTNEED) of the from-space failed");
+                return;
+            }
+            c_.madvise_calls += 1;
+            hi = lo;
+        }
+        c_.released_bytes += released_low_ - r;
+        c_.gc_release_ns += now_ns() - t0;
+        released_low_ = r;
+    }
+
     // Pages that mutators claimed may still be in flight: wait for every page to be mapped.
-    const uint64_t tw = now_ns();
-    for (uint64_t q = 0; q < p.num_to_pages && !ctx.abort.load(std::memory_order_relaxed); ++q)
-        wait_until_mapped(ctx, &tc, q);
-    c.gc_wait_ns += now_ns() - tw;
-    // Release what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
-    if (!ctx.abort.load(std::memory_order_acquire)) {
-        const uint64_t tr = now_ns();
-        if (const int err = from.unmap()) request_abort(ctx, err, "munmap of the from-space failed");
-        c.gc_release_ns += now_ns() - tr;
+    void WaitForPagesMutatorsOwn() {
+        const uint64_t tw = now_ns();
+        for (uint64_t q = 0; q < p_.num_to_pages && !aborted(); ++q) wait_until_mapped(ctx_, &tc_, q);
+        c_.gc_wait_ns += now_ns() - tw;
     }
-    const uint64_t t_end = now_ns();
-    out.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
-    out.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
-    const rusage ru1 = usage_of(RUSAGE_THREAD);
-    out.gc_minor_faults = static_cast<uint64_t>(ru1.ru_minflt - ru0.ru_minflt);
-    out.gc_voluntary_switches = static_cast<uint64_t>(ru1.ru_nvcsw - ru0.ru_nvcsw);
-    out.gc_involuntary_switches = static_cast<uint64_t>(ru1.ru_nivcsw - ru0.ru_nivcsw);
-}
+
+    // Releases what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
+    void ReleaseRestOfFromSpace() {
+        if (ctx_.abort.load(std::memory_order_acquire)) return;
+        const uint64_t tr = now_ns();
+        if (const int err = from_.unmap()) request_abort(ctx_, err, "munmap of the from-space failed");
+        c_.gc_release_ns += now_ns() - tr;
+    }
+
+    Context& ctx_;
+    ThreadCtx& tc_;
+    Counters& c_;
+    const PlanView& p_;
+    const uint64_t ps_;
+    Mapping& from_;
+    CollectionStats& out_;
+    const uint64_t max_run_pages_;
+    uint64_t lowest_done_;   // every page in [lowest_done_, num_to_pages) is mapped
+    uint64_t released_low_;  // COPY: [released_low_, heap_size) already given back
+    const bool claim_ahead_;
+    CompactionRun run_;
+    bool stalled_ = false;
+    uint64_t last_run_pages_ = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
+    uint64_t compact_since_ = 0, touch_in_window_ = 0;
+};
 
 void fault_thread_main(Context& ctx, ThreadCtx& tc) {
     set_thread_ctx(&tc);
@@ -397,50 +448,242 @@ void pin_to(int cpu) {
     sched_setaffinity(0, sizeof set, &set);
 }
 
-CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
-                               FaultMode mode) {
-    std::lock_guard<std::mutex> lock(g_collection_lock);
-    const uint64_t ps = page_size();
-    Context ctx;
-    ctx.plan = plan;
-    ctx.cfg = cfg;
-    ctx.strategy = strategy;
-    ctx.mode = mode;
-    ctx.to_space = space.base();
-    ctx.heap_size = space.size();
-    ctx.ps = ps;
-    ctx.num_pages = ctx.heap_size / ps;
-    ctx.roots = space.roots().data();
-    ctx.num_roots = space.roots().size();
-    ctx.dense_end = plan.dense_prefix_pages * ps;
-    ctx.state.reset(new std::atomic<uint8_t>[ctx.num_pages]);
-    for (uint64_t i = 0; i < ctx.num_pages; ++i) ctx.state[i].store(kUnprocessed, std::memory_order_relaxed);
+namespace {
 
-    // Before the pause: per-thread buffers, prepared so the fault path never allocates.
-    const uint64_t B = cfg.batch ? cfg.batch : 1;
-    const unsigned nthreads = cfg.mutators + 1;  // mutators + (fault thread | unused)
-    Mapping gc_buffer(B * ps), gc_fresh(B * ps, true), buffers(nthreads * ps), fresh(nthreads * ps, true);
-    std::memset(gc_buffer.data(), 0, B * ps);
-    std::memset(buffers.data(), 0, nthreads * ps);
-    for (Mapping* m : {&gc_fresh, &fresh}) {
-        try { m->hugepage(false); } catch (const SysError&) {}
+// One concurrent compaction, phase by phase as ART's MarkCompact::RunPhases names them: the preparation before
+// the pause, CompactionPause(), ConcurrentCompactionPhase() (GC thread, mutators, watchdog), FinishPhase().
+// Members are declared in the order they must outlive each other: the threads are joined before the buffers
+// they use go away.
+class ConcurrentCollection {
+public:
+    ConcurrentCollection(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
+                         FaultMode mode)
+        : space_(space), plan_(plan), cfg_(cfg), mode_(mode), ps_(page_size()),
+          max_run_pages_(cfg.batch ? cfg.batch : 1), nthreads_(cfg.mutators + 1),
+          gc_buffer_(max_run_pages_ * ps_), gc_fresh_(max_run_pages_ * ps_, true), buffers_(nthreads_ * ps_),
+          fresh_(nthreads_ * ps_, true), thread_ctxs_(nthreads_) {
+        InitializeContext(strategy);
     }
-    ThreadCtx gc;
-    gc.is_gc = true;
-    gc.buffer = gc_buffer.data();
-    gc.fresh = gc_fresh.data();
-    gc.rng.s = cfg.seed * 31 + 7;
-    std::vector<ThreadCtx> mctx(nthreads);
-    const uint64_t per_thread_samples = cfg.max_samples / nthreads + 1;
-    for (unsigned i = 0; i < nthreads; ++i) {
-        mctx[i].buffer = buffers.data() + i * ps;
-        mctx[i].fresh = fresh.data() + i * ps;
-        mctx[i].rng.s = cfg.seed * 1000003 + i * 7919 + 1;
-        mctx[i].samples.reserve(per_thread_samples);
-        if (i < cfg.mutators) mctx[i].writes.reserve(1u << 18);
+
+    CollectionStats Run() {
+        PrepareThreads();
+        PrepareMeasurements();
+        CompactionPause();
+        ConcurrentCompactionPhase();
+        FinishPhase();
+        MergeCounters();
+        ThrowIfAborted();
+        return std::move(stats_);
     }
-    std::vector<std::thread> mutators;
-    for (unsigned i = 0; i < cfg.mutators; ++i) mutators.emplace_back(run_mutator, std::ref(ctx), std::ref(mctx[i]), i);
+
+private:
+    void InitializeContext(Strategy strategy) {
+        ctx_.plan = plan_;
+        ctx_.cfg = cfg_;
+        ctx_.strategy = strategy;
+        ctx_.mode = mode_;
+        ctx_.to_space = space_.base();
+        ctx_.heap_size = space_.size();
+        ctx_.ps = ps_;
+        ctx_.num_pages = ctx_.heap_size / ps_;
+        ctx_.roots = space_.roots().data();
+        ctx_.num_roots = space_.roots().size();
+        ctx_.dense_end = plan_.dense_prefix_pages * ps_;
+        ctx_.page_states = std::make_unique<PageStates>(ctx_.num_pages);
+        ctx_.pagemap_fd = pagemap_.fd;
+    }
+
+    // Before the pause: per-thread buffers, prepared so the fault path never allocates; mutators started (they
+    // wait for start_mutators).
+    void PrepareThreads() {
+        std::memset(gc_buffer_.data(), 0, max_run_pages_ * ps_);
+        std::memset(buffers_.data(), 0, nthreads_ * ps_);
+        for (Mapping* m : {&gc_fresh_, &fresh_}) {
+            try { m->hugepage(false); } catch (const SysError&) {}
+        }
+        gc_.is_gc = true;
+        gc_.buffer = gc_buffer_.data();
+        gc_.fresh = gc_fresh_.data();
+        gc_.rng.s = cfg_.seed * 31 + 7;
+        const uint64_t per_thread_samples = cfg_.max_samples / nthreads_ + 1;
+        for (unsigned i = 0; i < nthreads_; ++i) {
+            ThreadCtx& t = thread_ctxs_[i];
+            t.buffer = buffers_.data() + i * ps_;
+            t.fresh = fresh_.data() + i * ps_;
+            t.rng.s = cfg_.seed * 1000003 + i * 7919 + 1;
+            t.samples.reserve(per_thread_samples);
+            if (i < cfg_.mutators) t.writes.reserve(1u << 18);
+        }
+        for (unsigned i = 0; i < cfg_.mutators; ++i)
+            mutators_.emplace_back(run_mutator, std::ref(ctx_), std::ref(thread_ctxs_[i]), i);
+    }
+
+    void PrepareMeasurements() {
+        if (cfg_.swapped > 0)
+            stats_.pages_paged_out = page_out_share(space_.base(), ctx_.num_pages, ps_, cfg_.swapped, cfg_.seed, pagemap_.fd);
+        stats_.cpus_online = allowed_cpus();
+        stats_.threads_needed = 1 + cfg_.mutators + (mode_ == FaultMode::Thread ? 1 : 0);
+        self0_ = usage_of(RUSAGE_SELF);
+    }
+
+    // Root flip, the heap mremapped onto a from-space, the moving space registered MISSING, the fault handler
+    // (SIGBUS handler or fault thread) in place. On failure the heap and its roots are put back.
+    void CompactionPause() {
+        t_pause_ = now_ns();
+        const std::vector<uint32_t> pre_compact_roots = space_.roots();
+        update_roots(plan_, space_.roots().data(), space_.roots().size());
+        try {
+            RemapAndRegister();
+        } catch (...) {
+            StopMutators();
+            if (from_.valid()) from_.remap_dontunmap_to(space_.mapping().address());  // put the heap back
+            space_.roots() = pre_compact_roots;
+            throw;
+        }
+        ctx_.uffd = uffd_.get();
+        ctx_.from_space = from_.data();
+        const uint64_t live_end = (end_of_live_data(plan_) + ps_ - 1) / ps_ * ps_;
+        ctx_.reclaim_boundary.store(live_end, std::memory_order_release);
+        ctx_.recycle_cursor.store(ctx_.heap_size, std::memory_order_release);
+        if (mode_ == FaultMode::Sigbus) InstallSigbusHandler();
+        if (mode_ == FaultMode::Thread)
+            fault_thread_ = std::thread(fault_thread_main, std::ref(ctx_), std::ref(thread_ctxs_[cfg_.mutators]));
+        t_concurrent_ = now_ns();
+        stats_.pause_s = static_cast<double>(t_concurrent_ - t_pause_) * 1e-9;
+        irq0_ = read_interrupts();
+        read_swap_counts(swin0_, swout0_);
+    }
+
+    void RemapAndRegister() {
+        from_ = space_.mapping().remap_dontunmap();
+        from_.dontfork();
+        uint64_t features = 0;
+        if (mode_ == FaultMode::Sigbus) features |= UFFD_FEATURE_SIGBUS;
+        uffd_ = std::make_unique<Userfaultfd>(features, cfg_.user_mode_only, true);
+        uint64_t range_ioctls = 0;
+        IoResult r = uffd_->register_range(space_.mapping().address(), ctx_.heap_size, UFFDIO_REGISTER_MODE_MISSING,
+                                           &range_ioctls);
+        if (!r.ok()) throw UffdError(r.err, "REGISTER", 0, sys_message("UFFDIO_REGISTER of the moving space", r.err));
+    }
+
+    void InstallSigbusHandler() {
+        g_active.store(&ctx_, std::memory_order_release);
+        struct sigaction sa;
+        std::memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = sigbus_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &g_prev_sigbus);
+        handler_installed_ = true;
+    }
+
+    void StopMutators() {
+        ctx_.stop_mutators.store(true, std::memory_order_release);
+        for (auto& t : mutators_)
+            if (t.joinable()) t.join();
+    }
+
+    // The GC thread compacts while mutators run and resolve their own faults; the watchdog watches progress.
+    void ConcurrentCompactionPhase() {
+        std::thread gc_thread = StartGcThread();
+        RunWatchdogUntilGcDone();
+        gc_thread.join();
+        t_gc_end_ = now_ns();
+        stats_.concurrent_s = static_cast<double>(t_gc_end_ - t_concurrent_) * 1e-9;
+        const InterruptDelta irq1 = read_interrupts();
+        int64_t swin1, swout1;
+        read_swap_counts(swin1, swout1);
+        stats_.swap_ins = delta(swin0_, swin1);
+        stats_.swap_outs = delta(swout0_, swout1);
+        stats_.interrupts.tlb_shootdowns = delta(irq0_.tlb_shootdowns, irq1.tlb_shootdowns);
+        stats_.interrupts.function_call = delta(irq0_.function_call, irq1.function_call);
+    }
+
+    std::thread StartGcThread() {
+        auto run_gc = [this]() {
+            GcThread(ctx_, gc_, from_, stats_).Run();
+            gc_done_.store(true, std::memory_order_release);
+        };
+        if (cfg_.stall_seconds > 0) {  // test hook: mutators start once the GC holds its stalled page
+            std::thread gc_thread(run_gc);
+            while (!ctx_.gc_stalled.load(std::memory_order_acquire) && !gc_done_.load(std::memory_order_acquire))
+                sched_yield();
+            ctx_.start_mutators.store(true, std::memory_order_release);
+            return gc_thread;
+        }
+        // Mutators resume right after the pause, as app threads do; the GC thread starts once each has made its
+        // first access, so that every mutator really runs concurrently with the compaction (bounded wait).
+        ctx_.start_mutators.store(true, std::memory_order_release);
+        const uint64_t deadline = now_ns() + static_cast<uint64_t>(cfg_.watchdog_seconds * 1e9);
+        while (ctx_.mutators_ready.load(std::memory_order_acquire) < cfg_.mutators && now_ns() < deadline &&
+               !ctx_.abort.load(std::memory_order_acquire))
+            sched_yield();
+        return std::thread(run_gc);
+    }
+
+    void RunWatchdogUntilGcDone() {
+        uint64_t last_progress = 0, last_change = now_ns();
+        const uint64_t watchdog_ns = static_cast<uint64_t>(cfg_.watchdog_seconds * 1e9);
+        while (!gc_done_.load(std::memory_order_acquire)) {
+            timespec ts{0, 10000000};
+            nanosleep(&ts, nullptr);
+            const uint64_t pr = ctx_.progress.load(std::memory_order_relaxed);
+            const uint64_t now = now_ns();
+            if (pr != last_progress) {
+                last_progress = pr;
+                last_change = now;
+            } else if (now - last_change > watchdog_ns && !ctx_.abort.load()) {
+                char why[160];
+                snprintf(why, sizeof why, "watchdog: no page made progress for %.1f s (%llu of %llu pages installed)",
+                         cfg_.watchdog_seconds, static_cast<unsigned long long>(pr),
+                         static_cast<unsigned long long>(plan_.num_to_pages));
+                request_abort(ctx_, ETIMEDOUT, why);
+            }
+        }
+    }
+
+    // Stop mutators, drain handlers, unregister. Unregistering wakes blocked faulters, and later accesses no
+    // longer fault: it must come before joining the mutators whenever nobody else would resolve their faults —
+    // after an abort, and in fault-thread mode once the fault thread is gone. SIGBUS handlers resolve their own
+    // faults until the mutators are joined.
+    void FinishPhase() {
+        ctx_.stop_mutators.store(true, std::memory_order_release);
+        if (fault_thread_.joinable()) fault_thread_.join();
+        if (ctx_.abort.load() || mode_ == FaultMode::Thread) {
+            uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
+            ctx_.unregistered.store(true, std::memory_order_release);
+        }
+        StopMutators();
+        while (ctx_.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
+        if (handler_installed_) {
+            sigaction(SIGBUS, &g_prev_sigbus, nullptr);
+            g_active.store(nullptr, std::memory_order_release);
+        }
+        if (!ctx_.unregistered.load()) uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
+        uffd_.reset();
+        stats_.finish_s = static_cast<double>(now_ns() - t_gc_end_) * 1e-9;
+        const rusage self1 = usage_of(RUSAGE_SELF);
+        stats_.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0_.ru_minflt);
+        stats_.major_faults = static_cast<uint64_t>(self1.ru_majflt - self0_.ru_majflt);
+    }
+
+    void MergeCounters() {
+        stats_.pages_zeropage += ctx_.orphan_zeropages.load();
+        stats_.add(gc_.counters);
+        for (auto& t : thread_ctxs_) {
+            stats_.add(t.counters);
+            stats_.latency_samples_ns.insert(stats_.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
+            stats_.writes.insert(stats_.writes.end(), t.writes.begin(), t.writes.end());
+        }
+    }
+
+    void ThrowIfAborted() const {
+        if (!ctx_.abort.load()) return;
+        const int err = ctx_.abort_err.load();
+        if (err == ETIMEDOUT) throw WatchdogTimeout(ctx_.abort_reason);
+        if (err == EEXIST) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
+        throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
+    }
 
     // /proc/self/pagemap, opened before the pause and closed when the collection ends, also on errors.
     struct PagemapFd {
@@ -448,152 +691,39 @@ CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const Col
         ~PagemapFd() {
             if (fd >= 0) ::close(fd);
         }
-    } pagemap;
-    ctx.pagemap_fd = pagemap.fd;
-    CollectionStats stats;
-    if (cfg.swapped > 0)
-        stats.pages_paged_out = page_out_share(space.base(), ctx.num_pages, ps, cfg.swapped, cfg.seed, pagemap.fd);
-    stats.cpus_online = allowed_cpus();
-    stats.threads_needed = 1 + cfg.mutators + (mode == FaultMode::Thread ? 1 : 0);
-    const rusage self0 = usage_of(RUSAGE_SELF);
-    // ---- Compaction pause ----
-    const uint64_t t_pause = now_ns();
-    const std::vector<uint32_t> pre_compact_roots = space.roots();
-    update_roots(plan, space.roots().data(), space.roots().size());
-    Mapping from;
-    std::unique_ptr<Userfaultfd> uffd;
-    bool handler_installed = false;
-    auto stop_threads = [&]() {
-        ctx.stop_mutators.store(true, std::memory_order_release);
-        for (auto& t : mutators)
-            if (t.joinable()) t.join();
     };
-    try {
-        from = space.mapping().remap_dontunmap();
-        from.dontfork();
-        uint64_t features = 0;
-        if (mode == FaultMode::Sigbus) features |= UFFD_FEATURE_SIGBUS;
-        uffd = std::make_unique<Userfaultfd>(features, cfg.user_mode_only, true);
-        uint64_t range_ioctls = 0;
-        IoResult r = uffd->register_range(space.mapping().address(), ctx.heap_size, UFFDIO_REGISTER_MODE_MISSING, &range_ioctls);
-        if (!r.ok()) throw UffdError(r.err, "REGISTER", 0, sys_message("UFFDIO_REGISTER of the moving space", r.err));
-    } catch (...) {
-        stop_threads();
-        if (from.valid()) from.remap_dontunmap_to(space.mapping().address());  // put the heap back
-        space.roots() = pre_compact_roots;
-        throw;
-    }
-    ctx.uffd = uffd.get();
-    ctx.from_space = from.data();
-    const uint64_t live_end = (end_of_live_data(plan) + ps - 1) / ps * ps;
-    ctx.reclaim_boundary.store(live_end, std::memory_order_release);
-    ctx.recycle_cursor.store(ctx.heap_size, std::memory_order_release);
-    if (mode == FaultMode::Sigbus) {
-        g_active.store(&ctx, std::memory_order_release);
-        struct sigaction sa;
-        std::memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = sigbus_handler;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGBUS, &sa, &g_prev_sigbus);
-        handler_installed = true;
-    }
-    std::thread fault_thread;
-    if (mode == FaultMode::Thread) fault_thread = std::thread(fault_thread_main, std::ref(ctx), std::ref(mctx[cfg.mutators]));
-    const uint64_t t_concurrent = now_ns();
-    stats.pause_s = static_cast<double>(t_concurrent - t_pause) * 1e-9;
-    const InterruptDelta irq0 = read_interrupts();
-    int64_t swin0, swout0;
-    read_swap_counts(swin0, swout0);
 
-    // ---- Concurrent phase ----
-    std::atomic<bool> gc_done{false};
-    auto run_gc = [&]() {
-        gc_thread_main(ctx, gc, from, stats);
-        gc_done.store(true, std::memory_order_release);
-    };
-    std::thread gc_thread;
-    if (cfg.stall_seconds > 0) {  // test hook: mutators start once the GC holds its stalled page
-        gc_thread = std::thread(run_gc);
-        while (!ctx.gc_stalled.load(std::memory_order_acquire) && !gc_done.load(std::memory_order_acquire))
-            sched_yield();
-        ctx.start_mutators.store(true, std::memory_order_release);
-    } else {
-        // Mutators resume right after the pause, as app threads do; the GC thread starts once each has made its
-        // first access, so that every mutator really runs concurrently with the compaction (bounded wait).
-        ctx.start_mutators.store(true, std::memory_order_release);
-        const uint64_t deadline = now_ns() + static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
-        while (ctx.mutators_ready.load(std::memory_order_acquire) < cfg.mutators && now_ns() < deadline &&
-               !ctx.abort.load(std::memory_order_acquire))
-            sched_yield();
-        gc_thread = std::thread(run_gc);
-    }
-    uint64_t last_progress = 0, last_change = now_ns();
-    const uint64_t watchdog_ns = static_cast<uint64_t>(cfg.watchdog_seconds * 1e9);
-    while (!gc_done.load(std::memory_order_acquire)) {
-        timespec ts{0, 10000000};
-        nanosleep(&ts, nullptr);
-        const uint64_t pr = ctx.progress.load(std::memory_order_relaxed);
-        const uint64_t now = now_ns();
-        if (pr != last_progress) {
-            last_progress = pr;
-            last_change = now;
-        } else if (now - last_change > watchdog_ns && !ctx.abort.load()) {
-            char why[160];
-            snprintf(why, sizeof why, "watchdog: no page made progress for %.1f s (%llu of %llu pages installed)",
-                     cfg.watchdog_seconds, static_cast<unsigned long long>(pr),
-                     static_cast<unsigned long long>(plan.num_to_pages));
-            request_abort(ctx, ETIMEDOUT, why);
-        }
-    }
-    gc_thread.join();
-    const uint64_t t_gc_end = now_ns();
-    stats.concurrent_s = static_cast<double>(t_gc_end - t_concurrent) * 1e-9;
-    const InterruptDelta irq1 = read_interrupts();
-    int64_t swin1, swout1;
-    read_swap_counts(swin1, swout1);
-    stats.swap_ins = delta(swin0, swin1);
-    stats.swap_outs = delta(swout0, swout1);
-    stats.interrupts.tlb_shootdowns = delta(irq0.tlb_shootdowns, irq1.tlb_shootdowns);
-    stats.interrupts.function_call = delta(irq0.function_call, irq1.function_call);
+    HeapSpace& space_;
+    const PlanView& plan_;
+    const CollectorConfig& cfg_;
+    const FaultMode mode_;
+    const uint64_t ps_;
+    const uint64_t max_run_pages_;
+    const unsigned nthreads_;  // thread_ctxs_: mutators + (fault thread | unused)
+    Context ctx_;
+    PagemapFd pagemap_;
+    Mapping gc_buffer_, gc_fresh_, buffers_, fresh_;
+    ThreadCtx gc_;
+    std::vector<ThreadCtx> thread_ctxs_;
+    std::vector<std::thread> mutators_;
+    CollectionStats stats_;
+    rusage self0_{};
+    Mapping from_;
+    std::unique_ptr<Userfaultfd> uffd_;
+    bool handler_installed_ = false;
+    std::thread fault_thread_;
+    std::atomic<bool> gc_done_{false};
+    uint64_t t_pause_ = 0, t_concurrent_ = 0, t_gc_end_ = 0;
+    InterruptDelta irq0_;
+    int64_t swin0_ = -1, swout0_ = -1;
+};
 
-    // ---- Finish: stop mutators, drain handlers, unregister ----
-    // Unregistering wakes blocked faulters, and later accesses no longer fault: it must come before joining the
-    // mutators whenever nobody else would resolve their faults — after an abort, and in fault-thread mode once
-    // the fault thread is gone. SIGBUS handlers resolve their own faults until the mutators are joined.
-    ctx.stop_mutators.store(true, std::memory_order_release);
-    if (fault_thread.joinable()) fault_thread.join();
-    if (ctx.abort.load() || mode == FaultMode::Thread) {
-        uffd->unregister_range(space.mapping().address(), ctx.heap_size);
-        ctx.unregistered.store(true, std::memory_order_release);
-    }
-    stop_threads();
-    while (ctx.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
-    if (handler_installed) {
-        sigaction(SIGBUS, &g_prev_sigbus, nullptr);
-        g_active.store(nullptr, std::memory_order_release);
-    }
-    if (!ctx.unregistered.load()) uffd->unregister_range(space.mapping().address(), ctx.heap_size);
-    uffd.reset();
-    stats.finish_s = static_cast<double>(now_ns() - t_gc_end) * 1e-9;
-    const rusage self1 = usage_of(RUSAGE_SELF);
-    stats.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0.ru_minflt);
-    stats.major_faults = static_cast<uint64_t>(self1.ru_majflt - self0.ru_majflt);
-    stats.pages_zeropage += ctx.orphan_zeropages.load();
+}  // namespace
 
-    stats.add(gc.counters);
-    for (auto& t : mctx) {
-        stats.add(t.counters);
-        stats.latency_samples_ns.insert(stats.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
-        stats.writes.insert(stats.writes.end(), t.writes.begin(), t.writes.end());
-    }
-    if (ctx.abort.load()) {
-        const int err = ctx.abort_err.load();
-        if (err == ETIMEDOUT) throw WatchdogTimeout(ctx.abort_reason);
-        if (err == EEXIST) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx.abort_reason);
-        throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx.abort_reason);
-    }
-    return stats;
+CollectionStats run_concurrent(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, Strategy strategy,
+                               FaultMode mode) {
+    std::lock_guard<std::mutex> lock(g_collection_lock);
+    return ConcurrentCollection(space, plan, cfg, strategy, mode).Run();
 }
 
 }  // namespace compactor::detail

@@ -20,8 +20,29 @@ inline uint32_t vload32(const uint8_t* p) { return __atomic_load_n(reinterpret_c
 bool pages_mapped(const Context& ctx, uint64_t off, uint64_t len) {
     const uint64_t first = off / ctx.ps, last = (off + len - 1) / ctx.ps;
     for (uint64_t p = first; p <= last && p < ctx.num_pages; ++p)
-        if (ctx.state[p].load(std::memory_order_acquire) != kProcessedAndMapped) return false;
+        if (!ctx.page_states->is_mapped(p)) return false;
     return true;
+}
+
+// The root the next access starts from, in the configured access pattern.
+uint64_t next_root(const Context& ctx, ThreadCtx& tc, uint64_t& sequential) {
+    const uint64_t nroots = ctx.num_roots;
+    switch (ctx.cfg.access) {
+        case Access::Sequential: return sequential++ % nroots;
+        case Access::HotSet: {
+            const uint64_t hot = nroots / 10 ? nroots / 10 : 1;
+            return tc.rng.uniform() < 0.9 ? tc.rng.next() % hot : tc.rng.next() % nroots;
+        }
+        default: return tc.rng.next() % nroots;
+    }
+}
+
+// Test hook: one access after the phase ended, on an empty page.
+uint64_t late_access_for_test(const Context& ctx) {
+    const uint64_t ns = static_cast<uint64_t>(ctx.cfg.late_access_seconds * 1e9);
+    timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+    nanosleep(&ts, nullptr);
+    return vload64(ctx.to_space + ctx.heap_size - ctx.ps);
 }
 
 }  // namespace
@@ -45,17 +66,7 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
         ctx.mutators_ready.fetch_add(1, std::memory_order_acq_rel);
     }
     while (!ctx.stop_mutators.load(std::memory_order_relaxed) && nroots > 0) {
-        uint64_t r;
-        switch (ctx.cfg.access) {
-            case Access::Sequential: r = sequential++ % nroots; break;
-            case Access::HotSet: {
-                const uint64_t hot = nroots / 10 ? nroots / 10 : 1;
-                r = tc.rng.uniform() < 0.9 ? tc.rng.next() % hot : tc.rng.next() % nroots;
-                break;
-            }
-            default: r = tc.rng.next() % nroots;
-        }
-        uint64_t off = ctx.roots[r];
+        uint64_t off = ctx.roots[next_root(ctx, tc, sequential)];
         for (unsigned hop = 0; hop <= ctx.cfg.hops; ++hop) {
             if (off == kNullRef || off % 8 || off + kMinObjectSize > ctx.heap_size) break;
             const uint8_t* obj = ctx.to_space + off;
@@ -89,12 +100,7 @@ void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index) {
             ctx.mutators_ready.fetch_add(1, std::memory_order_acq_rel);
         }
     }
-    if (ctx.cfg.late_access_seconds > 0) {  // test hook: one access after the phase ended, on an empty page
-        const uint64_t ns = static_cast<uint64_t>(ctx.cfg.late_access_seconds * 1e9);
-        timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
-        nanosleep(&ts, nullptr);
-        sink += vload64(ctx.to_space + ctx.heap_size - ctx.ps);
-    }
+    if (ctx.cfg.late_access_seconds > 0) sink += late_access_for_test(ctx);
     asm volatile("" : : "r"(sink) : "memory");
 }
 

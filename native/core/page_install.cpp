@@ -75,10 +75,9 @@ uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start) {
 }
 
 void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
-    std::atomic<uint8_t>& st = ctx.state[page];
     for (uint32_t i = 1;; ++i) {
         const uint32_t epoch = ctx.install_epoch.load(std::memory_order_acquire);
-        if (st.load(std::memory_order_acquire) == kProcessedAndMapped) return;
+        if (ctx.page_states->is_mapped(page)) return;
         if (ctx.unregistered.load(std::memory_order_acquire) || ctx.abort.load(std::memory_order_acquire)) return;
         if (ctx.cfg.backoff == Backoff::Futex) {
             // Sleeps while no installation happened since `epoch` was read (1 ms cap: abort paths do not wake).
@@ -147,84 +146,117 @@ bool kernel_injection(Context& ctx, ThreadCtx& tc, uint64_t dst, uint64_t len) {
 
 }  // namespace
 
+namespace {
+
+// One install_pages call: a run of compacted pages on its way into the to-space, ioctl by ioctl.
+struct PendingInstall {
+    uint64_t first_page;  // to-space page of src's first page
+    uint8_t* src;
+    uint64_t npages;
+    bool move;            // MOVE, else COPY (an EBUSY turns a MOVE into a COPY)
+    bool dense;           // selects counters only
+    CopyReason why;       // selects counters only
+    uint64_t done = 0;    // pages installed so far
+    unsigned enomem_retries = 0;
+};
+
+// What the caller does after one ioctl's result was interpreted.
+enum class Next { Continue, Abort };
+
+// Test hook (FaultInjection): the error to pretend the kernel answered this ioctl with, or 0. EBUSY is injected
+// into MOVE only: the kernel never answers COPY with it.
+int injected_error(Context& ctx, ThreadCtx& tc, bool move) {
+    const int inj = ctx.cfg.inject.err;
+    const bool inject_here = ctx.cfg.inject.fraction > 0 && inj > 0 && (move || inj != EBUSY);
+    if (!inject_here || tc.rng.uniform() >= ctx.cfg.inject.fraction) return 0;
+    tc.counters.injected += 1;
+    return inj;
+}
+
+// Issues one UFFDIO_MOVE or UFFDIO_COPY for the pages of `in` not installed yet (or its injected failure), timed
+// for the GC thread, and counts the ioctl and the pages it installed.
+IoResult issue_install_ioctl(Context& ctx, ThreadCtx& tc, PendingInstall& in, uint64_t dst, uint64_t src) {
+    Counters& c = tc.counters;
+    const uint64_t len = (in.npages - in.done) * ctx.ps;
+    const uint64_t t0 = tc.is_gc ? now_ns() : 0;
+    IoResult r;
+    if (const int inj = injected_error(ctx, tc, in.move)) r = {0, inj};
+    else r = in.move ? ctx.uffd->move(dst, src, len, 0) : ctx.uffd->copy(dst, src, len, 0);
+    if (tc.is_gc) c.gc_install_ns += now_ns() - t0;
+    (in.move ? c.ioctl_move : c.ioctl_copy) += 1;
+    const uint64_t ok_pages = static_cast<uint64_t>(r.done) / ctx.ps;
+    (in.move ? c.bytes_moved : c.bytes_copied) += ok_pages * ctx.ps;
+    count_pages(c, in.move, in.dense, in.why, ok_pages, in.npages - in.done);
+    in.done += ok_pages;
+    return r;
+}
+
+Next abort_on_double_install(Context& ctx, ThreadCtx& tc, const PendingInstall& in) {
+    tc.counters.eexist += 1;
+    char why_text[200];
+    format_with_number(why_text, sizeof why_text, "double install: to-space page ", in.first_page + in.done,
+                       in.move ? " was already mapped when this thread's UFFDIO_MOVE reached it (EEXIST)"
+                               : " was already mapped when this thread's UFFDIO_COPY reached it (EEXIST)");
+    request_abort(ctx, EEXIST, why_text);
+    return Next::Abort;
+}
+
+// The errno policy: EAGAIN retries, EEXIST is a double install (unless the MOVE did move its page), EBUSY turns
+// a MOVE into a COPY, ENOMEM retries a bounded number of times; anything else aborts the run.
+Next interpret_install_error(Context& ctx, ThreadCtx& tc, PendingInstall& in, int err, uint64_t dst, uint64_t src) {
+    Counters& c = tc.counters;
+    switch (err) {
+        case EAGAIN:
+            c.eagain += 1;
+            sched_yield();
+            return Next::Continue;
+        case EEXIST:  // this thread claimed the page: someone else mapped it too, unless the MOVE moved it
+            if (!in.move || !moved_despite_eexist(ctx, dst, src)) return abort_on_double_install(ctx, tc, in);
+            c.eexist_moved += 1;
+            count_pages(c, in.move, in.dense, in.why, 1, in.npages - in.done);
+            c.bytes_moved += ctx.ps;
+            in.done += 1;
+            return Next::Continue;
+        case EBUSY:  // source page not exclusive: fall back to COPY from the same source
+            c.ebusy += 1;
+            if (!in.move) break;
+            in.move = false;
+            in.why = CopyReason::Ebusy;
+            return Next::Continue;
+        case ENOMEM:
+            c.enomem += 1;
+            if (++in.enomem_retries > 64) {
+                request_abort(ctx, ENOMEM, in.move ? "UFFDIO_MOVE kept failing with ENOMEM" : "UFFDIO_COPY kept failing with ENOMEM");
+                return Next::Abort;
+            } else {
+                timespec ts{0, 200000};
+                nanosleep(&ts, nullptr);
+            }
+            return Next::Continue;
+        case ENOENT:
+            c.enoent += 1;
+            request_abort(ctx, ENOENT, in.move ? "UFFDIO_MOVE found a hole in its source (ENOENT)" : "UFFDIO_COPY failed with ENOENT");
+            return Next::Abort;
+        default: break;
+    }
+    if (err == EBUSY) request_abort(ctx, EBUSY, "UFFDIO_COPY failed with EBUSY");
+    else request_abort(ctx, err, in.move ? "UFFDIO_MOVE failed" : "UFFDIO_COPY failed");
+    return Next::Abort;
+}
+
+}  // namespace
+
 bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
                    bool dense, CopyReason why) {
-    Counters& c = tc.counters;
-    const uint64_t ps = ctx.ps;
-    uint64_t done = 0;
-    unsigned enomem = 0;
-    if (kernel_injection(ctx, tc, reinterpret_cast<uint64_t>(ctx.to_space) + first_page * ps, npages * ps)) return true;
-    while (done < npages) {
+    const uint64_t to_space = reinterpret_cast<uint64_t>(ctx.to_space);
+    if (kernel_injection(ctx, tc, to_space + first_page * ctx.ps, npages * ctx.ps)) return true;
+    PendingInstall in{first_page, src, npages, move, dense, why};
+    while (in.done < in.npages) {
         if (ctx.abort.load(std::memory_order_relaxed)) return false;
-        const uint64_t dst = reinterpret_cast<uint64_t>(ctx.to_space) + (first_page + done) * ps;
-        const uint64_t s = reinterpret_cast<uint64_t>(src) + done * ps;
-        const uint64_t len = (npages - done) * ps;
-        const uint64_t t0 = tc.is_gc ? now_ns() : 0;
-        IoResult r;
-        // Test hook. EBUSY is injected into MOVE only: the kernel never answers COPY with it.
-        const int inj = ctx.cfg.inject.err;
-        const bool inject_here = ctx.cfg.inject.fraction > 0 && inj > 0 && (move || inj != EBUSY);
-        if (inject_here && tc.rng.uniform() < ctx.cfg.inject.fraction) {
-            r = {0, inj};
-            c.injected += 1;
-        } else {
-            r = move ? ctx.uffd->move(dst, s, len, 0) : ctx.uffd->copy(dst, s, len, 0);
-        }
-        if (tc.is_gc) c.gc_install_ns += now_ns() - t0;
-        (move ? c.ioctl_move : c.ioctl_copy) += 1;
-        const uint64_t ok_pages = static_cast<uint64_t>(r.done) / ps;
-        (move ? c.bytes_moved : c.bytes_copied) += ok_pages * ps;
-        count_pages(c, move, dense, why, ok_pages, npages - done);
-        done += ok_pages;
-        if (r.err == 0) continue;
-        switch (r.err) {
-            case EAGAIN:
-                c.eagain += 1;
-                sched_yield();
-                break;
-            case EEXIST: {  // this thread claimed the page: someone else mapped it too, unless the MOVE moved it
-                if (move && moved_despite_eexist(ctx, dst, s)) {
-                    c.eexist_moved += 1;
-                    count_pages(c, move, dense, why, 1, npages - done);
-                    c.bytes_moved += ps;
-                    done += 1;
-                    break;
-                }
-                c.eexist += 1;
-                char why_text[200];
-                format_with_number(why_text, sizeof why_text, "double install: to-space page ", first_page + done,
-                                   move ? " was already mapped when this thread's UFFDIO_MOVE reached it (EEXIST)"
-                                        : " was already mapped when this thread's UFFDIO_COPY reached it (EEXIST)");
-                request_abort(ctx, EEXIST, why_text);
-                return false;
-            }
-            case EBUSY:  // source page not exclusive: fall back to COPY from the same source
-                c.ebusy += 1;
-                if (!move) {
-                    request_abort(ctx, EBUSY, "UFFDIO_COPY failed with EBUSY");
-                    return false;
-                }
-                move = false;
-                why = CopyReason::Ebusy;
-                break;
-            case ENOMEM:
-                c.enomem += 1;
-                if (++enomem > 64) {
-                    request_abort(ctx, ENOMEM, move ? "UFFDIO_MOVE kept failing with ENOMEM" : "UFFDIO_COPY kept failing with ENOMEM");
-                    return false;
-                } else {
-                    timespec ts{0, 200000};
-                    nanosleep(&ts, nullptr);
-                }
-                break;
-            case ENOENT:
-                c.enoent += 1;
-                request_abort(ctx, ENOENT, move ? "UFFDIO_MOVE found a hole in its source (ENOENT)" : "UFFDIO_COPY failed with ENOENT");
-                return false;
-            default:
-                request_abort(ctx, r.err, move ? "UFFDIO_MOVE failed" : "UFFDIO_COPY failed");
-                return false;
-        }
+        const uint64_t dst = to_space + (in.first_page + in.done) * ctx.ps;
+        const uint64_t s = reinterpret_cast<uint64_t>(in.src) + in.done * ctx.ps;
+        const IoResult r = issue_install_ioctl(ctx, tc, in, dst, s);
+        if (r.err != 0 && interpret_install_error(ctx, tc, in, r.err, dst, s) == Next::Abort) return false;
     }
     return true;
 }
@@ -248,7 +280,7 @@ bool install_zeropage(Context& ctx, Counters* c, uint64_t page) {
     return false;
 }
 
-// A claimed page (kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
+// A claimed page (PageState::kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
 // the policy decides MOVE or COPY for a single-page run not installed by the GC thread.
 bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
     const PlanView& p = ctx.plan;
@@ -279,16 +311,13 @@ bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
 
 bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     if (page >= ctx.num_pages) return false;
-    std::atomic<uint8_t>& st = ctx.state[page];
-    uint8_t s = kUnprocessed;
     const bool empty = page >= ctx.plan.num_to_pages;
     const bool can_resolve = tc != nullptr || empty;
-    if (can_resolve && st.load(std::memory_order_acquire) == kUnprocessed &&
-        st.compare_exchange_strong(s, kMutatorProcessing, std::memory_order_acq_rel)) {
+    if (can_resolve && ctx.page_states->try_claim_for_mutator(page)) {
         const bool ok = empty ? install_zeropage(ctx, tc ? &tc->counters : nullptr, page) : resolve_claimed(ctx, *tc, page);
         if (ok) {
             if (tc) tc->counters.pages_by_mutators += 1;
-            st.store(kProcessedAndMapped, std::memory_order_release);
+            ctx.page_states->mark_mapped(page);
             ctx.progress.fetch_add(1, std::memory_order_relaxed);
             ctx.pages_mapped();
             return true;
