@@ -13,75 +13,17 @@ import sys
 from typing import List, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import _native
-from ..collector import make_config
-from ..heap import GARBAGE_PATTERNS, parse_size
-from ..layout import MAX_HEAP_SIZE
+from ..collector import STRATEGIES, make_config
+from ..heap import GARBAGE_PATTERNS
+from . import progress
+from .args import choices as _choices, fraction as _fraction, int_in as _int_in, ints as _ints, plot_path
+from .args import share as _share, size as _size
+from .config import BenchConfig
 from .schema import ACCEPTED_BY_COMPARE
-from .suite import STRATEGIES, BenchConfig, BenchError, run_suite
-
-
-def _size(text: str) -> int:
-    try:
-        v = parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if not 1 << 20 <= v <= MAX_HEAP_SIZE:
-        raise argparse.ArgumentTypeError(f"must lie in [1MiB, {MAX_HEAP_SIZE >> 20}MiB], got {text}")
-    return v
-
-
-def _unit_interval(zero_allowed: bool):
-    """A number in [0, 1], or (0, 1] when zero is not allowed."""
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (0.0 <= v if zero_allowed else 0.0 < v) or not v <= 1.0:
-            raise argparse.ArgumentTypeError(f"must lie in {'[' if zero_allowed else '('}0, 1]: {text}")
-        return v
-    return parse
-
-
-_fraction = _unit_interval(zero_allowed=False)  # a live fraction
-_share = _unit_interval(zero_allowed=True)      # a share of the heap to page out
-
-
-def _choices(allowed, what):
-    def parse(text: str):
-        items = tuple(x.strip() for x in text.split(",") if x.strip())
-        bad = [x for x in items if x not in allowed]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
-        return items
-    return parse
-
-
-def _ints(lo: int, hi: int, what: str):
-    def parse(text: str):
-        try:
-            vals = tuple(int(x) for x in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        if any(v < lo or v > hi for v in vals):
-            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo}, {hi}], got {text}")
-        return vals
-    return parse
-
-
-def _int_in(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must lie in [{lo}, {hi}], got {text}")
-        return v
-    return parse
+from .suite import run_suite
+from .types import BenchError
 
 
 MAX_REPORT_BYTES = 256 << 20
@@ -179,8 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return sweep_main(argv[1:])
     ap = parser()
     args = ap.parse_args(argv)
-    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
-        ap.error("--plot takes a .png or .svg path")
+    plot_path(ap, args.plot)
     err = Console(stderr=True)
     if args.device and args.runner:
         ap.error("--device and --runner exclude each other")
@@ -193,17 +134,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Console(file=sys.stderr if to_stdout_json else sys.stdout, soft_wrap=False, width=200)
     samples = {}
     try:
-        if args.quiet:
-            report = run_suite(cfg)
-        else:
-            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                          TimeElapsedColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("starting", total=1)
-
-                def tick(desc, done, total):
-                    prog.update(task, description=desc, completed=done, total=max(total, 1))
-
-                report = run_suite(cfg, progress=tick)
+        report = progress.run(lambda tick: run_suite(cfg, progress=tick), args.quiet, err)
     except BenchError as e:
         err.print(f"[red]error[/red]: {e}")
         return e.status
@@ -219,14 +150,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         if to_stdout_json:
             sys.stdout.write(text + "\n")
         else:
-            from .report import atomic_write
+            from .output import atomic_write
             atomic_write(args.json, (text + "\n").encode())
     if not to_stdout_json:
         from .report import render
         render(report, out)
     if args.csv:
-        from .report import write_csv
-        write_csv(report, args.csv)
+        from .output import write_bench_csv
+        write_bench_csv(report, args.csv)
     if args.plot:
         from .report import write_plot
         write_plot(report, samples, args.plot)

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -20,130 +17,17 @@ from ..collector import STRATEGIES, collect
 from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
-from ..info import environment
 from ..planning import plan as make_plan
 from .claims import evaluate_claims
+from .config import BenchConfig
+from .env import check_memory, check_usable, default_mutators, host_environment, memory_available, usable_cpus
+from .stats import aggregate, load_measures
+from .types import BenchError, Scenario
 from .schema import SCHEMA_ID
 from .speed import compaction_summary
 
-
-class BenchError(Exception):
-    """A benchmark that cannot run or whose heap failed verification; carries the exit status."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Scenario:
-    strategy: str
-    faults: str
-    mutators: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.strategy}/{self.faults}/{self.mutators}"
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def default_mutators() -> tuple:
-    """0, and as many mutators as leave one CPU to the GC thread (at least 1): no oversubscription."""
-    return (0, max(1, usable_cpus() - 1))
-
-
-@dataclass
-class BenchConfig:
-    heap: int = 256 << 20
-    live: float = 0.5
-    live_given: bool = False
-    heap_given: bool = False
-    heap_from: Optional[str] = None      # an HPROF dump
-    hprof_heap: str = "app"
-    heap_from_app: Optional[str] = None  # an app on the device whose heap is dumped
-    garbage: str = "uniform"
-    strategies: tuple = STRATEGIES
-    faults: tuple = ("sigbus",)
-    mutators: tuple = ()          # empty: default_mutators()
-    batch: int = 64
-    repeat: int = 5
-    seed: int = 1
-    floor_pages: int = 16384
-    floor_repeat: int = 5
-    runner: bool = False
-    device: Optional[str] = None
-    # collect() options passed to every run (CollectorConfig names): gc_cpu, mutator_cpus, backoff, move_min_run
-    options: dict = None
-
-    def __post_init__(self) -> None:
-        if not self.mutators:
-            self.mutators = default_mutators()
-        if self.options is None:
-            self.options = {}
-
-    def scenarios(self) -> List[Scenario]:
-        out = []
-        for s in self.strategies:
-            if s == "stw":
-                out.append(Scenario("stw", "none", 0))
-            else:
-                out += [Scenario(s, f, m) for f in self.faults for m in self.mutators]
-        return out
-
-
-def memory_available() -> Optional[int]:
-    """The memory this process may use: MemAvailable, bounded by the cgroup's memory.max and by the
-    COMPACTOR_MEMORY_LIMIT environment variable (bytes), whichever is smallest."""
-    limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            text = f.read().strip()
-        if text != "max":
-            with open("/sys/fs/cgroup/memory.current") as f:
-                limits.append(int(text) - int(f.read().strip()))
-    except (OSError, ValueError):
-        pass
-    env = os.environ.get("COMPACTOR_MEMORY_LIMIT")
-    if env:
-        limits.append(int(env))
-    return min(limits) if limits else None
-
-
-def check_memory(heap_bytes: int, available: Optional[int]) -> None:
-    """Raises BenchError (status 2) when a heap of this size cannot fit in the memory available."""
-    need = int(heap_bytes * 2.5) + (256 << 20)
-    if available is not None and need > available:
-        raise BenchError(f"a {heap_bytes >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
-                         f"from-space, tables); only {available >> 20} MiB are available: use a smaller --heap", 2)
-
-
-def virtualized() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " hypervisor" in f.read()
-    except OSError:
-        return False
-
-
-def host_environment() -> dict:
-    env = environment()
-    env.update(where="host", model=platform.node(), emulated=False, virtualized=virtualized(),
-               python=platform.python_version())
-    return env
+__all__ = ["BenchConfig", "BenchError", "Scenario", "STRATEGIES", "check_memory", "default_mutators",
+           "host_environment", "load_measures", "memory_available", "run_suite", "runner_path", "usable_cpus"]
 
 
 # ---- executors: where a collection runs ----------------------------------------------------------------------
@@ -224,100 +108,6 @@ class RunnerExecutor:
         return raw
 
 
-# ---- aggregation -------------------------------------------------------------------------------------------
-
-def _median(xs):
-    return float(statistics.median(xs)) if xs else None
-
-
-def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes: int,
-              unsupported: Dict[str, str]) -> List[dict]:
-    runs = []
-    copy_of = {}
-    for sc in scenarios:
-        if sc.strategy == "copy" and sc.key in raws:
-            copy_of[(sc.faults, sc.mutators)] = [r["gc_thread_s"] for r in raws[sc.key]]
-    first_fault = next((sc.faults for sc in scenarios if sc.strategy == "copy"), None)
-    for sc in scenarios:
-        row = {"strategy": sc.strategy, "faults": sc.faults, "mutators": sc.mutators, "key": sc.key,
-               "heap_bytes": heap_bytes, "live_bytes": live_bytes}
-        if sc.key in unsupported:
-            row.update(status="unsupported", reason=unsupported[sc.key], verified=None)
-            runs.append(row)
-            continue
-        reps = raws.get(sc.key, [])
-        gc = [r["gc_thread_s"] for r in reps]
-        order = np.argsort(gc)
-        mid = reps[int(order[len(order) // 2])] if reps else {}
-        base = copy_of.get((sc.faults, sc.mutators)) or copy_of.get((first_fault, sc.mutators)) \
-            or copy_of.get((first_fault, 0))
-        ratios = [g / b for g, b in zip(gc, base)] if base else []
-        samples = [r.get("latency_samples_ns") for r in reps]
-        samples = np.concatenate([s for s in samples if s is not None and len(s)]) if any(
-            s is not None and len(s) for s in samples) else np.zeros(0, np.uint64)
-        row.update(
-            status="measured",
-            gc_thread_s=gc, median=_median(gc), min=min(gc) if gc else None, max=max(gc) if gc else None,
-            ratio_vs_copy=ratios, ratio_vs_copy_median=_median(ratios),
-            pause_s=[r["pause_s"] for r in reps], pause_median=_median([r["pause_s"] for r in reps]),
-            gc_time_ns={k: _median([r["gc_time_ns"][k] for r in reps]) for k in (mid.get("gc_time_ns") or {})},
-            pages=mid.get("pages", {}), counters=mid.get("counters", {}),
-            fault_latency_us=_percentiles_us(samples) if samples.size else (mid.get("fault_latency_us") or {}),
-            fallback=sorted({r.get("fallback", "") for r in reps} - {""}),
-            **load_measures(reps),
-            verified=all(r.get("verified") for r in reps) and bool(reps),
-            repetitions=len(reps),
-        )
-        row["_samples"] = samples
-        runs.append(row)
-    return runs
-
-
-def _median_or_none(xs):
-    return None if not xs or any(x is None for x in xs) else _median(xs)
-
-
-def load_measures(reps: List[dict]) -> dict:
-    """What the machine did around each repetition's concurrent phase (issue: MOVE under load): TLB-shootdown and
-    function-call IPIs (system-wide, /proc/interrupts; null where the kernel has no such row), shootdowns per
-    1000 installed pages, the GC thread's context switches, faults, ioctl counts and mean pages per ioctl, and
-    how many CPUs the scenario needed and had."""
-    irq = [r.get("interrupts") or {} for r in reps]
-    tlb = [i.get("tlb_shootdowns") for i in irq]
-    cal = [i.get("function_call") for i in irq]
-    per_k = [None if t is None or not r["pages"]["total"] else 1000.0 * t / r["pages"]["total"]
-             for t, r in zip(tlb, reps)]
-    c = lambda key: _median([r["counters"].get(key, 0) for r in reps])  # noqa: E731
-    ioctl_move, ioctl_copy = c("ioctl_move"), c("ioctl_copy")
-    ps = reps[0].get("page_size") if reps else None
-    out = {
-        "interrupts": {"tlb_shootdowns": _median_or_none(tlb), "function_call": _median_or_none(cal)},
-        "interrupts_per_repetition": {"tlb_shootdowns": tlb, "function_call": cal},
-        "shootdowns_per_1000_pages": _median_or_none(per_k),
-        "machine": {
-            "gc_voluntary_switches": c("gc_voluntary_switches"), "gc_involuntary_switches": c("gc_involuntary_switches"),
-            "minor_faults": c("minor_faults"), "major_faults": c("major_faults"),
-            "ioctl_move": ioctl_move, "ioctl_copy": ioctl_copy,
-            "mean_pages_per_move": (c("bytes_moved") / ioctl_move / ps) if ioctl_move and ps else None,
-            "mean_pages_per_copy": (c("bytes_copied") / ioctl_copy / ps) if ioctl_copy and ps else None,
-            "cpus": reps[0].get("cpus") if reps else None, "threads_needed": reps[0].get("threads_needed") if reps else None,
-        },
-    }
-    sw = [r.get("swap") or {} for r in reps]
-    if any(s.get("pages_paged_out") for s in sw):
-        out["swap"] = {k: _median_or_none([s.get(k) for s in sw])
-                       for k in ("pages_paged_out", "swap_ins", "swap_outs", "major_faults")}
-    return out
-
-
-def _percentiles_us(samples: np.ndarray) -> dict:
-    """True order statistics of the pooled samples (numpy's 'inverted_cdf': an actual sample, never interpolated)."""
-    s = np.sort(samples.astype(np.float64))
-    q = lambda p: float(np.percentile(s, p, method="inverted_cdf")) / 1e3  # noqa: E731
-    return {"samples": int(s.size), "p50": q(50), "p90": q(90), "p99": q(99), "p99.9": q(99.9),
-            "max": float(s[-1]) / 1e3}
-
-
 def measure_floor(pages: int, repeat: int) -> dict:
     floor = _native.measure_install_floor(pages, repeat)
     return {m["name"]: m for m in floor}
@@ -366,11 +156,10 @@ def run_suite(cfg: BenchConfig, progress: Optional[Callable[[str, int, int], Non
 
 def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) -> dict:
     env = session.environment() if session else host_environment()
-    if not env["userfaultfd"]:
-        raise BenchError(f"userfaultfd is unavailable here, nothing to measure: {env['error']}", 2)
+    check_usable(env)
     check_memory(cfg.heap, session.memory_available() if session else memory_available())
     page_size = session.page_size if session else None
-    tick = progress or (lambda *a: None)
+    tick = progress or (lambda *_: None)
     tick("generating the heap", 0, 1)
     dump = cfg.heap_from
     if cfg.heap_from_app:
@@ -441,7 +230,7 @@ def _run(cfg: BenchConfig, session, started: float, progress, executor_factory) 
                 try:
                     raw = executor.run(sc, rep)
                 except HeapCorruption as e:
-                    raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap failed verification: {e}", 3)
+                    raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap failed verification: {e}", 3) from e
                 except DeviceError as e:
                     raise BenchError(f"run {sc.key} repetition {rep + 1}: {e}", 1) from None
                 if not raw.get("verified"):
