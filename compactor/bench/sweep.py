@@ -188,10 +188,13 @@ def render(report: dict, console: Console) -> None:
                       f"{'-' if sr is None else f'{sr:.3f}x'} move's where mutators ran (median over cells)")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m compactor.bench sweep",
-                                 description="Where MOVE wins: GC-thread time against COPY and TLB shootdowns over a "
-                                             "grid of live fraction x mutators x batch x strategy, interleaved.")
+PROG = "python -m compactor.bench sweep"
+DESCRIPTION = ("Where MOVE wins: GC-thread time against COPY and TLB shootdowns over a grid of live fraction x "
+               "mutators x batch x strategy, interleaved.")
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The sweep's options (on its own parser or the `sweep` subparser of python -m compactor.bench)."""
     ap.add_argument("--quick", action="store_true", help="a small grid (16 MiB; about a minute or less)")
     ap.add_argument("--heap", type=size)
     ap.add_argument("--live", type=list_of(fraction, "live fraction"))
@@ -205,7 +208,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_arguments(ap)
+    return run_command(ap, ap.parse_args(argv))
+
+
+def run_command(ap: argparse.ArgumentParser, args) -> int:
+    """The sweep for parsed arguments; usage errors through `ap`."""
     plot_path(ap, args.plot)
     grid = dict(QUICK if args.quick else DEFAULT)
     for k in ("heap", "live", "mutators", "batch", "strategies", "repeat"):
