@@ -84,7 +84,7 @@ def list_of(conv, what):
     return parse
 
 
-def plot_path(ap: argparse.ArgumentParser, path) -> None:
-    """Refuses (usage error) a --plot path that is neither .png nor .svg."""
+def plot_path(ap: argparse.ArgumentParser, path, flag: str = "--plot") -> None:
+    """Refuses (usage error) a plot path that is neither .png nor .svg."""
     if path and not path.lower().endswith((".png", ".svg")):
-        ap.error("--plot takes a .png or .svg path")
+        ap.error(f"{flag} takes a .png or .svg path")

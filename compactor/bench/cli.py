@@ -231,7 +231,7 @@ def compare_command(args) -> int:
 
 def plot_command(ap: argparse.ArgumentParser, args) -> int:
     """Redraws a report's plot from its JSON (no raw samples there: fault latency from its percentiles)."""
-    plot_path(ap, args.output)
+    plot_path(ap, args.output, "--output")
     report = read_report(args.report)
     if report is None:
         return 2
