@@ -29,7 +29,7 @@ import sys
 import tempfile
 
 import compactor
-from compactor.bench.suite import default_mutators
+from compactor.bench.env import default_mutators
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASELINE = "7a90666"

@@ -40,7 +40,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
-def _move_vs_copy(runs, env) -> dict:
+def _move_vs_copy(runs) -> dict:
     results = []
     for faults in ("sigbus", "thread"):
         for m in sorted({r["mutators"] for r in runs if r["strategy"] == "move"}):
@@ -72,11 +72,11 @@ def _move_vs_copy(runs, env) -> dict:
     if others:
         text += " Other scenarios: " + "; ".join(
             f"{r['faults']}/{r['mutators']} mutators {_pct(r['reduction'])}" for r in others) + "."
-    text += " " + _shootdown_cause(runs, env)
+    text += " " + _shootdown_cause(runs)
     return {"measured": red, "holds": holds, "verdict": text, "by_scenario": results}
 
 
-def _shootdown_cause(runs, env) -> str:
+def _shootdown_cause(runs) -> str:
     """The measured TLB-shootdown counts and the derived cost of one, or why there is nothing to count."""
     def tlb(s, m):
         r = _find(runs, s, "sigbus", m) or _find(runs, s, None, m)
@@ -107,7 +107,7 @@ def _shootdown_cause(runs, env) -> str:
     return text
 
 
-def _copy_vs_move_alloc(runs, limits, env) -> dict:
+def _copy_vs_move_alloc(runs, limits) -> dict:
     out = {}
     results = []
     for r in runs:
@@ -164,8 +164,8 @@ def _copy_share(runs) -> dict:
 def evaluate_claims(report: dict) -> List[dict]:
     runs, env, limits = report["runs"], report["environment"], report["limits"]
     measured = {
-        "move-vs-copy": _move_vs_copy(runs, env),
-        "copy-vs-move-alloc": _copy_vs_move_alloc(runs, limits, env),
+        "move-vs-copy": _move_vs_copy(runs),
+        "copy-vs-move-alloc": _copy_vs_move_alloc(runs, limits),
         "copy-overhead-share": _copy_share(runs),
     }
     out = []

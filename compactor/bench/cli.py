@@ -13,86 +13,45 @@ import sys
 from typing import List, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import _native
-from ..collector import make_config
-from ..heap import GARBAGE_PATTERNS, parse_size
-from ..layout import MAX_HEAP_SIZE
+from ..collector import STRATEGIES, make_config
+from ..heap import GARBAGE_PATTERNS
+from . import progress
+from .args import choices as _choices, fraction as _fraction, int_in as _int_in, ints as _ints, plot_path
+from .args import share as _share, size as _size
+from .config import BenchConfig
 from .schema import ACCEPTED_BY_COMPARE
-from .suite import STRATEGIES, BenchConfig, BenchError, run_suite
-
-
-def _size(text: str) -> int:
-    try:
-        v = parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if not 1 << 20 <= v <= MAX_HEAP_SIZE:
-        raise argparse.ArgumentTypeError(f"must lie in [1MiB, {MAX_HEAP_SIZE >> 20}MiB], got {text}")
-    return v
-
-
-def _unit_interval(zero_allowed: bool):
-    """A number in [0, 1], or (0, 1] when zero is not allowed."""
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (0.0 <= v if zero_allowed else 0.0 < v) or not v <= 1.0:
-            raise argparse.ArgumentTypeError(f"must lie in {'[' if zero_allowed else '('}0, 1]: {text}")
-        return v
-    return parse
-
-
-_fraction = _unit_interval(zero_allowed=False)  # a live fraction
-_share = _unit_interval(zero_allowed=True)      # a share of the heap to page out
-
-
-def _choices(allowed, what):
-    def parse(text: str):
-        items = tuple(x.strip() for x in text.split(",") if x.strip())
-        bad = [x for x in items if x not in allowed]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
-        return items
-    return parse
-
-
-def _ints(lo: int, hi: int, what: str):
-    def parse(text: str):
-        try:
-            vals = tuple(int(x) for x in text.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-        if any(v < lo or v > hi for v in vals):
-            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo}, {hi}], got {text}")
-        return vals
-    return parse
-
-
-def _int_in(lo: int, hi: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must lie in [{lo}, {hi}], got {text}")
-        return v
-    return parse
+from .suite import run_suite
+from .types import BenchError
 
 
 MAX_REPORT_BYTES = 256 << 20
 
 
 def parser() -> argparse.ArgumentParser:
+    """The bench's options at the top level, and the subcommands compare, sweep and plot."""
+    from . import sweep
+
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
         description="Reproduce the UFFDIO_REMAP series' measurements (MOVE vs COPY in a concurrent compacting GC) "
                     "and say whether each claim holds here. Subcommands: compare A.json B.json; sweep (where MOVE wins: "
-                    "python -m compactor.bench sweep --help).")
+                    "python -m compactor.bench sweep --help); plot REPORT.json -o PATH (redraw a report's plot).")
+    add_bench_arguments(ap)
+    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,plot}")
+    for name, add, help_, description in (
+            ("compare", add_compare_arguments, "two reports", "Two bench JSON reports side by side, with ratios."),
+            ("sweep", sweep.add_arguments, "where MOVE wins", sweep.DESCRIPTION),
+            ("plot", add_plot_arguments, "redraw a report's plot", "Redraw the --plot figure of a bench JSON report "
+             "(no measurement; fault latency from the report's percentiles).")):
+        p = sub.add_parser(name, prog=f"python -m compactor.bench {name}", help=help_, description=description)
+        add(p)
+        p.set_defaults(subparser=p)
+    return ap
+
+
+def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--quick", action="store_true", help="a small run (64 MiB heap, 3 repetitions; at most ~30 s)")
     ap.add_argument("--heap", type=_size, help="moving-space size, e.g. 64MiB, 1GiB (default 256MiB)")
     ap.add_argument("--live", type=_fraction, help="live fraction (default 0.5; with --heap-from: the dump's real "
@@ -131,7 +90,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", metavar="SERIAL", help="run the suite on an arm64 ADB device: host:port (TCP) or a "
                                                        "USB serial (adb-shell[usb]); ANDROID_SERIAL is honoured")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    return ap
+
+
+def add_compare_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("a")
+    ap.add_argument("b")
+
+
+def add_plot_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("report", metavar="REPORT.json")
+    ap.add_argument("-o", "--output", metavar="PATH", required=True, help=".png or .svg")
 
 
 def config_from(args) -> BenchConfig:
@@ -172,15 +140,21 @@ def config_from(args) -> BenchConfig:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "compare":
-        return compare_main(argv[1:])
-    if argv and argv[0] == "sweep":
-        from .sweep import main as sweep_main
-        return sweep_main(argv[1:])
     ap = parser()
     args = ap.parse_args(argv)
-    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
-        ap.error("--plot takes a .png or .svg path")
+    if args.command == "compare":
+        return compare_command(args)
+    if args.command == "sweep":
+        from . import sweep
+        return sweep.run_command(args.subparser, args)
+    if args.command == "plot":
+        return plot_command(args.subparser, args)
+    return bench_command(ap, args)
+
+
+def bench_command(ap: argparse.ArgumentParser, args) -> int:
+    """The bench itself (no subcommand)."""
+    plot_path(ap, args.plot)
     err = Console(stderr=True)
     if args.device and args.runner:
         ap.error("--device and --runner exclude each other")
@@ -193,17 +167,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = Console(file=sys.stderr if to_stdout_json else sys.stdout, soft_wrap=False, width=200)
     samples = {}
     try:
-        if args.quiet:
-            report = run_suite(cfg)
-        else:
-            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                          TimeElapsedColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("starting", total=1)
-
-                def tick(desc, done, total):
-                    prog.update(task, description=desc, completed=done, total=max(total, 1))
-
-                report = run_suite(cfg, progress=tick)
+        report = progress.run(lambda tick: run_suite(cfg, progress=tick), args.quiet, err)
     except BenchError as e:
         err.print(f"[red]error[/red]: {e}")
         return e.status
@@ -219,14 +183,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         if to_stdout_json:
             sys.stdout.write(text + "\n")
         else:
-            from .report import atomic_write
+            from .output import atomic_write
             atomic_write(args.json, (text + "\n").encode())
     if not to_stdout_json:
         from .report import render
         render(report, out)
     if args.csv:
-        from .report import write_csv
-        write_csv(report, args.csv)
+        from .output import write_bench_csv
+        write_bench_csv(report, args.csv)
     if args.plot:
         from .report import write_plot
         write_plot(report, samples, args.plot)
@@ -236,28 +200,41 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
-def compare_main(argv: List[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m compactor.bench compare",
-                                 description="Two bench JSON reports side by side, with ratios.")
-    ap.add_argument("a")
-    ap.add_argument("b")
-    args = ap.parse_args(argv)
+def read_report(path: str) -> Optional[dict]:
+    """A bench JSON report, or None after saying on stderr why it is not one."""
+    try:
+        if os.path.getsize(path) > MAX_REPORT_BYTES:  # untrusted input: bounded before it is read
+            raise OSError(f"larger than {MAX_REPORT_BYTES >> 20} MiB: not a bench report")
+        with open(path) as f:
+            d = json.load(f)
+        if not isinstance(d, dict):
+            raise json.JSONDecodeError("not a JSON object", "", 0)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        print(f"error: cannot read {path}: {e}", file=sys.stderr)
+        return None
+    if d.get("schema") not in ACCEPTED_BY_COMPARE:
+        print(f"error: {path} is not a compactor.bench report ({' or '.join(ACCEPTED_BY_COMPARE)})", file=sys.stderr)
+        return None
+    return d
+
+
+def compare_command(args) -> int:
     docs = []
     for path in (args.a, args.b):
-        try:
-            if os.path.getsize(path) > MAX_REPORT_BYTES:  # untrusted input: bounded before it is read
-                raise OSError(f"larger than {MAX_REPORT_BYTES >> 20} MiB: not a bench report")
-            with open(path) as f:
-                d = json.load(f)
-            if not isinstance(d, dict):
-                raise json.JSONDecodeError("not a JSON object", "", 0)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            print(f"error: cannot read {path}: {e}", file=sys.stderr)
+        docs.append(read_report(path))
+        if docs[-1] is None:
             return 2
-        if d.get("schema") not in ACCEPTED_BY_COMPARE:
-            print(f"error: {path} is not a compactor.bench report ({' or '.join(ACCEPTED_BY_COMPARE)})", file=sys.stderr)
-            return 2
-        docs.append(d)
     from .report import compare
     compare(docs[0], docs[1], Console(width=200), names=("A", "B"))
+    return 0
+
+
+def plot_command(ap: argparse.ArgumentParser, args) -> int:
+    """Redraws a report's plot from its JSON (no raw samples there: fault latency from its percentiles)."""
+    plot_path(ap, args.output, "--output")
+    report = read_report(args.report)
+    if report is None:
+        return 2
+    from .report import write_plot
+    write_plot(report, {}, args.output)
     return 0

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import tempfile
 from typing import List
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .output import atomic_write, write_bench_csv as write_csv  # noqa: F401  (their old home)
 from .speed import render_line
 
 
@@ -96,53 +94,55 @@ def render(report: dict, console: Console) -> None:
             console.print(f"[yellow]note[/yellow]: {r['key']}: {'; '.join(r['fallback'])}")
 
 
-def write_csv(report: dict, path: str) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["strategy", "faults", "mutators", "repetition", "gc_thread_s", "ratio_vs_copy", "pause_s",
-                "heap_bytes", "live_bytes", "kernel", "where"])
-    env = report["environment"]
-    for r in report["runs"]:
-        if r["status"] != "measured":
-            continue
-        for i, g in enumerate(r["gc_thread_s"]):
-            ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
-            w.writerow([r["strategy"], r["faults"], r["mutators"], i + 1, f"{g:.9f}", ratio, r["pause_s"][i],
-                        r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"]])
-    atomic_write(path, buf.getvalue().encode())
+def _times_panel(ax, measured: List[dict], env: dict, heap_bytes: int) -> None:
+    """Horizontal bars, one per scenario (top to bottom in run order): median GC-thread time, min-max whiskers."""
+    y = np.arange(len(measured))[::-1]
+    med = [1e3 * r["median"] for r in measured]
+    lo = [1e3 * (r["median"] - r["min"]) for r in measured]
+    hi = [1e3 * (r["max"] - r["median"]) for r in measured]
+    ax.barh(y, med, xerr=[lo, hi], capsize=3,
+            color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c" for r in measured])
+    ax.set_yticks(y, [f"{r['strategy']} {r['faults']}/{r['mutators']}m" for r in measured], fontsize=8)
+    ax.set_xlabel("GC thread completion time (ms), median and min-max")
+    title = f"Linux {env['kernel']} {env['arch']}, {heap_bytes >> 20} MiB heap"
+    if env.get("emulated"):
+        title += " (emulated: not a performance measurement)"
+    ax.set_title(title, fontsize=9)
+
+
+def _latency_panel(ax, measured: List[dict], samples: dict) -> None:
+    """Fault-latency CDFs from the raw samples; without them (a report read back), the report's percentiles."""
+    if samples:
+        for key, s in samples.items():
+            if len(s):
+                x = np.sort(s) / 1e3
+                ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=key)
+        ax.set_title("Fault-latency CDF per scenario", fontsize=9)
+    else:
+        qs = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999), ("max", 1.0))
+        for r in measured:
+            lat = r.get("fault_latency_us") or {}
+            if lat.get("samples"):
+                ax.step([lat[k] for k, _ in qs], [q for _, q in qs], where="post", marker=".", label=r["key"])
+        ax.set_title("Fault-latency percentiles per scenario (p50, p90, p99, p99.9, max)", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlabel("fault service latency (us)")
+    ax.set_ylabel("fraction of faults")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
 
 
 def write_plot(report: dict, samples: dict, path: str) -> None:
+    """Completion time per scenario (horizontal bars, the figure as tall as the scenarios need) and fault latency."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     measured = [r for r in report["runs"] if r["status"] == "measured"]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = [f"{r['strategy']}\n{r['faults']}/{r['mutators']}m" for r in measured]
-    med = [1e3 * r["median"] for r in measured]
-    lo = [1e3 * (r["median"] - r["min"]) for r in measured]
-    hi = [1e3 * (r["max"] - r["median"]) for r in measured]
-    a.bar(range(len(measured)), med, yerr=[lo, hi], capsize=4,
-          color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c" for r in measured])
-    a.set_xticks(range(len(measured)), labels, fontsize=8)
-    a.set_ylabel("GC thread completion time (ms), median and min-max")
-    env = report["environment"]
-    title = f"Linux {env['kernel']} {env['arch']}, {report['config']['heap_bytes'] >> 20} MiB heap"
-    if env.get("emulated"):
-        title += " (emulated: not a performance measurement)"
-    a.set_title(title, fontsize=9)
-    for key, s in samples.items():
-        if len(s):
-            x = np.sort(s) / 1e3
-            b.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=key)
-    b.set_xscale("log")
-    b.set_xlabel("fault service latency (us)")
-    b.set_ylabel("fraction of faults")
-    b.set_title("Fault-latency CDF per scenario", fontsize=9)
-    if samples:
-        b.legend(fontsize=7)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, max(4.5, 1.2 + 0.32 * len(measured))))
+    _times_panel(a, measured, report["environment"], report["config"]["heap_bytes"])
+    _latency_panel(b, measured, samples)
     fig.tight_layout()
     tmp = path + ".tmp" + os.path.splitext(path)[1]
     fig.savefig(tmp)
@@ -158,24 +158,6 @@ def write_raw(samples: dict, directory: str) -> List[str]:
         np.save(name, np.asarray(s, dtype=np.uint64))
         written.append(name)
     return written
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Writes `data` to `path` whole or not at all: a new temporary file (O_EXCL, private) in the same folder,
-    renamed into place; the final file gets the usual mode (0666 less the umask)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".compactor-", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def compare(a: dict, b: dict, console: Console, names=("A", "B")) -> None:

@@ -5,7 +5,6 @@ cell and TLB shootdowns per 1000 installed pages. JSON, CSV and a heatmap PNG/SV
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import statistics
@@ -15,16 +14,21 @@ from itertools import product
 from typing import Callable, Dict, List, Optional
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..collector import collect
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
-from .report import atomic_write
+from .. import _native
+from ..collector import STRATEGIES
+from . import progress
+from .args import choices, fraction, int_in, list_of, plot_path, size
+from .env import check_memory, check_usable, host_environment, memory_available
+from .output import atomic_write, write_sweep_csv as write_csv
 from .schema import SWEEP_SCHEMA_ID
-from .suite import BenchError, check_memory, host_environment, load_measures, memory_available
+from .stats import load_measures
+from .types import BenchError
 
 DEFAULT = {"heap": 64 << 20, "live": (0.1, 0.3, 0.5, 0.7, 0.9), "mutators": (0, 1, 2, 4), "batch": (1, 16, 64, 512),
            "strategies": ("copy", "move", "hybrid"), "repeat": 3}
@@ -38,10 +42,9 @@ def run_sweep(heap_bytes: int, live: tuple, mutators: tuple, batch: tuple, strat
     """Runs the grid and returns the sweep report. Raises BenchError (status 3) when a heap fails verification."""
     started = time.time()
     env = host_environment()
-    if not env["userfaultfd"]:
-        raise BenchError(f"userfaultfd is unavailable here, nothing to measure: {env['error']}", 2)
+    check_usable(env)
     check_memory(heap_bytes, memory_available())
-    tick = progress or (lambda *a: None)
+    tick = progress or (lambda *_: None)
     cells = list(product(mutators, batch, strategies))
     total = len(live) * repeat * len(cells)
     raws: Dict[tuple, List[dict]] = {}
@@ -56,7 +59,7 @@ def run_sweep(heap_bytes: int, live: tuple, mutators: tuple, batch: tuple, strat
                     r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan,
                                 **(options or {}))
                 except HeapCorruption as e:
-                    raise BenchError(f"sweep cell live={f} mutators={m} batch={b} {s}: verification failed: {e}", 3)
+                    raise BenchError(f"sweep cell live={f} mutators={m} batch={b} {s}: verification failed: {e}", 3) from e
                 raws.setdefault((f, m, b, s), []).append(r.raw)
                 done += 1
     tick("done", total, total)
@@ -100,21 +103,6 @@ def hybrid_vs_best(rows: List[dict]) -> Optional[dict]:
         return None
     return {"worst_cell": worst, "within_5_percent_everywhere": worst["ratio"] <= 1.05,
             "shootdown_ratio_vs_move_median": statistics.median(shoot) if shoot else None}
-
-
-def write_csv(report: dict, path: str) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["live_fraction", "mutators", "batch", "strategy", "repetition", "gc_thread_s", "ratio_vs_copy",
-                "tlb_shootdowns", "shootdowns_per_1000_pages"])
-    for r in report["cells"]:
-        tlb = r["interrupts_per_repetition"]["tlb_shootdowns"]
-        for i, g in enumerate(r["gc_thread_s"]):
-            ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
-            t = tlb[i] if i < len(tlb) else None
-            w.writerow([r["live_fraction"], r["mutators"], r["batch"], r["strategy"], i + 1, f"{g:.9f}", ratio,
-                        "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}"])
-    atomic_write(path, buf.getvalue().encode())
 
 
 def write_heatmap(report: dict, path: str) -> None:
@@ -200,40 +188,37 @@ def render(report: dict, console: Console) -> None:
                       f"{'-' if sr is None else f'{sr:.3f}x'} move's where mutators ran (median over cells)")
 
 
-def _list(conv, what):
-    def parse(text):
-        try:
-            vals = tuple(conv(x) for x in text.split(","))
-        except (ValueError, argparse.ArgumentTypeError) as e:
-            raise argparse.ArgumentTypeError(f"bad {what} list {text!r}: {e}") from None
-        return vals
-    return parse
+PROG = "python -m compactor.bench sweep"
+DESCRIPTION = ("Where MOVE wins: GC-thread time against COPY and TLB shootdowns over a grid of live fraction x "
+               "mutators x batch x strategy, interleaved.")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    from .cli import _choices, _fraction, _int_in, _size
-    from .. import _native
-    from ..collector import STRATEGIES
-
-    ap = argparse.ArgumentParser(prog="python -m compactor.bench sweep",
-                                 description="Where MOVE wins: GC-thread time against COPY and TLB shootdowns over a "
-                                             "grid of live fraction x mutators x batch x strategy, interleaved.")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The sweep's options (on its own parser or the `sweep` subparser of python -m compactor.bench)."""
     ap.add_argument("--quick", action="store_true", help="a small grid (16 MiB; about a minute or less)")
-    ap.add_argument("--heap", type=_size)
-    ap.add_argument("--live", type=_list(_fraction, "live fraction"))
-    ap.add_argument("--mutators", type=_list(_int_in(0, _native.MAX_MUTATORS), "mutator"))
-    ap.add_argument("--batch", type=_list(_int_in(1, _native.MAX_BATCH), "batch"))
-    ap.add_argument("--strategies", type=_choices(tuple(s for s in STRATEGIES if s != "stw"), "strategy"))
+    ap.add_argument("--heap", type=size)
+    ap.add_argument("--live", type=list_of(fraction, "live fraction"))
+    ap.add_argument("--mutators", type=list_of(int_in(0, _native.MAX_MUTATORS), "mutator"))
+    ap.add_argument("--batch", type=list_of(int_in(1, _native.MAX_BATCH), "batch"))
+    ap.add_argument("--strategies", type=choices(tuple(s for s in STRATEGIES if s != "stw"), "strategy"))
     ap.add_argument("--faults", choices=("sigbus", "thread"), default="sigbus")
-    ap.add_argument("--repeat", type=_int_in(1, 100))
-    ap.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=1)
+    ap.add_argument("--repeat", type=int_in(1, 100))
+    ap.add_argument("--seed", type=int_in(0, 2**63 - 1), default=1)
     ap.add_argument("--json", metavar="PATH", help="the sweep report ('-' = stdout, nothing else printed there)")
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    if args.plot and not args.plot.lower().endswith((".png", ".svg")):
-        ap.error("--plot takes a .png or .svg path")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_arguments(ap)
+    return run_command(ap, ap.parse_args(argv))
+
+
+def run_command(ap: argparse.ArgumentParser, args) -> int:
+    """The sweep for parsed arguments; usage errors through `ap`."""
+    plot_path(ap, args.plot)
     grid = dict(QUICK if args.quick else DEFAULT)
     for k in ("heap", "live", "mutators", "batch", "strategies", "repeat"):
         if getattr(args, k):
@@ -242,16 +227,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         grid["strategies"] = ("copy",) + tuple(grid["strategies"])  # the reference of every ratio
     err = Console(stderr=True)
     try:
-        if args.quiet:
-            report = run_sweep(grid["heap"], grid["live"], grid["mutators"], grid["batch"], grid["strategies"],
-                               grid["repeat"], args.faults, args.seed)
-        else:
-            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                          TimeElapsedColumn(), console=err, transient=True) as prog:
-                task = prog.add_task("starting", total=1)
-                report = run_sweep(grid["heap"], grid["live"], grid["mutators"], grid["batch"], grid["strategies"],
-                                   grid["repeat"], args.faults, args.seed,
-                                   progress=lambda d, n, t: prog.update(task, description=d, completed=n, total=max(t, 1)))
+        report = progress.run(lambda tick: run_sweep(grid["heap"], grid["live"], grid["mutators"], grid["batch"],
+                                                     grid["strategies"], grid["repeat"], args.faults, args.seed,
+                                                     progress=tick), args.quiet, err)
     except BenchError as e:
         err.print(f"[red]error[/red]: {e}")
         return e.status

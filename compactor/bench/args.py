@@ -1,0 +1,90 @@
+"""Argument parsers shared by the subcommands (argparse `type=` callables raising ArgumentTypeError)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..heap import parse_size
+from ..layout import MAX_HEAP_SIZE
+
+
+def size(text: str) -> int:
+    """A heap size in [1MiB, MAX_HEAP_SIZE], e.g. 64MiB."""
+    try:
+        v = parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if not 1 << 20 <= v <= MAX_HEAP_SIZE:
+        raise argparse.ArgumentTypeError(f"must lie in [1MiB, {MAX_HEAP_SIZE >> 20}MiB], got {text}")
+    return v
+
+
+def unit_interval(zero_allowed: bool):
+    """A number in [0, 1], or (0, 1] when zero is not allowed."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (0.0 <= v if zero_allowed else 0.0 < v) or not v <= 1.0:
+            raise argparse.ArgumentTypeError(f"must lie in {'[' if zero_allowed else '('}0, 1]: {text}")
+        return v
+    return parse
+
+
+fraction = unit_interval(zero_allowed=False)  # a live fraction
+share = unit_interval(zero_allowed=True)      # a share of the heap to page out
+
+
+def choices(allowed, what):
+    """Comma-separated names, each one of `allowed`."""
+    def parse(text: str):
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+        return items
+    return parse
+
+
+def ints(lo: int, hi: int, what: str):
+    """Comma-separated integers, each in [lo, hi]."""
+    def parse(text: str):
+        try:
+            vals = tuple(int(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        if any(v < lo or v > hi for v in vals):
+            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo}, {hi}], got {text}")
+        return vals
+    return parse
+
+
+def int_in(lo: int, hi: int):
+    """One integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must lie in [{lo}, {hi}], got {text}")
+        return v
+    return parse
+
+
+def list_of(conv, what):
+    """Comma-separated values, each parsed by `conv`."""
+    def parse(text):
+        try:
+            vals = tuple(conv(x) for x in text.split(","))
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            raise argparse.ArgumentTypeError(f"bad {what} list {text!r}: {e}") from None
+        return vals
+    return parse
+
+
+def plot_path(ap: argparse.ArgumentParser, path, flag: str = "--plot") -> None:
+    """Refuses (usage error) a plot path that is neither .png nor .svg."""
+    if path and not path.lower().endswith((".png", ".svg")):
+        ap.error(f"{flag} takes a .png or .svg path")

@@ -1,0 +1,237 @@
+"""Executors: where a collection runs. One interface (Executor), three implementations: this process through the
+binding, the host's native compactor-runner, compactor-runner on an ADB device."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from abc import ABC, abstractmethod
+from typing import List, Optional
+
+import numpy as np
+
+from .. import _native
+from ..collector import collect
+from ..device.adb import DeviceError
+from ..errors import HeapCorruption
+from ..heap import Heap
+from .env import host_environment, memory_available
+from .types import BenchError, RunFailed, Scenario
+
+
+def runner_flags(options: dict) -> List[str]:
+    """collect() options as compactor-runner flags (the runner validates them with the same checks)."""
+    flags = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        flags += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+    return flags
+
+
+def runner_path() -> str:
+    """The host build of compactor-runner: installed beside the native module (COMPACTOR_RUNNER overrides)."""
+    here = os.environ.get("COMPACTOR_RUNNER") or os.path.join(os.path.dirname(_native.__file__), "bin",
+                                                              "compactor-runner")
+    if os.access(here, os.X_OK):
+        return here
+    raise BenchError(f"compactor-runner is not installed at {here} (reinstall with pip install .)", 2)
+
+
+def measure_floor(pages: int, repeat: int) -> dict:
+    return {m["name"]: m for m in _native.measure_install_floor(pages, repeat)}
+
+
+def measure_compaction_floor(heap: Heap, plan, repeat: int) -> dict:
+    """Page copy, live-stride copy and compact_page per to-space page of this plan (the heap's pristine image)."""
+    if heap.state != "pristine":
+        heap.reset()
+    return {m["name"]: m for m in _native.measure_compaction_floor(heap.space, plan.native, repeat)}
+
+
+class Executor(ABC):
+    """Where the suite runs: the environment, the floors, and one collection of a scenario per call."""
+
+    name = "?"
+    page_size: Optional[int] = None  # None: the host's
+
+    def __init__(self, batch: int, seed: int, options: Optional[dict] = None) -> None:
+        self.batch, self.seed, self.options = batch, seed, dict(options or {})
+        self.heap, self.plan = None, None
+
+    @abstractmethod
+    def environment(self) -> dict: ...
+
+    @abstractmethod
+    def memory_available(self) -> Optional[int]: ...
+
+    def dump_app_heap(self, package: str) -> str:
+        raise BenchError(f"--heap-from-app {package}: dumps an app's heap on a device: give --device SERIAL too", 2)
+
+    @abstractmethod
+    def install_floor(self, pages: int, repeat: int) -> dict: ...
+
+    def prepare(self, heap: Heap, plan) -> None:
+        """The heap and plan every later call works on."""
+        self.heap, self.plan = heap, plan
+
+    @abstractmethod
+    def compaction_floor(self, repeat: int) -> dict: ...
+
+    @abstractmethod
+    def run(self, sc: Scenario, rep: int) -> dict:
+        """One collection; raises HeapCorruption when the heap fails verification, RunFailed when it cannot run."""
+
+    def close(self) -> None:
+        """Releases what prepare() and the constructor took (the base keeps only references)."""
+        self.heap, self.plan = None, None
+
+
+class _HostExecutor(Executor):
+    def environment(self) -> dict:
+        return host_environment()
+
+    def memory_available(self) -> Optional[int]:
+        return memory_available()
+
+    def install_floor(self, pages: int, repeat: int) -> dict:
+        return measure_floor(pages, repeat)
+
+    def compaction_floor(self, repeat: int) -> dict:
+        return measure_compaction_floor(self.heap, self.plan, repeat)
+
+
+class BindingExecutor(_HostExecutor):
+    """Runs collections in this process through the binding (GIL released in the core)."""
+
+    name = "binding"
+
+    def run(self, sc: Scenario, rep: int) -> dict:
+        r = collect(self.heap, sc.strategy, faults=sc.faults if sc.faults != "none" else "sigbus",
+                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan, **self.options)
+        raw = dict(r.raw)
+        raw["latency_samples_ns"] = r.latency_samples_ns
+        return raw
+
+
+class _PlanFile:
+    """The plan saved to a private temporary folder, removed on close."""
+
+    def __init__(self) -> None:
+        self.dir: Optional[str] = None
+
+    def save(self, plan) -> str:
+        self.dir = tempfile.mkdtemp(prefix="compactor-bench-")
+        path = os.path.join(self.dir, "heap.plan")
+        plan.save(path)
+        return path
+
+    def close(self) -> None:
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+class RunnerExecutor(_HostExecutor):
+    """Runs each collection in the standalone native runner from the saved plan file (no Python in the loop)."""
+
+    name = "runner"
+
+    def __init__(self, batch: int, seed: int, options: Optional[dict] = None, runner: Optional[str] = None) -> None:
+        super().__init__(batch, seed, options)
+        self.runner = runner
+        self.flags = runner_flags(self.options)
+        self.plan_file, self.plan_path = _PlanFile(), None
+
+    def prepare(self, heap: Heap, plan) -> None:
+        super().prepare(heap, plan)
+        self.runner = self.runner or runner_path()
+        self.plan_path = self.plan_file.save(plan)
+
+    def run(self, sc: Scenario, rep: int) -> dict:
+        cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
+               "--batch", str(self.batch), "--seed", str(self.seed + rep)] + self.flags
+        if sc.faults != "none":
+            cmd += ["--faults", sc.faults]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode == 3:
+            raise HeapCorruption(p.stderr.strip())
+        if p.returncode != 0:
+            raise BenchError(f"compactor-runner failed ({p.returncode}): {p.stderr.strip()}", 1)
+        raw = json.loads(p.stdout)["runs"][0]
+        raw["latency_samples_ns"] = np.zeros(0, dtype=np.uint64)  # the runner reports percentiles only
+        return raw
+
+    def close(self) -> None:
+        self.plan_file.close()
+
+
+class DeviceExecutor(Executor):
+    """Runs each collection with compactor-runner on an ADB device, from the plan pushed there."""
+
+    name = "device"
+
+    def __init__(self, serial: str, batch: int, seed: int, options: Optional[dict] = None) -> None:
+        super().__init__(batch, seed, options)
+        from ..device.session import DeviceSession
+
+        try:
+            self.session = DeviceSession(serial)
+        except DeviceError as e:
+            raise BenchError(str(e), 2) from None
+        self.flags = runner_flags(self.options)
+        self.page_size = self.session.page_size
+        self.plan_file = _PlanFile()
+
+    def environment(self) -> dict:
+        return self.session.environment()
+
+    def memory_available(self) -> Optional[int]:
+        return self.session.memory_available()
+
+    def dump_app_heap(self, package: str) -> str:
+        try:
+            return self.session.dump_app_heap(package)
+        except DeviceError as e:
+            raise BenchError(f"--heap-from-app {package}: {e}", 2) from None
+
+    def install_floor(self, pages: int, repeat: int) -> dict:
+        if self.session.emulated:
+            # Timings on an emulated device are labelled as no performance measurement: a token floor suffices.
+            return self.session.measure_floor(min(pages, 1024), 1)
+        return self.session.measure_floor(pages, repeat)
+
+    def prepare(self, heap: Heap, plan) -> None:
+        super().prepare(heap, plan)
+        self.session.push_plan(self.plan_file.save(plan))
+
+    def compaction_floor(self, repeat: int) -> dict:
+        try:
+            return self.session.measure_compaction_floor(1 if self.session.emulated else repeat)
+        except DeviceError as e:
+            raise BenchError(f"compaction floor: {e}", 1) from None
+
+    def run(self, sc: Scenario, rep: int) -> dict:
+        try:
+            return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep, self.flags)
+        except DeviceError as e:
+            raise RunFailed(str(e), 1) from None
+
+    def close(self) -> None:
+        try:
+            self.plan_file.close()
+        finally:
+            self.session.close()
+
+
+def executor_for(cfg) -> Executor:
+    """The executor a BenchConfig asks for: --device, --runner, else the binding."""
+    if cfg.device:
+        return DeviceExecutor(cfg.device, cfg.batch, cfg.seed, cfg.options)
+    if cfg.runner:
+        return RunnerExecutor(cfg.batch, cfg.seed, cfg.options)
+    return BindingExecutor(cfg.batch, cfg.seed, cfg.options)

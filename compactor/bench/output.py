@@ -1,0 +1,68 @@
+"""Files a report is written to: whole or not at all (atomic_write), the CSV tables of the bench and the sweep."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from typing import Iterable
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Writes `data` to `path` whole or not at all: a new temporary file (O_EXCL, private) in the same folder,
+    renamed into place; the final file gets the usual mode (0666 less the umask)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".compactor-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_rows(path: str, header: list, rows: Iterable[list]) -> None:
+    """A CSV file, atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue().encode())
+
+
+def write_bench_csv(report: dict, path: str) -> None:
+    """One row per repetition of each measured run of a bench report."""
+    env = report["environment"]
+
+    def rows():
+        for r in report["runs"]:
+            if r["status"] != "measured":
+                continue
+            for i, g in enumerate(r["gc_thread_s"]):
+                ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
+                yield [r["strategy"], r["faults"], r["mutators"], i + 1, f"{g:.9f}", ratio, r["pause_s"][i],
+                       r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"]]
+
+    write_rows(path, ["strategy", "faults", "mutators", "repetition", "gc_thread_s", "ratio_vs_copy", "pause_s",
+                      "heap_bytes", "live_bytes", "kernel", "where"], rows())
+
+
+def write_sweep_csv(report: dict, path: str) -> None:
+    """One row per repetition of each cell of a sweep report."""
+    def rows():
+        for r in report["cells"]:
+            tlb = r["interrupts_per_repetition"]["tlb_shootdowns"]
+            for i, g in enumerate(r["gc_thread_s"]):
+                ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
+                t = tlb[i] if i < len(tlb) else None
+                yield [r["live_fraction"], r["mutators"], r["batch"], r["strategy"], i + 1, f"{g:.9f}", ratio,
+                       "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}"]
+
+    write_rows(path, ["live_fraction", "mutators", "batch", "strategy", "repetition", "gc_thread_s", "ratio_vs_copy",
+                      "tlb_shootdowns", "shootdowns_per_1000_pages"], rows())

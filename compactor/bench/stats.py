@@ -1,0 +1,102 @@
+"""Aggregation and statistics: per-scenario medians, ratios against COPY, load measures, latency percentiles."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Dict, List
+
+import numpy as np
+
+from .types import Scenario
+
+
+def _median(xs):
+    return float(statistics.median(xs)) if xs else None
+
+
+def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes: int,
+              unsupported: Dict[str, str]) -> List[dict]:
+    runs = []
+    copy_of = {}
+    for sc in scenarios:
+        if sc.strategy == "copy" and sc.key in raws:
+            copy_of[(sc.faults, sc.mutators)] = [r["gc_thread_s"] for r in raws[sc.key]]
+    first_fault = next((sc.faults for sc in scenarios if sc.strategy == "copy"), None)
+    for sc in scenarios:
+        row = {"strategy": sc.strategy, "faults": sc.faults, "mutators": sc.mutators, "key": sc.key,
+               "heap_bytes": heap_bytes, "live_bytes": live_bytes}
+        if sc.key in unsupported:
+            row.update(status="unsupported", reason=unsupported[sc.key], verified=None)
+            runs.append(row)
+            continue
+        reps = raws.get(sc.key, [])
+        gc = [r["gc_thread_s"] for r in reps]
+        order = np.argsort(gc)
+        mid = reps[int(order[len(order) // 2])] if reps else {}
+        base = copy_of.get((sc.faults, sc.mutators)) or copy_of.get((first_fault, sc.mutators)) \
+            or copy_of.get((first_fault, 0))
+        ratios = [g / b for g, b in zip(gc, base)] if base else []
+        samples = [r.get("latency_samples_ns") for r in reps]
+        samples = np.concatenate([s for s in samples if s is not None and len(s)]) if any(
+            s is not None and len(s) for s in samples) else np.zeros(0, np.uint64)
+        row.update(
+            status="measured",
+            gc_thread_s=gc, median=_median(gc), min=min(gc) if gc else None, max=max(gc) if gc else None,
+            ratio_vs_copy=ratios, ratio_vs_copy_median=_median(ratios),
+            pause_s=[r["pause_s"] for r in reps], pause_median=_median([r["pause_s"] for r in reps]),
+            gc_time_ns={k: _median([r["gc_time_ns"][k] for r in reps]) for k in (mid.get("gc_time_ns") or {})},
+            pages=mid.get("pages", {}), counters=mid.get("counters", {}),
+            fault_latency_us=_percentiles_us(samples) if samples.size else (mid.get("fault_latency_us") or {}),
+            fallback=sorted({r.get("fallback", "") for r in reps} - {""}),
+            **load_measures(reps),
+            verified=all(r.get("verified") for r in reps) and bool(reps),
+            repetitions=len(reps),
+        )
+        row["_samples"] = samples
+        runs.append(row)
+    return runs
+
+
+def _median_or_none(xs):
+    return None if not xs or any(x is None for x in xs) else _median(xs)
+
+
+def load_measures(reps: List[dict]) -> dict:
+    """What the machine did around each repetition's concurrent phase (issue: MOVE under load): TLB-shootdown and
+    function-call IPIs (system-wide, /proc/interrupts; null where the kernel has no such row), shootdowns per
+    1000 installed pages, the GC thread's context switches, faults, ioctl counts and mean pages per ioctl, and
+    how many CPUs the scenario needed and had."""
+    irq = [r.get("interrupts") or {} for r in reps]
+    tlb = [i.get("tlb_shootdowns") for i in irq]
+    cal = [i.get("function_call") for i in irq]
+    per_k = [None if t is None or not r["pages"]["total"] else 1000.0 * t / r["pages"]["total"]
+             for t, r in zip(tlb, reps)]
+    c = lambda key: _median([r["counters"].get(key, 0) for r in reps])  # noqa: E731
+    ioctl_move, ioctl_copy = c("ioctl_move"), c("ioctl_copy")
+    ps = reps[0].get("page_size") if reps else None
+    out = {
+        "interrupts": {"tlb_shootdowns": _median_or_none(tlb), "function_call": _median_or_none(cal)},
+        "interrupts_per_repetition": {"tlb_shootdowns": tlb, "function_call": cal},
+        "shootdowns_per_1000_pages": _median_or_none(per_k),
+        "machine": {
+            "gc_voluntary_switches": c("gc_voluntary_switches"), "gc_involuntary_switches": c("gc_involuntary_switches"),
+            "minor_faults": c("minor_faults"), "major_faults": c("major_faults"),
+            "ioctl_move": ioctl_move, "ioctl_copy": ioctl_copy,
+            "mean_pages_per_move": (c("bytes_moved") / ioctl_move / ps) if ioctl_move and ps else None,
+            "mean_pages_per_copy": (c("bytes_copied") / ioctl_copy / ps) if ioctl_copy and ps else None,
+            "cpus": reps[0].get("cpus") if reps else None, "threads_needed": reps[0].get("threads_needed") if reps else None,
+        },
+    }
+    sw = [r.get("swap") or {} for r in reps]
+    if any(s.get("pages_paged_out") for s in sw):
+        out["swap"] = {k: _median_or_none([s.get(k) for s in sw])
+                       for k in ("pages_paged_out", "swap_ins", "swap_outs", "major_faults")}
+    return out
+
+
+def _percentiles_us(samples: np.ndarray) -> dict:
+    """True order statistics of the pooled samples (numpy's 'inverted_cdf': an actual sample, never interpolated)."""
+    s = np.sort(samples.astype(np.float64))
+    q = lambda p: float(np.percentile(s, p, method="inverted_cdf")) / 1e3  # noqa: E731
+    return {"samples": int(s.size), "p50": q(50), "p90": q(90), "p99": q(99), "p99.9": q(99.9),
+            "max": float(s[-1]) / 1e3}

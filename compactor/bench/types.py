@@ -1,0 +1,28 @@
+"""Types shared by every module of the bench (the bottom of its import graph: imports nothing from the package)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run or whose heap failed verification; carries the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Scenario:
+    strategy: str
+    faults: str
+    mutators: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.strategy}/{self.faults}/{self.mutators}"
+
+
+class RunFailed(BenchError):
+    """One collection could not run (the executor failed, not the heap); the driver names the run."""
