@@ -127,8 +127,8 @@ class _GraphView:
 
     def __init__(self, num_refs: np.ndarray, refs: np.ndarray, roots: np.ndarray) -> None:
         self.num_refs, self.refs, self.roots = num_refs, refs, roots
-        self.count = int(num_refs.size)
-        self.ref_start = np.zeros(self.count + 1, dtype=np.int64)
+        self.num_objects = int(num_refs.size)
+        self.ref_start = np.zeros(self.num_objects + 1, dtype=np.int64)
         np.cumsum(num_refs, out=self.ref_start[1:])
 
 
@@ -302,8 +302,14 @@ class Heap:
 
     # -- the native moving space --------------------------------------------------------------------------
     @property
-    def count(self) -> int:
+    def num_objects(self) -> int:
+        """How many objects the heap holds, live or dead."""
         return int(self.offset.size)
+
+    @property
+    def count(self) -> int:
+        """The old name of :attr:`num_objects`, kept for compactor.bench."""
+        return self.num_objects
 
     @property
     def space(self) -> "_native.HeapSpace":
@@ -335,7 +341,7 @@ class Heap:
     def describe(self) -> dict:
         if self.origin and "description" in self.origin:
             return json.loads(self.origin["description"])
-        d = {"heap_bytes": self.heap_size, "objects": self.count, "used_bytes": self.used_end,
+        d = {"heap_bytes": self.heap_size, "objects": self.num_objects, "used_bytes": self.used_end,
              "roots": int(self.roots.size), "references": int(self.refs.size)}
         if self.spec is not None:
             d["spec"] = self.spec.to_dict()

@@ -80,8 +80,8 @@ class Plan:
         d = read_plan_file(path)
         heap = Heap(d["heap_size"], d["offset"], d["size"], d["num_refs"], d["identity"], d["refs"], d["roots"],
                     origin={"description": d["description"], "seed": d["seed"]})
-        live = np.zeros(heap.count, dtype=bool)  # from the bitmap: an object is live when its first word is
-        if heap.count:
+        live = np.zeros(heap.num_objects, dtype=bool)  # from the bitmap: an object is live when its first word is
+        if heap.num_objects:
             w = heap.offset.astype(np.int64) // 8
             live = ((d["live_words"][w // 64] >> (w % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
         return Plan(heap=heap, page_size=d["page_size"], live=live, live_words=d["live_words"],

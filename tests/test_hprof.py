@@ -160,9 +160,9 @@ def test_named_objects_have_their_real_size_and_references(dumps):
 def test_heap_from_hprof_counts_scale_and_liveness(dumps):
     one = compactor.Heap.from_hprof(dumps["android"])
     n = 22094 + 650 + 2049
-    assert one.count == n
+    assert one.num_objects == n
     three = compactor.Heap.from_hprof(dumps["android"], scale=3)
-    assert three.count == 3 * n and three.roots.size == 3 * one.roots.size
+    assert three.num_objects == 3 * n and three.roots.size == 3 * one.roots.size
     assert np.array_equal(three.size[n:2 * n], one.size)
     full = compactor.plan(one).live_bytes
     half = compactor.Heap.from_hprof(dumps["android"], live_fraction=0.5, seed=3)
