@@ -2,7 +2,7 @@
 synthetic heap (ratios inside one run). Targets: parse test-dump.hprof in <= 0.1 s (>= 100 MB/s); a 256 MiB heap
 from it in <= 10 s; mark + plan as fast per object as the synthetic heap.
 
-    python benchmarks/hprof.py [--dump ../shared/data/hprof/test-dump.hprof] [--heap 256MiB] [--repeat 5]
+    python benchmarks/hprof.py [--dump tests/data/hprof/test-dump.hprof] [--heap 256MiB] [--repeat 5]
 """
 
 import argparse
@@ -28,7 +28,7 @@ def timed(fn, repeat):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dump", default=str(ROOT.parent / "shared" / "data" / "hprof" / "test-dump.hprof"))
+    ap.add_argument("--dump", default=str(ROOT / "tests" / "data" / "hprof" / "test-dump.hprof"))
     ap.add_argument("--heap", default="256MiB")
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()

@@ -19,13 +19,15 @@ from compactor import HprofError, hprof
 from conftest import require
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DUMPS = ROOT.parent / "shared" / "data" / "hprof"
+# The dumps ship in tests/data/hprof; the project's shared/ copy beside the checkout is the fallback.
+DUMPS = next((d for d in (ROOT / "tests" / "data" / "hprof", ROOT.parent / "shared" / "data" / "hprof")
+              if (d / "test-dump.hprof").exists()), ROOT / "tests" / "data" / "hprof")
 ANDROID, JVM = DUMPS / "test-dump.hprof", DUMPS / "RI.hprof"
 
 
 @pytest.fixture(scope="module")
 def dumps():
-    require(ANDROID.exists() and JVM.exists(), f"the HPROF test dumps are not at {DUMPS} (../shared/data/hprof)")
+    require(ANDROID.exists() and JVM.exists(), f"the HPROF test dumps are not at {DUMPS} (tests/data/hprof)")
     return {"android": ANDROID, "jvm": JVM}
 
 
