@@ -40,12 +40,13 @@ def main() -> None:
     want = compactor.parse_size(args.heap)
     scale = max(1, want // one.used_end)
     big, t_build = timed(lambda: compactor.Heap.from_hprof(args.dump, scale=scale, live_fraction=0.5), 1)
-    print(f"build {big.heap_size >> 20} MiB ({scale} copies, {big.num_objects:,} objects, live fraction 0.5): {t_build:.2f} s "
+    print(f"build {big.heap_size >> 20} MiB ({scale} copies, {big.num_objects:,} objects, live fraction 0.5): "
+          f"{t_build:.2f} s "
           f"(target <= 10 s: {'met' if t_build <= 10 else 'MISSED'})")
     syn = compactor.Heap.generate(compactor.HeapSpec(size=big.heap_size, live_fraction=0.5, seed=1))
     per = {}
     for name, h in (("real", big), ("synthetic", syn)):
-        _, t = timed(lambda: compactor.plan(h), 3)
+        _, t = timed(lambda h=h: compactor.plan(h), 3)
         per[name] = t / h.num_objects * 1e9
         print(f"mark + plan {name}: {t:.2f} s for {h.num_objects:,} objects = {per[name]:.0f} ns per object")
     ratio = per["real"] / per["synthetic"]

@@ -13,8 +13,8 @@ from typing import Optional
 import numpy as np
 
 from . import _native
-from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
 from .heap import Heap
+from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
 from .marking import MarkResult, mark
 from .planfile import read_plan_file, write_plan_file
 

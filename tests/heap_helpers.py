@@ -22,8 +22,8 @@ def make_heap(sizes, live, heap_size, page_size=4096, refs=None, nrefs=None, roo
         flat += t
     if roots is None:
         roots = np.flatnonzero(np.asarray(live, bool))
-    return compactor.Heap(heap_size, offset, sizes, nrefs, identity_of(np.arange(n), 0x1234), np.asarray(flat, np.int64),
-                          np.asarray(roots, np.int64))
+    return compactor.Heap(heap_size, offset, sizes, nrefs, identity_of(np.arange(n), 0x1234),
+                          np.asarray(flat, np.int64), np.asarray(roots, np.int64))
 
 
 # ART's rule, written from art/runtime/gc/collector/mark_compact.cc (not imported from compactor.planning, so that a

@@ -11,6 +11,7 @@ import pytest
 import compactor
 from compactor import HeapCorruption, PlanFileError, WatchdogTimeout
 from compactor.layout import NULL_REF
+
 from conftest import run_python
 
 SHAPES = ["uniform", "clustered", "dense-prefix"]

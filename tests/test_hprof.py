@@ -16,6 +16,7 @@ import pytest
 
 import compactor
 from compactor import HprofError, hprof
+
 from conftest import require
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

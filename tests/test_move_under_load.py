@@ -10,6 +10,7 @@ import pytest
 
 import compactor
 from compactor.collector import make_config
+
 from conftest import has_tlb_row, require
 
 

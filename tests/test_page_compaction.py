@@ -12,6 +12,7 @@ import pytest
 import compactor
 from compactor import PlanFileError, _native
 from compactor.layout import NULL_REF
+
 from heap_helpers import brute_force, make_heap
 
 HEAPS = {
