@@ -11,7 +11,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -242,7 +242,7 @@ class Heap:
         ps = page_size or PAGE_SIZE
         heap_size = -(-spec.size // ps) * ps
         rng = np.random.default_rng(spec.seed)
-        mean = 126.0 if spec.sizes == "art" else float(np.mean(spec.sizes))
+        mean = 126.0 if spec.sizes == "art" else float(np.mean(np.asarray(spec.sizes, dtype=np.float64)))
         n_est = int(heap_size / mean * 1.2) + 64
         sizes = _sample_sizes(spec, rng, n_est)
         ends = np.cumsum(sizes)
@@ -335,13 +335,14 @@ class Heap:
         if self._pristine_digest is None:
             if self.state != "pristine":
                 self.reset()
-            self._pristine_digest = tuple(self.space.digest())
+            a, b, c = self.space.digest()
+            self._pristine_digest = (a, b, c)
         return self._pristine_digest
 
     def describe(self) -> dict:
         if self.origin and "description" in self.origin:
             return json.loads(self.origin["description"])
-        d = {"heap_bytes": self.heap_size, "objects": self.num_objects, "used_bytes": self.used_end,
+        d: Dict[str, Any] = {"heap_bytes": self.heap_size, "objects": self.num_objects, "used_bytes": self.used_end,
              "roots": int(self.roots.size), "references": int(self.refs.size)}
         if self.spec is not None:
             d["spec"] = self.spec.to_dict()
