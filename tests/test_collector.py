@@ -99,9 +99,13 @@ def test_sigbus_faults_are_handled_by_the_mutators_themselves(need_move):
 
 
 def test_thread_mode_faults_are_resolved_by_the_fault_thread():
+    """faults="thread" adds a fault-handling thread (one more than SIGBUS mode needs), and it handles faults."""
     heap = compactor.Heap.generate(compactor.HeapSpec(size="16MiB", seed=8))
-    r = compactor.collect(heap, "copy", faults="thread", mutators=2)
-    assert r.verified and r.counters["faults_handled"] > 0
+    plan = compactor.plan(heap)
+    thread = compactor.collect(heap, "copy", faults="thread", mutators=2, plan=plan)
+    sigbus = compactor.collect(heap, "copy", faults="sigbus", mutators=2, plan=plan)
+    assert thread.counters["faults_handled"] > 0
+    assert thread.raw["threads_needed"] == 2 + 2 and sigbus.raw["threads_needed"] == 2 + 1
 
 
 def test_batch_size_sets_the_number_of_copy_ioctls():
