@@ -29,7 +29,8 @@ def main() -> None:
         gen.append(t1 - t0)
         mk.append(t2 - t1)
         pl.append(t3 - t2)
-        print(f"run {i + 1}: {heap.count:,} objects; generate {t1 - t0:.2f} s, mark {t2 - t1:.2f} s, plan {t3 - t2:.2f} s")
+        print(f"run {i + 1}: {heap.num_objects:,} objects; generate {t1 - t0:.2f} s, mark {t2 - t1:.2f} s, "
+              f"plan {t3 - t2:.2f} s")
     g = statistics.median(gen)
     mp = statistics.median([a + b for a, b in zip(mk, pl)])
     print(f"median generate {g:.2f} s (target < 10 s: {'met' if g < 10 else 'MISSED'}); "

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+from typing import List, Optional
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"info": "compactor.info", "bench": "compactor.bench.cli"}
+    commands = {"info": "compactor.info", "bench": "compactor.bench.cli", "device": "compactor.device.__main__"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        print("usage: python -m compactor {info,bench} [options]\n"
+        print("usage: python -m compactor {info,bench,device} [options]\n"
               "  info    what this machine offers (kernel, page size, userfaultfd features, MOVE, SIGBUS)\n"
-              "  bench   the benchmark (same as python -m compactor.bench)",
+              "  bench   the benchmark (same as python -m compactor.bench)\n"
+              "  device  emulated arm64 devices and probes over ADB (same as python -m compactor.device)",
               file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib

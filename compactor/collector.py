@@ -15,8 +15,6 @@ from .planning import Plan, plan as make_plan
 from .marking import mark
 
 STRATEGIES = tuple(_native.STRATEGIES)  # defined once, in the core: stw, copy, move, move-alloc, hybrid
-FAULT_MODES = ("sigbus", "thread")
-ACCESS_PATTERNS = ("random", "sequential", "hot-set")
 # inject=: errno values the core fails ioctls with, or the hooks that make the kernel answer wrongly.
 _INJECT = {None: 0, "EAGAIN": _errno.EAGAIN, "EBUSY": _errno.EBUSY, "ENOMEM": _errno.ENOMEM,
            "EEXIST": _native.INJECT_DOUBLE_INSTALL, "POISON": _native.INJECT_POISON}

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -127,8 +127,8 @@ class _GraphView:
 
     def __init__(self, num_refs: np.ndarray, refs: np.ndarray, roots: np.ndarray) -> None:
         self.num_refs, self.refs, self.roots = num_refs, refs, roots
-        self.count = int(num_refs.size)
-        self.ref_start = np.zeros(self.count + 1, dtype=np.int64)
+        self.num_objects = int(num_refs.size)
+        self.ref_start = np.zeros(self.num_objects + 1, dtype=np.int64)
         np.cumsum(num_refs, out=self.ref_start[1:])
 
 
@@ -242,7 +242,7 @@ class Heap:
         ps = page_size or PAGE_SIZE
         heap_size = -(-spec.size // ps) * ps
         rng = np.random.default_rng(spec.seed)
-        mean = 126.0 if spec.sizes == "art" else float(np.mean(spec.sizes))
+        mean = 126.0 if spec.sizes == "art" else float(np.mean(np.asarray(spec.sizes, dtype=np.float64)))
         n_est = int(heap_size / mean * 1.2) + 64
         sizes = _sample_sizes(spec, rng, n_est)
         ends = np.cumsum(sizes)
@@ -302,8 +302,14 @@ class Heap:
 
     # -- the native moving space --------------------------------------------------------------------------
     @property
-    def count(self) -> int:
+    def num_objects(self) -> int:
+        """How many objects the heap holds, live or dead."""
         return int(self.offset.size)
+
+    @property
+    def count(self) -> int:
+        """The old name of :attr:`num_objects`, kept for compactor.bench."""
+        return self.num_objects
 
     @property
     def space(self) -> "_native.HeapSpace":
@@ -329,13 +335,14 @@ class Heap:
         if self._pristine_digest is None:
             if self.state != "pristine":
                 self.reset()
-            self._pristine_digest = tuple(self.space.digest())
+            a, b, c = self.space.digest()
+            self._pristine_digest = (a, b, c)
         return self._pristine_digest
 
     def describe(self) -> dict:
         if self.origin and "description" in self.origin:
             return json.loads(self.origin["description"])
-        d = {"heap_bytes": self.heap_size, "objects": self.count, "used_bytes": self.used_end,
+        d: Dict[str, Any] = {"heap_bytes": self.heap_size, "objects": self.num_objects, "used_bytes": self.used_end,
              "roots": int(self.roots.size), "references": int(self.refs.size)}
         if self.spec is not None:
             d["spec"] = self.spec.to_dict()

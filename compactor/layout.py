@@ -1,5 +1,5 @@
 """The object layout of the moving space, as numpy sees it. Mirrors native/include/compactor/object_layout.hpp
-(tests/test_layout.py checks that the two agree).
+(tests/test_stubs_and_layout.py checks that the two agree).
 
 An object: ``size:u32 | num_refs:u16 | klass:u16 | identity:u64 | refs:u32[num_refs] (8-aligned) | payload:u64[]``.
 A filler (dead space in the dense prefix after compaction) is just the 8-byte header with ``klass=CLASS_FILLER``.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-OBJECT_ALIGNMENT = 8
 CHUNK_SIZE = 512  # bytes per live-bytes chunk (ART's kOffsetChunkSize): one 64-bit bitmap word
 NULL_REF = 0xFFFFFFFF
 CLASS_OBJECT = 1

@@ -20,7 +20,7 @@ class MarkResult:
 
 def mark_reachable(heap) -> np.ndarray:
     """Breadth-first marking over the reference graph, one frontier at a time (vectorized)."""
-    n = heap.count
+    n = heap.num_objects
     marked = np.zeros(n, dtype=bool)
     frontier = np.unique(heap.roots[heap.roots >= 0]).astype(np.int64)
     marked[frontier] = True

@@ -13,10 +13,12 @@ from typing import Optional
 import numpy as np
 
 from . import _native
-from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
 from .heap import Heap
+from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
 from .marking import MarkResult, mark
 from .planfile import read_plan_file, write_plan_file
+
+_NativePlan = _native.Plan  # the field Plan._native shadows the module name inside the class
 
 DENSE_THRESHOLD = 0.95
 
@@ -25,7 +27,7 @@ DENSE_THRESHOLD = 0.95
 class Plan:
     """A compaction plan for one heap. Arrays are numpy; ``native`` is the validated native form."""
 
-    heap: object
+    heap: Heap
     page_size: int
     live: np.ndarray               # bool per object (the marking result)
     live_words: np.ndarray         # uint64 per chunk
@@ -38,7 +40,7 @@ class Plan:
     post_compact_end: int
     live_bytes: int
     expected_digest: Optional[int] = None
-    _native: object = field(default=None, repr=False)
+    _native: Optional[_NativePlan] = field(default=None, repr=False)
 
     @property
     def heap_size(self) -> int:
@@ -49,7 +51,7 @@ class Plan:
         return int(self.first_obj.size)
 
     @property
-    def native(self) -> "_native.Plan":
+    def native(self) -> _NativePlan:
         if self._native is None:
             self._native = _native.Plan(self.heap_size, self.page_size, self.live_words, self.chunk_offset,
                                         self.first_obj, self.first_obj_header, self.pre_compact_offset,
@@ -80,8 +82,8 @@ class Plan:
         d = read_plan_file(path)
         heap = Heap(d["heap_size"], d["offset"], d["size"], d["num_refs"], d["identity"], d["refs"], d["roots"],
                     origin={"description": d["description"], "seed": d["seed"]})
-        live = np.zeros(heap.count, dtype=bool)  # from the bitmap: an object is live when its first word is
-        if heap.count:
+        live = np.zeros(heap.num_objects, dtype=bool)  # from the bitmap: an object is live when its first word is
+        if heap.num_objects:
             w = heap.offset.astype(np.int64) // 8
             live = ((d["live_words"][w // 64] >> (w % 64).astype(np.uint64)) & np.uint64(1)).astype(bool)
         return Plan(heap=heap, page_size=d["page_size"], live=live, live_words=d["live_words"],

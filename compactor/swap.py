@@ -53,7 +53,7 @@ class SwapInfo:
 
 def active_swaps() -> List[SwapDevice]:
     """The lines of /proc/swaps."""
-    out = []
+    out: List[SwapDevice] = []
     try:
         with open("/proc/swaps") as f:
             lines = f.read().splitlines()[1:]

@@ -140,10 +140,12 @@ class Userfaultfd:
         return self._u.opened_by
 
     # -- ranges ----------------------------------------------------------------------------------------
-    def register(self, start: int, length: int, *, missing: bool = True, wp: bool = False, minor: bool = False) -> frozenset:
+    def register(self, start: int, length: int, *, missing: bool = True, wp: bool = False,
+                 minor: bool = False) -> frozenset:
         """Registers a range; returns the names of the ioctls allowed on it."""
         _check_range("register", start, length)
-        mode = (REGISTER_MODE_MISSING if missing else 0) | (REGISTER_MODE_WP if wp else 0) | (REGISTER_MODE_MINOR if minor else 0)
+        mode = ((REGISTER_MODE_MISSING if missing else 0) | (REGISTER_MODE_WP if wp else 0)
+                | (REGISTER_MODE_MINOR if minor else 0))
         if mode == 0:
             raise ValueError("register: choose at least one of missing, wp, minor")
         return _names(self._u.register(start, length, mode), _IOCTL_BITS)
@@ -200,7 +202,7 @@ class Mapping(mmap.mmap):
     non-exclusive, which would make UFFDIO_MOVE fail with EBUSY); ``hugepage`` MADV_HUGEPAGE / MADV_NOHUGEPAGE.
     """
 
-    def __new__(cls, length: int, *, dontfork: bool = False, hugepage: Optional[bool] = None) -> "Mapping":
+    def __new__(cls, length: int, *, dontfork: bool = False, hugepage: Optional[bool] = None) -> "Mapping":  # noqa: ARG004 (read by __init__)
         if isinstance(length, bool) or not isinstance(length, int):
             raise TypeError(f"Mapping: length must be an int, not {type(length).__name__}")
         if length <= 0:

@@ -81,7 +81,7 @@ def device_4k():
             "qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
     from compactor.device import emulator
 
-    state = emulator.start("6.12", "4k", log=lambda m: None)
+    state = emulator.start("6.12", "4k", log=lambda _m: None)
     yield state["serial"]
     emulator.stop(state["port"])
 

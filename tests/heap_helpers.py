@@ -22,12 +22,20 @@ def make_heap(sizes, live, heap_size, page_size=4096, refs=None, nrefs=None, roo
         flat += t
     if roots is None:
         roots = np.flatnonzero(np.asarray(live, bool))
-    return compactor.Heap(heap_size, offset, sizes, nrefs, identity_of(np.arange(n), 0x1234), np.asarray(flat, np.int64),
-                          np.asarray(roots, np.int64))
+    return compactor.Heap(heap_size, offset, sizes, nrefs, identity_of(np.arange(n), 0x1234),
+                          np.asarray(flat, np.int64), np.asarray(roots, np.int64))
+
+
+# ART's rule, written from art/runtime/gc/collector/mark_compact.cc (not imported from compactor.planning, so that a
+# wrong rule there shows): `kBlackDenseRegionThreshold = 95U` percent, and a page is black-dense when its live bytes
+# are at least `kBlackDenseRegionThreshold * gPageSize / 100` (integer arithmetic); the black-dense prefix is the
+# longest run of such pages from the start of the moving space.
+ART_BLACK_DENSE_REGION_THRESHOLD_PERCENT = 95
 
 
 def brute_force(heap, live, page_size):
-    """(slide_begin, post-compact offsets of live objects, dense pages) by walking objects one by one."""
+    """(slide_begin, post-compact offsets of live objects, dense pages, post-compact end) by walking objects one by
+    one, with ART's rules (above), independently of compactor.planning."""
     live = np.asarray(live, bool)
     pages = heap.heap_size // page_size
     page_live = np.zeros(pages, np.int64)
@@ -39,7 +47,8 @@ def brute_force(heap, live, page_size):
             page_live[p] += nxt - s
             s = nxt
     dense = 0
-    while dense < pages and page_live[dense] >= 0.95 * page_size:
+    threshold = ART_BLACK_DENSE_REGION_THRESHOLD_PERCENT * page_size // 100
+    while dense < pages and page_live[dense] >= threshold:
         dense += 1
     dense = min(dense, heap.used_end // page_size) if heap.tiled else 0
     slide = dense * page_size

@@ -30,9 +30,10 @@ def arm64_runner(tmp_path_factory):
 
 
 def _start(kernel, page_size):
-    require(shutil.which("qemu-system-aarch64") is not None, "qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
+    require(shutil.which("qemu-system-aarch64") is not None,
+            "qemu-system-aarch64 is missing (apt-get install qemu-system-arm)")
     from compactor.device import emulator
-    state = emulator.start(kernel, page_size, log=lambda m: None)
+    state = emulator.start(kernel, page_size, log=lambda _m: None)
     return emulator, state
 
 
@@ -69,7 +70,8 @@ def test_text_report_labels_emulated_timings(device_4k, arm64_runner):
 def test_plan_files_are_removed_and_the_runner_is_not_pushed_twice(device_4k, arm64_runner):
     from compactor.device import Device
     from compactor.device.adb import REMOTE_DIR
-    bench(device_4k, arm64_runner, "--heap", "8MiB", "--repeat", "1", "--strategies", "copy", "--mutators", "0", "--quiet")
+    bench(device_4k, arm64_runner, "--heap", "8MiB", "--repeat", "1", "--strategies", "copy", "--mutators", "0",
+          "--quiet")
     with Device(device_4k) as d:
         listing = d.run(["ls", REMOTE_DIR], check=True).stdout.split()
         assert "heap.plan" not in listing and "compactor-runner" in listing
@@ -80,7 +82,7 @@ def test_plan_files_are_removed_and_the_runner_is_not_pushed_twice(device_4k, ar
 
 
 def test_a_runner_replaced_on_the_device_is_refused(device_4k, arm64_runner, tmp_path):
-    from compactor.device.adb import DeviceError, REMOTE_DIR
+    from compactor.device.adb import REMOTE_DIR, DeviceError
     from compactor.device.session import DeviceSession
 
     s = DeviceSession(device_4k, runner=arm64_runner)

@@ -43,7 +43,8 @@ def run_in(clone, py, *args, env=None, timeout=600):
 
 def test_import_from_the_clone_root_gets_the_installed_package(fresh_clone):
     clone, py, _ = fresh_clone
-    p = run_in(clone, py, "-c", "import compactor, compactor._native as n; print(compactor.__file__); print(n.__file__)")
+    p = run_in(clone, py, "-c",
+               "import compactor, compactor._native as n; print(compactor.__file__); print(n.__file__)")
     assert p.returncode == 0, p.stderr
     pkg, native = p.stdout.split()
     assert "site-packages" in pkg and "site-packages" in native  # not the source folder it stands in

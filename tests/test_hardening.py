@@ -17,6 +17,7 @@ import pytest
 
 import compactor
 from compactor import HeapCorruption
+
 from conftest import run_python
 
 BAD_COLLECT_OPTIONS = [
@@ -68,7 +69,7 @@ def test_every_bad_collect_option_is_a_value_error_naming_it():
         assert got is not None and msg in got, (opts, got)
 
 
-@pytest.mark.parametrize("flags, message", [
+@pytest.mark.parametrize(("flags", "message"), [
     (["--batch", "0"], "batch must lie in [1, 4096]"),
     (["--mutators", "4294967297"], "--mutators needs an integer in [0, 4294967295]"),
     (["--mutators", "300"], "mutators must lie in [0, 256]"),

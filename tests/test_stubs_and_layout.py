@@ -57,7 +57,7 @@ def test_numpy_layout_matches_the_cpp_header():
 def test_materialized_objects_read_back_through_the_numpy_dtype():
     heap = compactor.Heap.generate(compactor.HeapSpec(size="1MiB", seed=3))
     view = heap.space.view()
-    for i in (0, 1, heap.count // 2, heap.count - 1):
+    for i in (0, 1, heap.num_objects // 2, heap.num_objects - 1):
         rec = np.frombuffer(view[heap.offset[i]:heap.offset[i] + 16].tobytes(), dtype=layout.OBJECT_HEADER_DTYPE)[0]
         assert (rec["size"], rec["num_refs"], rec["klass"], rec["identity"]) == (
             heap.size[i], heap.num_refs[i], layout.CLASS_OBJECT, heap.identity[i])

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compactor import uffd
+
 from conftest import require, run_python
 from uffd_helpers import PS, fill, page_of, populate_dst
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import threading
 import mmap
 import os
 import select
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from compactor import _native, uffd
+
 from conftest import require, run_python
 from uffd_helpers import PS, fill, page_of, populate_dst
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from compactor import uffd
+
 from uffd_helpers import PS, anon_huge_kb, fill, fork_a_child_that_exits, page_of, populate_dst, resident
 
 pytestmark = pytest.mark.usefixtures("need_move")

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from compactor import swap, uffd
+
 from conftest import require
 from uffd_helpers import PS, anon_huge_kb, fork_a_child_that_exits, madvise, populate_dst
 
@@ -258,7 +259,7 @@ def test_move_of_a_huge_page_that_reclaim_splits(zram, u, need_move):
             was_huge += anon_huge_kb(s) >= 2048
             u.register(d, huge)
             go = threading.Event()
-            t = threading.Thread(target=lambda: (go.wait(), madvise(s, huge, MADV_PAGEOUT)))
+            t = threading.Thread(target=lambda go=go, s=s: (go.wait(), madvise(s, huge, MADV_PAGEOUT)))
             t.start()
             go.set()
             done = 0

@@ -158,7 +158,8 @@ class Device:
         cmd = " ".join(shlex.quote(str(a)) for a in argv)
         marker = "__compactor_rc__"
         err = f"{REMOTE_DIR}/.stderr"
-        script = (f"mkdir -p {shlex.quote(REMOTE_DIR)}; chmod 700 {shlex.quote(REMOTE_DIR)}; {cmd} 2>{shlex.quote(err)}; "
+        script = (f"mkdir -p {shlex.quote(REMOTE_DIR)}; chmod 700 {shlex.quote(REMOTE_DIR)}; "
+                  f"{cmd} 2>{shlex.quote(err)}; "
                   f"echo {marker}$?; cat {shlex.quote(err)} 1>&2 2>/dev/null; rm -f {shlex.quote(err)}")
         try:
             out = self._dev.shell(script, transport_timeout_s=timeout, read_timeout_s=timeout, timeout_s=timeout,
@@ -176,7 +177,8 @@ class Device:
             raise DeviceError(f"{self.serial}: unreadable exit status {status_text!r}") from None
         res = CommandResult(status, head, stderr)
         if check and status != 0:
-            raise DeviceError(f"{self.serial}: `{cmd}` failed with status {status}: {stderr.strip() or head.strip()[-500:]}")
+            raise DeviceError(f"{self.serial}: `{cmd}` failed with status {status}: "
+                              f"{stderr.strip() or head.strip()[-500:]}")
         return res
 
     def getprop(self, name: str) -> str:

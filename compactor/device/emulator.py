@@ -196,7 +196,8 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
     """Builds (once) the kernel Image and initramfs for this kernel and page size; returns their paths."""
     key = (kernel, page_size)
     if key not in KERNELS:
-        raise EmulatorError(f"no emulated kernel {kernel} with {page_size} pages (choose 6.12 with 4k or 16k, or 6.1 with 4k)")
+        raise EmulatorError(f"no emulated kernel {kernel} with {page_size} pages "
+                            "(choose 6.12 with 4k or 16k, or 6.1 with 4k)")
     target = cache_dir() / f"{kernel}-{page_size}"
     image, initrd = target / "Image", target / "initrd.cpio.gz"
     if image.exists() and initrd.exists():
@@ -267,7 +268,8 @@ def _module_closure(kroot: Path, wanted: List[str]) -> List[tuple]:
     """[(name, path)] of the wanted kernel modules and their dependencies (read from each module's .modinfo),
     dependencies first; modules built into the kernel are absent from the tree and skipped."""
     index = {}
-    for path in list(kroot.glob("lib/modules/*/kernel/**/*.ko*")) + list(kroot.glob("usr/lib/modules/*/kernel/**/*.ko*")):
+    found = list(kroot.glob("lib/modules/*/kernel/**/*.ko*")) + list(kroot.glob("usr/lib/modules/*/kernel/**/*.ko*"))
+    for path in found:
         name = path.name.split(".ko")[0].replace("-", "_")
         index[name] = path
     order: List[tuple] = []
@@ -327,7 +329,8 @@ def start(kernel: str = "6.12", page_size: str = "4k", port: Optional[int] = Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise EmulatorError(f"qemu exited ({proc.returncode}); console: {console.read_text(errors='replace')[-2000:]}")
+            raise EmulatorError(f"qemu exited ({proc.returncode}); "
+                                f"console: {console.read_text(errors='replace')[-2000:]}")
         if _adb_answers(port):
             _PROCESSES[port] = proc
             runs = _load_states()
@@ -363,7 +366,7 @@ def _load_states() -> dict:
 
 def status() -> List[dict]:
     out = []
-    for port, st in _load_states().items():
+    for st in _load_states().values():
         alive = True
         try:
             os.kill(st["pid"], 0)

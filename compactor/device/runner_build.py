@@ -79,10 +79,10 @@ def aarch64_runner() -> Path:
     # Built in a private temporary folder beside the final one, then renamed: no half-built runner is ever cached.
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     try:
-        p = subprocess.run(["bash", str(root / "device" / "build-runner.sh"), str(work)], capture_output=True,
-                           text=True)
-        if p.returncode != 0:
-            raise DeviceError(f"cross-building compactor-runner failed: {(p.stderr or p.stdout).strip()[-1500:]}")
+        proc = subprocess.run(["bash", str(root / "device" / "build-runner.sh"), str(work)], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise DeviceError(f"cross-building compactor-runner failed: {(proc.stderr or proc.stdout).strip()[-1500:]}")
         shutil.rmtree(work / "build", ignore_errors=True)
         os.chmod(work, 0o700)
         try:
