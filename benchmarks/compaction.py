@@ -57,7 +57,8 @@ def baseline_runner(rev: str) -> str:
     src = os.path.join(where, "src")
     shutil.rmtree(where, ignore_errors=True)
     os.makedirs(src)
-    archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", sha], check=True, capture_output=True).stdout
+    archive = subprocess.run(["git", "-C", ROOT, "archive", "--format=tar", sha],
+                             check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
     return build_runner(src, os.path.join(where, "build"))
 
@@ -104,7 +105,8 @@ def main() -> None:
             compactor.plan(heap, page_size=ps).save(plans[ps])
         native_ps = os.sysconf("SC_PAGE_SIZE")
         if native_ps not in plans:
-            sys.exit(f"collections need a plan for this kernel's {native_ps}-byte pages; only 4 KiB and 16 KiB are made")
+            sys.exit(f"collections need a plan for this kernel's {native_ps}-byte pages; "
+                     "only 4 KiB and 16 KiB are made")
         plan = plans[native_ps]
         scen = scenarios()
         gc = {(b, s): [] for b in runners for s in scen}
@@ -135,7 +137,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     ms = lambda xs: 1e3 * statistics.median(xs)  # noqa: E731
-    result = {"heap": args.heap, "repeat": args.repeat, "baseline": args.baseline, "scenarios": [], "floor_ns_per_kib": floors}
+    result = {"heap": args.heap, "repeat": args.repeat, "baseline": args.baseline, "scenarios": [],
+              "floor_ns_per_kib": floors}
     print(f"\n{args.heap}, 50% live, {args.repeat} repetitions interleaved; baseline {args.baseline} vs this tree")
     print(f"{'scenario':<22} {'before ms':>10} {'after ms':>10} {'after/before':>13}")
     slower = []
@@ -152,7 +155,8 @@ def main() -> None:
           f"{statistics.median(compact['after']):.0f} ns ({cpp:.2f}x)")
     print("compaction floor of this tree, ns per KiB (4 KiB pages | 16 KiB pages):")
     for name in floors[4096]:
-        print(f"  {name:<18} {floors[4096][name]:8.0f} | {floors[16384][name]:8.0f}  ({floors[16384][name] / floors[4096][name]:.2f}x)")
+        print(f"  {name:<18} {floors[4096][name]:8.0f} | {floors[16384][name]:8.0f}  "
+              f"({floors[16384][name] / floors[4096][name]:.2f}x)")
     per_byte = floors[16384]["compact_page"] / floors[4096]["compact_page"]
     result.update(stw_ratio=stw, compact_per_page_ratio=cpp, per_byte_16k_vs_4k=per_byte, slower=slower)
     print(f"\n1. stop-the-world after/before = {stw:.2f}x (target <= 0.60x): {'met' if stw <= 0.6 else 'MISSED'}")

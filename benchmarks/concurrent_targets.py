@@ -52,7 +52,8 @@ def main() -> None:
     p99 = {s: float(np.percentile(np.concatenate(lat[s]), 99, method="inverted_cdf")) if sum(map(len, lat[s])) else 0
            for s in scen}
     sig, thr = p99[("copy", "sigbus")], p99[("copy", "thread")]
-    print(f"4. fault p99: SIGBUS {sig / 1e3:.1f} us, thread {thr / 1e3:.1f} us = {sig / thr if thr else float('nan'):.2f}x "
+    print(f"4. fault p99: SIGBUS {sig / 1e3:.1f} us, thread {thr / 1e3:.1f} us = "
+          f"{sig / thr if thr else float('nan'):.2f}x "
           f"(target <= 0.20x): {'met' if thr and sig <= 0.2 * thr else 'MISSED'}")
 
 

@@ -10,18 +10,27 @@ from ._checkout import use_installed_copy as _use_installed_copy
 
 _use_installed_copy(__name__, __file__)
 
-from .errors import (HeapCorruption, HprofError, PlanFileError, SystemCallError, UffdError, UffdUnavailable,
-                     WatchdogTimeout)
+# Must run after _use_installed_copy above, so that it binds the installed copy's names, hence E402.
+from .errors import (  # noqa: E402
+    HeapCorruption,
+    HprofError,
+    PlanFileError,
+    SystemCallError,
+    UffdError,
+    UffdUnavailable,
+    WatchdogTimeout,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "HeapCorruption", "HprofError", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable", "WatchdogTimeout",
+    "HeapCorruption", "HprofError", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable",
+    "WatchdogTimeout",
     "__version__",
 ]
 
+from .collector import CollectionResult, collect  # noqa: E402
 from .heap import Heap, HeapSpec, parse_size  # noqa: E402
 from .planning import Plan, plan  # noqa: E402
-from .collector import CollectionResult, collect  # noqa: E402
 
 __all__ += ["CollectionResult", "Heap", "HeapSpec", "Plan", "collect", "parse_size", "plan"]

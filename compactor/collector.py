@@ -11,8 +11,9 @@ from typing import Dict, Optional
 import numpy as np
 
 from . import _native
-from .planning import Plan, plan as make_plan
 from .marking import mark
+from .planning import Plan
+from .planning import plan as make_plan
 
 STRATEGIES = tuple(_native.STRATEGIES)  # defined once, in the core: stw, copy, move, move-alloc, hybrid
 # inject=: errno values the core fails ioctls with, or the hooks that make the kernel answer wrongly.

@@ -11,6 +11,7 @@ import pytest
 
 import compactor.collector
 from compactor.bench.schema import SCHEMA, SCHEMA_ID
+
 from conftest import has_tlb_row, require
 
 TINY = ["--quick", "--heap", "8MiB", "--repeat", "2", "--quiet"]
@@ -127,7 +128,7 @@ def test_runner_executor_gives_the_same_pages_and_verifies(tmp_path):
         assert ra["pages"] == rb["pages"]
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(("args", "message"), [
     (["--strategies", "copy,teleport"], "unknown strategy teleport"),
     (["--heap", "lots"], "malformed size"),
     (["--live", "1.5"], "must lie in (0, 1]"),

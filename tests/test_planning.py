@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import compactor
 from compactor import PlanFileError
 from compactor.marking import mark
+
 from heap_helpers import brute_force, make_heap
 
 
@@ -38,7 +39,8 @@ def check_plan_against_brute_force(heap, page_size):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**31), live=st.floats(0.0, 1.0), garbage=st.sampled_from(["uniform", "clustered", "dense-prefix"]),
+@given(seed=st.integers(0, 2**31), live=st.floats(0.0, 1.0),
+       garbage=st.sampled_from(["uniform", "clustered", "dense-prefix"]),
        kib=st.integers(16, 160), page_size=st.sampled_from([4096, 16384]),
        sizes=st.sampled_from(["art", (16, 24, 40), (16, 4096, 9000)]))
 def test_post_compact_addresses_equal_the_brute_force_slide(seed, live, garbage, kib, page_size, sizes):
@@ -156,7 +158,8 @@ def test_plan_file_round_trip_keeps_every_array(saved):
         assert np.array_equal(getattr(p, f), getattr(q, f)), f
     for f in ("offset", "size", "num_refs", "identity", "refs", "roots"):
         assert np.array_equal(getattr(p.heap, f), getattr(q.heap, f)), f
-    assert (q.dense_prefix_pages, q.slide_begin, q.post_compact_end) == (p.dense_prefix_pages, p.slide_begin, p.post_compact_end)
+    assert ((q.dense_prefix_pages, q.slide_begin, q.post_compact_end)
+            == (p.dense_prefix_pages, p.slide_begin, p.post_compact_end))
     assert q.expected_digest == p.heap.pristine_digest()[0] == q.heap.pristine_digest()[0]
     assert np.array_equal(q.live, p.live)
 

@@ -42,7 +42,8 @@ def choices(allowed, what):
         items = tuple(x.strip() for x in text.split(",") if x.strip())
         bad = [x for x in items if x not in allowed]
         if bad or not items:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; "
+                                             f"choose from {', '.join(allowed)}")
         return items
     return parse
 

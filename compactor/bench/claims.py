@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import statistics
-from typing import List
+from typing import Any, Dict, List
 
-SEED_CLAIMS = [
+SEED_CLAIMS: List[Dict[str, Any]] = [
     {"id": "move-vs-copy",
      "seed_text": "We see over 40% reduction (on a Google pixel 6 device) in the compacting thread's completion time "
                   "by using UFFDIO_REMAP vs. UFFDIO_COPY.",
      "seed_value": 0.40, "unit": "reduction of GC-thread completion time"},
     {"id": "copy-vs-move-alloc",
-     "seed_text": "UFFDIO_COPY performs ~20% better than UFFDIO_REMAP when the application needs pages to be allocated.",
+     "seed_text": "UFFDIO_COPY performs ~20% better than UFFDIO_REMAP "
+                  "when the application needs pages to be allocated.",
      "seed_value": 0.20, "unit": "how much faster COPY is than MOVE of freshly allocated pages"},
     {"id": "copy-overhead-share",
      "seed_text": "Page faults/allocation, memcpy and madvise took ~50% of the compaction time with UFFDIO_COPY "
@@ -116,7 +117,8 @@ def _copy_vs_move_alloc(runs, limits) -> dict:
         cp = _find(runs, "copy", r["faults"], r["mutators"])
         if cp:
             ratios = [a / b for a, b in zip(r["gc_thread_s"], cp["gc_thread_s"])]
-            results.append({"faults": r["faults"], "mutators": r["mutators"], "copy_advantage": statistics.median(ratios) - 1,
+            results.append({"faults": r["faults"], "mutators": r["mutators"],
+                            "copy_advantage": statistics.median(ratios) - 1,
                             "min": min(ratios) - 1, "max": max(ratios) - 1})
     floor = None
     if "copy_1" in limits and "write_then_move" in limits:
@@ -126,8 +128,8 @@ def _copy_vs_move_alloc(runs, limits) -> dict:
     if not results:
         return {**out, "measured": floor["copy_advantage"] if floor else None,
                 "holds": "not measured" if not floor else ("yes" if floor["copy_advantage"] > 0 else "no"),
-                "verdict": "move-alloc was not run" + (f"; raw floor: COPY {floor['copy_advantage']:.0%} faster per page"
-                                                        if floor else "")}
+                "verdict": "move-alloc was not run"
+                           + (f"; raw floor: COPY {floor['copy_advantage']:.0%} faster per page" if floor else "")}
     primary = max(results, key=lambda r: (r["faults"] == "sigbus", r["mutators"]))
     adv = primary["copy_advantage"]
     size_agrees = 0.10 <= adv <= 0.40
@@ -136,7 +138,8 @@ def _copy_vs_move_alloc(runs, limits) -> dict:
             f"({primary['faults']} faults, {primary['mutators']} mutators; spread {_pct(primary['min'])} to "
             f"{_pct(primary['max'])})")
     if floor:
-        text += f"; raw per-page floor: write-then-MOVE {floor['write_then_move_ns']:.0f} ns vs COPY {floor['copy_1_ns']:.0f} ns"
+        text += (f"; raw per-page floor: write-then-MOVE {floor['write_then_move_ns']:.0f} ns "
+                 f"vs COPY {floor['copy_1_ns']:.0f} ns")
     text += {"yes": ": direction and size (~20%) agree.",
              "direction only": ": COPY wins as the seed says, by a different margin than ~20%.",
              "no": ": COPY did not win here; the claim does not hold."}[holds]
@@ -156,7 +159,8 @@ def _copy_share(runs) -> dict:
     share, r = max(shares, key=lambda s: (s[1]["faults"] == "sigbus", s[1]["mutators"]))
     holds = "yes" if 0.35 <= share <= 0.65 else "no"
     text = (f"UFFDIO_COPY (page allocation + copy in the kernel) and madvise took {_pct(share)} of the COPY GC "
-            f"thread's time ({r['faults']} faults, {r['mutators']} mutators; the rest is user-space compaction and waits)")
+            f"thread's time ({r['faults']} faults, {r['mutators']} mutators; "
+            "the rest is user-space compaction and waits)")
     text += ": about half, as the RFC says." if holds == "yes" else ": not the RFC's ~50% here."
     return {"measured": share, "holds": holds, "verdict": text}
 

@@ -18,13 +18,17 @@ from .. import _native
 from ..collector import STRATEGIES, make_config
 from ..heap import GARBAGE_PATTERNS
 from . import progress
-from .args import choices as _choices, fraction as _fraction, int_in as _int_in, ints as _ints, plot_path
-from .args import share as _share, size as _size
+from .args import choices as _choices
+from .args import fraction as _fraction
+from .args import int_in as _int_in
+from .args import ints as _ints
+from .args import plot_path
+from .args import share as _share
+from .args import size as _size
 from .config import BenchConfig
 from .schema import ACCEPTED_BY_COMPARE
 from .suite import run_suite
 from .types import BenchError
-
 
 MAX_REPORT_BYTES = 256 << 20
 
@@ -36,8 +40,9 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
         description="Reproduce the UFFDIO_REMAP series' measurements (MOVE vs COPY in a concurrent compacting GC) "
-                    "and say whether each claim holds here. Subcommands: compare A.json B.json; sweep (where MOVE wins: "
-                    "python -m compactor.bench sweep --help); plot REPORT.json -o PATH (redraw a report's plot).")
+                    "and say whether each claim holds here. Subcommands: compare A.json B.json; "
+                    "sweep (where MOVE wins: python -m compactor.bench sweep --help); "
+                    "plot REPORT.json -o PATH (redraw a report's plot).")
     add_bench_arguments(ap)
     sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,plot}")
     for name, add, help_, description in (
@@ -72,7 +77,8 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch", type=_int_in(1, _native.MAX_BATCH), default=64,
                     help="pages per GC run: one MOVE/COPY ioctl each (1 = per page; default 64)")
     ap.add_argument("--move-min-run", type=_int_in(1, _native.MAX_BATCH),
-                    help="hybrid: the GC MOVEs runs of at least this many pages while mutators run, COPYs shorter (default 64)")
+                    help="hybrid: the GC MOVEs runs of at least this many pages while mutators run, "
+                         "COPYs shorter (default 64)")
     ap.add_argument("--gc-cpu", type=_int_in(0, 4095), help="pin the GC thread to this CPU")
     ap.add_argument("--mutator-cpus", type=_ints(0, 4095, "CPU numbers"), help="pin mutators round-robin to these CPUs")
     ap.add_argument("--backoff", choices=("art", "futex"),
@@ -219,11 +225,12 @@ def read_report(path: str) -> Optional[dict]:
 
 
 def compare_command(args) -> int:
-    docs = []
+    docs: List[dict] = []
     for path in (args.a, args.b):
-        docs.append(read_report(path))
-        if docs[-1] is None:
+        doc = read_report(path)
+        if doc is None:
             return 2
+        docs.append(doc)
     from .report import compare
     compare(docs[0], docs[1], Console(width=200), names=("A", "B"))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ..collector import STRATEGIES
@@ -31,12 +31,12 @@ class BenchConfig:
     runner: bool = False
     device: Optional[str] = None
     # collect() options passed to every run (CollectorConfig names): gc_cpu, mutator_cpus, backoff, move_min_run
-    options: dict = None
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.mutators:
             self.mutators = default_mutators()
-        if self.options is None:
+        if self.options is None:  # an explicit options=None still means no options
             self.options = {}
 
     def scenarios(self) -> List[Scenario]:

@@ -61,7 +61,8 @@ class Executor(ABC):
 
     def __init__(self, batch: int, seed: int, options: Optional[dict] = None) -> None:
         self.batch, self.seed, self.options = batch, seed, dict(options or {})
-        self.heap, self.plan = None, None
+        self.heap: Optional[Heap] = None  # set by prepare()
+        self.plan = None
 
     @abstractmethod
     def environment(self) -> dict: ...
@@ -102,6 +103,7 @@ class _HostExecutor(Executor):
         return measure_floor(pages, repeat)
 
     def compaction_floor(self, repeat: int) -> dict:
+        assert self.heap is not None, "prepare() comes first"
         return measure_compaction_floor(self.heap, self.plan, repeat)
 
 
@@ -145,7 +147,8 @@ class RunnerExecutor(_HostExecutor):
         super().__init__(batch, seed, options)
         self.runner = runner
         self.flags = runner_flags(self.options)
-        self.plan_file, self.plan_path = _PlanFile(), None
+        self.plan_file = _PlanFile()
+        self.plan_path: Optional[str] = None  # set by prepare()
 
     def prepare(self, heap: Heap, plan) -> None:
         super().prepare(heap, plan)
@@ -153,6 +156,7 @@ class RunnerExecutor(_HostExecutor):
         self.plan_path = self.plan_file.save(plan)
 
     def run(self, sc: Scenario, rep: int) -> dict:
+        assert self.runner is not None and self.plan_path is not None, "prepare() comes first"
         cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
                "--batch", str(self.batch), "--seed", str(self.seed + rep)] + self.flags
         if sc.faults != "none":

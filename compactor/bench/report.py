@@ -9,7 +9,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .output import atomic_write, write_bench_csv as write_csv  # noqa: F401  (their old home)
+from .output import atomic_write  # noqa: F401  (their old home)
+from .output import write_bench_csv as write_csv  # noqa: F401  (their old home)
 from .speed import render_line
 
 
@@ -27,7 +28,8 @@ def render(report: dict, console: Console) -> None:
     cfg, heap = report["config"], report["heap"]
     shape = "from an HPROF dump" if heap.get("hprof") else f"{cfg['live_fraction']:.0%} live ({cfg['garbage']})"
     console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {shape}, "
-                  f"{heap['objects']:,} objects, {heap['to_space_pages']:,} to-space pages; {cfg['repeat']} repetitions "
+                  f"{heap['objects']:,} objects, {heap['to_space_pages']:,} to-space pages; "
+                  f"{cfg['repeat']} repetitions "
                   f"interleaved; batch {cfg['batch']} pages; executor {cfg['executor']}")
     h = heap.get("hprof")
     if h:
@@ -48,15 +50,19 @@ def render(report: dict, console: Console) -> None:
         t.add_row(m["description"], f"{m['median_ns_per_page']:.0f}", str(m["pages_per_call"]))
     console.print(t)
     t = Table(title="GC (compacting) thread completion time" + note, title_justify="left")
-    for c in ("strategy", "faults", "mut.", "median ms", "min-max ms", "vs copy", "pause ms", "pages: copy/move/batched/fallback/by mutators", "TLB IPIs (/1000 pages)", "CPUs needed/had", "fault p50/p99 us", "verified"):
+    for c in ("strategy", "faults", "mut.", "median ms", "min-max ms", "vs copy", "pause ms",
+              "pages: copy/move/batched/fallback/by mutators", "TLB IPIs (/1000 pages)", "CPUs needed/had",
+              "fault p50/p99 us", "verified"):
         t.add_column(c)
     for r in report["runs"]:
         if r["status"] != "measured":
-            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"], "-", "-", "-", "-")
+            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"],
+                      "-", "-", "-", "-")
             continue
         p, lat = r["pages"], r["fault_latency_us"]
         fb = p.get("copy_fallback_pool_empty", 0) + p.get("copy_fallback_ebusy", 0) + p.get("copy_short_run", 0)
-        pages = f"{p.get('copy', 0)}/{p.get('move', 0) + p.get('dense_move', 0)}/{p.get('move_batched', 0)}/{fb}/{p.get('by_mutators', 0)}"
+        pages = (f"{p.get('copy', 0)}/{p.get('move', 0) + p.get('dense_move', 0)}/{p.get('move_batched', 0)}/"
+                 f"{fb}/{p.get('by_mutators', 0)}")
         latency = f"{lat.get('p50', 0):.1f}/{lat.get('p99', 0):.1f}" if lat.get("samples") else "-"
         ratio = "-" if r["ratio_vs_copy_median"] is None else f"{r['ratio_vs_copy_median']:.2f}x"
         irq, per_k = (r.get("interrupts") or {}).get("tlb_shootdowns"), r.get("shootdowns_per_1000_pages")
@@ -68,7 +74,8 @@ def render(report: dict, console: Console) -> None:
     console.print(t)
     swapped = [r for r in report["runs"] if r.get("swap")]
     if swapped:
-        t = Table(title=f"Swapped heap: {report['config'].get('options', {}).get('swapped', 0):.0%} of the pages paged out "
+        swapped_share = report['config'].get('options', {}).get('swapped', 0)
+        t = Table(title=f"Swapped heap: {swapped_share:.0%} of the pages paged out "
                         "before each pause (medians; swap-ins are system-wide pswpin)", title_justify="left")
         for c in ("strategy", "mut.", "GC ms", "vs copy", "pages paged out", "swap-ins", "major faults"):
             t.add_column(c, justify="right")
@@ -101,7 +108,8 @@ def _times_panel(ax, measured: List[dict], env: dict, heap_bytes: int) -> None:
     lo = [1e3 * (r["median"] - r["min"]) for r in measured]
     hi = [1e3 * (r["max"] - r["median"]) for r in measured]
     ax.barh(y, med, xerr=[lo, hi], capsize=3,
-            color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c" for r in measured])
+            color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c"
+                   for r in measured])
     ax.set_yticks(y, [f"{r['strategy']} {r['faults']}/{r['mutators']}m" for r in measured], fontsize=8)
     ax.set_xlabel("GC thread completion time (ms), median and min-max")
     title = f"Linux {env['kernel']} {env['arch']}, {heap_bytes >> 20} MiB heap"

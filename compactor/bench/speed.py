@@ -8,7 +8,7 @@ concurrent run. Both are set against the same run's hot-memcpy floor and live-st
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 # Targets of issue 13 (ratios inside one run): compaction per to-space page at most 2.5x the hot-memcpy floor;
 # as a stretch, at most 1.5x the live-stride copy.
@@ -40,7 +40,7 @@ def compaction_summary(limits: dict, runs: List[dict]) -> dict:
                    "vs_memcpy": _ratio(per_page, memcpy), "vs_live_stride_copy": _ratio(per_page, stride)})
     ref = next((g for g in gc if g["strategy"] == "copy" and g["mutators"] == 0 and g["faults"] == "sigbus"), None)
     ref = ref or next((g for g in gc if g["mutators"] == 0), None)
-    out = {
+    out: Dict[str, Any] = {
         "floor_ns_per_page": floor,
         "compact_page_vs_memcpy": _ratio(floor.get("compact_page"), memcpy),
         "compact_page_vs_live_stride_copy": _ratio(floor.get("compact_page"), stride),
@@ -63,7 +63,8 @@ def render_line(summary: dict) -> Optional[str]:
     ref = next((g for g in summary["gc_thread"] if g["key"] == summary.get("reference_run")), None)
     fmt = lambda x: "-" if x is None else f"{x:.2f}x"  # noqa: E731
     text = (f"compaction per to-space page: compact_page {f['compact_page']:.0f} ns = "
-            f"{fmt(summary['compact_page_vs_memcpy'])} the hot memcpy, {fmt(summary['compact_page_vs_live_stride_copy'])} "
+            f"{fmt(summary['compact_page_vs_memcpy'])} the hot memcpy, "
+            f"{fmt(summary['compact_page_vs_live_stride_copy'])} "
             f"the live-stride copy ({f.get('live_stride_copy', 0):.0f} ns)")
     if ref and ref["compact_ns_per_page"] is not None:
         text += (f"; GC thread ({ref['key']}) {ref['compact_ns_per_page']:.0f} ns = {fmt(ref['vs_memcpy'])} memcpy, "

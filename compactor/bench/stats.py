@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -17,7 +17,7 @@ def _median(xs):
 def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes: int,
               unsupported: Dict[str, str]) -> List[dict]:
     runs = []
-    copy_of = {}
+    copy_of: Dict[Tuple[Optional[str], int], List[float]] = {}  # (faults, mutators): COPY's GC times
     for sc in scenarios:
         if sc.strategy == "copy" and sc.key in raws:
             copy_of[(sc.faults, sc.mutators)] = [r["gc_thread_s"] for r in raws[sc.key]]
@@ -36,9 +36,9 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
         base = copy_of.get((sc.faults, sc.mutators)) or copy_of.get((first_fault, sc.mutators)) \
             or copy_of.get((first_fault, 0))
         ratios = [g / b for g, b in zip(gc, base)] if base else []
-        samples = [r.get("latency_samples_ns") for r in reps]
-        samples = np.concatenate([s for s in samples if s is not None and len(s)]) if any(
-            s is not None and len(s) for s in samples) else np.zeros(0, np.uint64)
+        rep_samples = [r.get("latency_samples_ns") for r in reps]
+        samples = np.concatenate([s for s in rep_samples if s is not None and len(s)]) if any(
+            s is not None and len(s) for s in rep_samples) else np.zeros(0, np.uint64)
         row.update(
             status="measured",
             gc_thread_s=gc, median=_median(gc), min=min(gc) if gc else None, max=max(gc) if gc else None,
@@ -79,12 +79,14 @@ def load_measures(reps: List[dict]) -> dict:
         "interrupts_per_repetition": {"tlb_shootdowns": tlb, "function_call": cal},
         "shootdowns_per_1000_pages": _median_or_none(per_k),
         "machine": {
-            "gc_voluntary_switches": c("gc_voluntary_switches"), "gc_involuntary_switches": c("gc_involuntary_switches"),
+            "gc_voluntary_switches": c("gc_voluntary_switches"),
+            "gc_involuntary_switches": c("gc_involuntary_switches"),
             "minor_faults": c("minor_faults"), "major_faults": c("major_faults"),
             "ioctl_move": ioctl_move, "ioctl_copy": ioctl_copy,
             "mean_pages_per_move": (c("bytes_moved") / ioctl_move / ps) if ioctl_move and ps else None,
             "mean_pages_per_copy": (c("bytes_copied") / ioctl_copy / ps) if ioctl_copy and ps else None,
-            "cpus": reps[0].get("cpus") if reps else None, "threads_needed": reps[0].get("threads_needed") if reps else None,
+            "cpus": reps[0].get("cpus") if reps else None,
+            "threads_needed": reps[0].get("threads_needed") if reps else None,
         },
     }
     sw = [r.get("swap") or {} for r in reps]

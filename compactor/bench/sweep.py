@@ -11,29 +11,29 @@ import statistics
 import sys
 import time
 from itertools import product
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from rich.console import Console
 from rich.table import Table
 
-from ..collector import collect
+from .. import _native
+from ..collector import STRATEGIES, collect
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
-from .. import _native
-from ..collector import STRATEGIES
 from . import progress
 from .args import choices, fraction, int_in, list_of, plot_path, size
 from .env import check_memory, check_usable, host_environment, memory_available
-from .output import atomic_write, write_sweep_csv as write_csv
+from .output import atomic_write
+from .output import write_sweep_csv as write_csv
 from .schema import SWEEP_SCHEMA_ID
 from .stats import load_measures
 from .types import BenchError
 
-DEFAULT = {"heap": 64 << 20, "live": (0.1, 0.3, 0.5, 0.7, 0.9), "mutators": (0, 1, 2, 4), "batch": (1, 16, 64, 512),
-           "strategies": ("copy", "move", "hybrid"), "repeat": 3}
-QUICK = {"heap": 16 << 20, "live": (0.25, 0.5, 0.75), "mutators": (0, 2), "batch": (1, 64, 512),
-         "strategies": ("copy", "move", "hybrid"), "repeat": 2}
+DEFAULT: Dict[str, Any] = {"heap": 64 << 20, "live": (0.1, 0.3, 0.5, 0.7, 0.9), "mutators": (0, 1, 2, 4),
+                           "batch": (1, 16, 64, 512), "strategies": ("copy", "move", "hybrid"), "repeat": 3}
+QUICK: Dict[str, Any] = {"heap": 16 << 20, "live": (0.25, 0.5, 0.75), "mutators": (0, 2), "batch": (1, 64, 512),
+                         "strategies": ("copy", "move", "hybrid"), "repeat": 2}
 
 
 def run_sweep(heap_bytes: int, live: tuple, mutators: tuple, batch: tuple, strategies: tuple, repeat: int,
@@ -59,7 +59,8 @@ def run_sweep(heap_bytes: int, live: tuple, mutators: tuple, batch: tuple, strat
                     r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan,
                                 **(options or {}))
                 except HeapCorruption as e:
-                    raise BenchError(f"sweep cell live={f} mutators={m} batch={b} {s}: verification failed: {e}", 3) from e
+                    raise BenchError(f"sweep cell live={f} mutators={m} batch={b} {s}: verification failed: {e}",
+                                     3) from e
                 raws.setdefault((f, m, b, s), []).append(r.raw)
                 done += 1
     tick("done", total, total)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -82,7 +82,7 @@ class DeviceSession:
             raise DeviceError(f"{self.serial}: compaction floor failed ({r.status}): {r.stderr.strip()}")
         return {m["name"]: m for m in json.loads(r.stdout)}
 
-    def push_plan(self, local: Path) -> None:
+    def push_plan(self, local: Union[str, Path]) -> None:
         self.plan_remote = f"{REMOTE_DIR}/heap.plan"
         self.device.push(local, self.plan_remote, skip_if_same=False)
 
