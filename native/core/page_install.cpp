@@ -131,13 +131,17 @@ bool moved_despite_eexist(const Context& ctx, uint64_t dst, uint64_t src) {
 }
 
 // The test hooks that make the kernel itself answer wrongly (FaultInjection): once, in the GC thread's first
-// installation. Returns true when the pages were "installed" by the hook (kPoison).
-bool kernel_injection(Context& ctx, ThreadCtx& tc, uint64_t dst, uint64_t len) {
+// installation (for a double install, its first of several pages by the strategy's method). Returns true when the pages were "installed" by the hook (kPoison).
+bool kernel_injection(Context& ctx, ThreadCtx& tc, uint64_t dst, uint64_t len, bool move) {
     const int what = ctx.cfg.inject.err;
     if (!tc.is_gc || (what != kDoubleInstall && what != kPoison) || tc.counters.injected) return false;
+    // A double install waits for a run of several pages (below) installed by the strategy's own method.
+    if (what == kDoubleInstall && (len < 2 * ctx.ps || move != (ctx.strategy != Strategy::Copy))) return false;
     tc.counters.injected += 1;
     if (what == kDoubleInstall) {
-        ctx.uffd->zeropage(dst, ctx.ps, UFFDIO_ZEROPAGE_MODE_DONTWAKE);
+        // The last page of the range: a MOVE or COPY of several pages installs the others first, so the EEXIST
+        // comes after partial progress and must be judged at the page that failed, not at the range's start.
+        ctx.uffd->zeropage(dst + len - ctx.ps, ctx.ps, UFFDIO_ZEROPAGE_MODE_DONTWAKE);
         return false;
     }
     ctx.uffd->poison(dst, len, 0);
@@ -249,14 +253,18 @@ Next interpret_install_error(Context& ctx, ThreadCtx& tc, PendingInstall& in, in
 bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
                    bool dense, CopyReason why) {
     const uint64_t to_space = reinterpret_cast<uint64_t>(ctx.to_space);
-    if (kernel_injection(ctx, tc, to_space + first_page * ctx.ps, npages * ctx.ps)) return true;
+    if (kernel_injection(ctx, tc, to_space + first_page * ctx.ps, npages * ctx.ps, move)) return true;
     PendingInstall in{first_page, src, npages, move, dense, why};
     while (in.done < in.npages) {
         if (ctx.abort.load(std::memory_order_relaxed)) return false;
         const uint64_t dst = to_space + (in.first_page + in.done) * ctx.ps;
         const uint64_t s = reinterpret_cast<uint64_t>(in.src) + in.done * ctx.ps;
         const IoResult r = issue_install_ioctl(ctx, tc, in, dst, s);
-        if (r.err != 0 && interpret_install_error(ctx, tc, in, r.err, dst, s) == Next::Abort) return false;
+        if (r.err == 0) continue;
+        // The ioctl installed in.done - (pages before it) pages and failed at the next one: judge that page.
+        const uint64_t failed_dst = to_space + (in.first_page + in.done) * ctx.ps;
+        const uint64_t failed_src = reinterpret_cast<uint64_t>(in.src) + in.done * ctx.ps;
+        if (interpret_install_error(ctx, tc, in, r.err, failed_dst, failed_src) == Next::Abort) return false;
     }
     return true;
 }

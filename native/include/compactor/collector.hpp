@@ -20,8 +20,8 @@ enum class Access { Random, Sequential, HotSet };
 // 10 us x (i - 5)), or blocking on a futex that every page installation wakes.
 enum class Backoff { Art, Futex };
 // Test hooks: a fraction of COPY/MOVE ioctls fails with an errno before reaching the kernel (EAGAIN, EBUSY,
-// ENOMEM); or the GC thread really makes the kernel answer wrongly: kDoubleInstall maps a zero page over its
-// first target before installing it (a genuine EEXIST), kPoison poisons its first batch with UFFDIO_POISON and
+// ENOMEM); or the GC thread really makes the kernel answer wrongly: kDoubleInstall maps a zero page over the
+// last page of its first several-page run by the strategy's method (a genuine EEXIST after partial progress), kPoison poisons its first batch with UFFDIO_POISON and
 // marks it mapped (a mutator touching it gets a hardware-error SIGBUS).
 constexpr int kDoubleInstall = -1;
 constexpr int kPoison = -2;
