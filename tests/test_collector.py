@@ -278,8 +278,11 @@ def test_stress_200_randomized_collections_with_mutators(need_move):
     plans = [compactor.plan(h) for h in heaps]
     for i in range(200):
         k = rnd.randrange(len(heaps))
-        r = compactor.collect(heaps[k], rnd.choice(CONCURRENT), faults=rnd.choice(["sigbus", "thread"]),
-                              mutators=rnd.choice([1, 2, 4]), batch=rnd.choice([1, 8, 64]),
+        strategy, faults, mutators = rnd.choice(CONCURRENT), rnd.choice(["sigbus", "thread"]), rnd.choice([1, 2, 4])
+        r = compactor.collect(heaps[k], strategy, faults=faults, mutators=mutators, batch=rnd.choice([1, 8, 64]),
                               access=rnd.choice(["random", "sequential", "hot-set"]), seed=i, plan=plans[k],
                               write_fraction=rnd.uniform(0, 0.3))
-        assert r.verified, i
+        # each run is the configuration it was asked for, with its mutators running, and maps every to-space page
+        assert (r.strategy, r.faults, r.mutators, r.fallback) == (strategy, faults, mutators, ""), i
+        assert r.counters["mutator_accesses"] > 0, i
+        assert r.pages["total"] == plans[k].num_to_pages and r.pages["by_mutators"] <= r.pages["total"], i

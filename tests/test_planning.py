@@ -165,8 +165,11 @@ def test_plan_file_round_trip_keeps_every_array(saved):
 
 
 def test_loaded_plan_collects_and_verifies(saved):
-    q = compactor.Plan.load(saved[1])
-    assert compactor.collect(q.heap, "stw", plan=q).verified
+    """A plan read back from its file drives a collection as the plan it was saved from does: the same to-space."""
+    p, path = saved
+    q = compactor.Plan.load(path)
+    r = compactor.collect(q.heap, "stw", plan=q)
+    assert r.verified and r.pages["total"] == q.num_to_pages == p.num_to_pages
 
 
 def _corrupt(path, tmp_path, offset, data):
