@@ -307,11 +307,6 @@ class Heap:
         return int(self.offset.size)
 
     @property
-    def count(self) -> int:
-        """The old name of :attr:`num_objects`, kept for compactor.bench."""
-        return self.num_objects
-
-    @property
     def space(self) -> "_native.HeapSpace":
         """The native moving space, materialized on first use."""
         if self._space is None:

@@ -121,9 +121,9 @@ def run_config(cfg: BenchConfig, heap, plan, dump: Optional[str], executor_name:
 
 def heap_section(heap, plan, plan_s: float) -> dict:
     """The report's "heap" section."""
-    return {"objects": heap.count, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
+    return {"objects": heap.num_objects, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
             "dense_prefix_pages": plan.dense_prefix_pages, "plan_seconds": plan_s,
             "empty_pages": int(heap.heap_size // plan.page_size - np.count_nonzero(plan.live_words.reshape(
                 -1, plan.page_size // 512).any(axis=1))),
-            "mean_refs_per_object": float(heap.num_refs.mean()) if heap.count else 0.0,
+            "mean_refs_per_object": float(heap.num_refs.mean()) if heap.num_objects else 0.0,
             **({"hprof": heap.describe()["hprof"]} if heap.origin and "hprof" in heap.origin else {})}
