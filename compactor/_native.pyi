@@ -95,7 +95,8 @@ class CollectorConfig:
     hops: int
     max_samples: int
     release_chunk: int
-    watchdog: float
+    watchdog_seconds: float
+    watchdog: float  # alias of watchdog_seconds
     user_mode_only: bool
     write_fraction: float
     gc_cpu: int
@@ -107,7 +108,9 @@ class CollectorConfig:
     swapped: float
     def __init__(self) -> None: ...
     def validate(self) -> None: ...
+    def to_json(self) -> str: ...
 
+def config_options() -> List[Dict[str, Any]]: ...
 def collect(space: HeapSpace, plan: Plan, table: ObjectTable, digest_before: int,
             config: CollectorConfig) -> Dict[str, Any]: ...
 def parse_hprof(data: Any) -> Dict[str, Any]: ...

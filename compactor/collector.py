@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _native
 from .marking import mark
+from .options import option_table
 from .planning import Plan
 from .planning import plan as make_plan
 
@@ -20,19 +21,26 @@ STRATEGIES = tuple(_native.STRATEGIES)  # defined once, in the core: stw, copy, 
 _INJECT = {None: 0, "EAGAIN": _errno.EAGAIN, "EBUSY": _errno.EBUSY, "ENOMEM": _errno.ENOMEM,
            "EEXIST": _native.INJECT_DOUBLE_INSTALL, "POISON": _native.INJECT_POISON}
 CollectorConfig = _native.CollectorConfig
-OPTIONS = tuple(sorted(name for name in dir(CollectorConfig) if not name.startswith("_") and name != "validate"))
 
 
-def make_config(strategy: str = "stw", faults: str = "sigbus", mutators: int = 0, *, inject: Optional[str] = None,
-                **options) -> "_native.CollectorConfig":
+# Every collect() option: the table's names, and watchdog (the alias of watchdog_seconds).
+OPTIONS = tuple(o["name"] for o in option_table()) + ("watchdog",)
+_DEFAULTS = CollectorConfig()
+
+
+def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults, mutators: int = _DEFAULTS.mutators,
+                *, inject: Optional[str] = None, **options) -> "_native.CollectorConfig":
     """A validated :class:`CollectorConfig`: the core's defaults with ``options`` set (names as its attributes:
-    batch, move_min_run, access, backoff, seed, watchdog, user_mode_only, release_chunk, write_fraction, hops,
-    max_samples, gc_cpu, mutator_cpus, inject_fraction, stall_seconds, late_access_seconds). Raises ValueError
+    access, hops, write_fraction, batch, move_min_run, claim_ahead, backoff, gc_cpu, mutator_cpus,
+    release_chunk, swapped, seed, watchdog_seconds (or watchdog), user_mode_only, max_samples, inject_errno,
+    inject_fraction, stall_seconds, late_access_seconds; :func:`option_table` describes each). Raises ValueError
     naming an unknown option, or the option out of range with the allowed range."""
     cfg = CollectorConfig()
     if inject not in _INJECT:
         raise ValueError(f"inject must be one of {', '.join(k for k in _INJECT if k)} or None, got {inject!r}")
-    options.update(strategy=strategy, faults=faults, mutators=mutators, inject_errno=_INJECT[inject])
+    options.update(strategy=strategy, faults=faults, mutators=mutators)
+    if inject is not None:  # the name of a hook or errno; inject_errno takes the raw number
+        options["inject_errno"] = _INJECT[inject]
     for name, value in options.items():
         if name not in OPTIONS:
             raise ValueError(f"unknown collect() option {name!r}; the options are {', '.join(OPTIONS)}")
@@ -73,8 +81,9 @@ class CollectionResult:
         return d
 
 
-def collect(heap, strategy: str = "stw", faults: str = "sigbus", mutators: int = 0, *, plan: Optional[Plan] = None,
-            inject: Optional[str] = None, **options) -> CollectionResult:
+def collect(heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
+            mutators: int = _DEFAULTS.mutators, *, plan: Optional[Plan] = None, inject: Optional[str] = None,
+            **options) -> CollectionResult:
     """Collects ``heap``: resets it to its pristine state if needed, marks and plans (unless ``plan`` is given),
     compacts with ``strategy`` (one of :data:`STRATEGIES`), with faults delivered by ``faults`` ("sigbus" or
     "thread") to ``mutators`` native mutator threads, and verifies the result.

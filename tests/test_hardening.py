@@ -27,9 +27,9 @@ BAD_COLLECT_OPTIONS = [
     ({"batch": 10 ** 6}, "batch must lie in [1, 4096]"),
     ({"mutators": -1}, "mutators must be a non-negative integer"),
     ({"mutators": 257}, "mutators must lie in [0, 256]"),
-    ({"watchdog": 0.0}, "watchdog must lie in"),
-    ({"watchdog": math.nan}, "watchdog must lie in"),
-    ({"watchdog": -1.0}, "watchdog must lie in"),
+    ({"watchdog": 0.0}, "watchdog_seconds must lie in"),
+    ({"watchdog": math.nan}, "watchdog_seconds must lie in"),
+    ({"watchdog": -1.0}, "watchdog_seconds must lie in"),
     ({"write_fraction": 1.5}, "write_fraction must lie in [0, 1]"),
     ({"inject": "EAGAIN", "inject_fraction": -0.1}, "inject_fraction must lie in [0, 1]"),
     ({"stall_seconds": -1.0}, "stall_seconds must lie in"),
@@ -71,18 +71,20 @@ def test_every_bad_collect_option_is_a_value_error_naming_it():
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--batch", "0"], "batch must lie in [1, 4096]"),
-    (["--mutators", "4294967297"], "--mutators needs an integer in [0, 4294967295]"),
+    (["--mutators", "4294967297"], "mutators takes an integer in [0, 4294967295]"),
     (["--mutators", "300"], "mutators must lie in [0, 256]"),
     (["--release-chunk", "0"], "release_chunk must lie in"),
     (["--release-chunk", "5000"], "release_chunk must be a multiple of the page size"),
-    (["--watchdog", "abc"], "--watchdog needs a number"),
-    (["--watchdog", "0"], "watchdog must lie in"),
+    (["--watchdog", "abc"], "watchdog_seconds takes a number"),
+    (["--watchdog", "0"], "watchdog_seconds must lie in"),
     (["--gc-cpu", "999"], "gc_cpu names CPU 999"),
-    (["--mutator-cpus", "0,x"], "--mutator-cpus needs an integer"),
+    (["--mutator-cpus", "0,x"], "mutator_cpus takes an integer"),
     (["--write-fraction", "2"], "write_fraction must lie in [0, 1]"),
     (["--backoff", "spin"], "unknown backoff 'spin'"),
     (["--strategy", "teleport"], "unknown strategy 'teleport'"),
     (["--repeat", "0"], "--repeat must lie in [1, 10000]"),
+    (["--hops", "65"], "hops must lie in [0, 64]"),
+    (["--frobnicate"], "unknown option --frobnicate"),
 ])
 def test_runner_refuses_bad_flags_with_the_same_checks(flags, message, tmp_path):
     from compactor.bench.suite import runner_path

@@ -18,18 +18,27 @@ from ..collector import collect
 from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap
+from ..options import option_table
 from .env import host_environment, memory_available
 from .types import BenchError, RunFailed, Scenario
 
 
 def runner_flags(options: dict) -> List[str]:
-    """collect() options as compactor-runner flags (the runner validates them with the same checks)."""
+    """collect() options as compactor-runner flags, from the options table (the runner validates them with the
+    same checks): bools as --name / --no-name, CPU lists comma-separated."""
+    table = {o["name"]: o for o in option_table()}
+    table["watchdog"] = table["watchdog_seconds"]
     flags = []
     for name, value in options.items():
         if value is None:
             continue
-        flag = "--" + name.replace("_", "-")
-        flags += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+        if name not in table:
+            raise BenchError(f"unknown collect() option {name!r}; the options are {', '.join(sorted(table))}", 2)
+        o = table[name]
+        if o["type"] == "bool":
+            flags.append(o["flag"] if value else "--no-" + o["flag"][2:])
+        else:
+            flags += [o["flag"], ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
     return flags
 
 

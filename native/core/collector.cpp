@@ -8,6 +8,7 @@
 #include <cstring>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 #include <cerrno>
 #include <sched.h>
 #include <sys/mman.h>
@@ -77,6 +78,13 @@ void check_range(const char* option, T value, T lo, T hi, const char* unit = "")
     }
 }
 
+// Numeric options lie in their table range; the others have none.
+template <typename T, typename V, typename L, typename H>
+void check_option_range(const char* option, const V& value, L lowest, H highest, const char* unit) {
+    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+        check_range(option, value, static_cast<T>(lowest), static_cast<T>(highest), unit);
+}
+
 void check_cpu(const char* option, int cpu, const cpu_set_t& allowed) {
     if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
         std::ostringstream o;
@@ -91,25 +99,17 @@ void check_cpu(const char* option, int cpu, const cpu_set_t& allowed) {
 }  // namespace
 
 void validate(const CollectorConfig& c, uint64_t page_size) {
-    check_range("mutators", c.mutators, 0u, kMaxMutators);
-    check_range("batch", c.batch, 1u, kMaxBatch, " pages");
-    check_range("move_min_run", c.move_min_run, 1u, kMaxBatch, " pages");
-    check_range("watchdog", c.watchdog_seconds, 0.001, 86400.0, " seconds");
-    check_range("write_fraction", c.write_fraction, 0.0, 1.0);
-    check_range("hops", c.hops, 0u, 64u);
-    check_range("max_samples", c.max_samples, uint64_t{0}, uint64_t{1} << 26);
-    check_range("release_chunk", c.release_chunk, page_size, uint64_t{1} << 40, " bytes");
+    // The ranges of the options table, in its order; then the checks that need more than one value.
+#define COMPACTOR_OPTION(name, type, default_value, lowest, highest, unit, help) \
+    check_option_range<type>(#name, c.name, lowest, highest, *unit ? " " unit : "");
+#include "compactor/config_options.def"
     if (c.release_chunk % page_size)
         throw std::invalid_argument("release_chunk must be a multiple of the page size (" + std::to_string(page_size) +
                                     " bytes), got " + std::to_string(c.release_chunk));
-    check_range("inject_fraction", c.inject.fraction, 0.0, 1.0);
-    if (c.inject.err != 0 && c.inject.err != EAGAIN && c.inject.err != EBUSY && c.inject.err != ENOMEM &&
-        c.inject.err != kDoubleInstall && c.inject.err != kPoison)
+    if (c.inject_errno != 0 && c.inject_errno != EAGAIN && c.inject_errno != EBUSY && c.inject_errno != ENOMEM &&
+        c.inject_errno != kDoubleInstall && c.inject_errno != kPoison)
         throw std::invalid_argument("inject must be EAGAIN, EBUSY, ENOMEM, EEXIST or POISON, got errno " +
-                                    std::to_string(c.inject.err));
-    check_range("stall_seconds", c.stall_seconds, 0.0, 3600.0, " seconds");
-    check_range("swapped", c.swapped, 0.0, 1.0);
-    check_range("late_access_seconds", c.late_access_seconds, 0.0, 60.0, " seconds");
+                                    std::to_string(c.inject_errno));
     if (c.gc_cpu != -1 || !c.mutator_cpus.empty()) {
         cpu_set_t allowed;
         CPU_ZERO(&allowed);

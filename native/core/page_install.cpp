@@ -130,10 +130,10 @@ bool moved_despite_eexist(const Context& ctx, uint64_t dst, uint64_t src) {
     return !(s & populated) && (d & populated);
 }
 
-// The test hooks that make the kernel itself answer wrongly (FaultInjection): once, in the GC thread's first
+// The test hooks that make the kernel itself answer wrongly (inject_errno kDoubleInstall, kPoison): once, in the GC thread's first
 // installation (for a double install, its first of several pages by the strategy's method). Returns true when the pages were "installed" by the hook (kPoison).
 bool kernel_injection(Context& ctx, ThreadCtx& tc, uint64_t dst, uint64_t len, bool move) {
-    const int what = ctx.cfg.inject.err;
+    const int what = ctx.cfg.inject_errno;
     if (!tc.is_gc || (what != kDoubleInstall && what != kPoison) || tc.counters.injected) return false;
     // A double install waits for a run of several pages (below) installed by the strategy's own method.
     if (what == kDoubleInstall && (len < 2 * ctx.ps || move != (ctx.strategy != Strategy::Copy))) return false;
@@ -167,12 +167,12 @@ struct PendingInstall {
 // What the caller does after one ioctl's result was interpreted.
 enum class Next { Continue, Abort };
 
-// Test hook (FaultInjection): the error to pretend the kernel answered this ioctl with, or 0. EBUSY is injected
+// Test hook (inject_errno, inject_fraction): the error to pretend the kernel answered this ioctl with, or 0. EBUSY is injected
 // into MOVE only: the kernel never answers COPY with it.
 int injected_error(Context& ctx, ThreadCtx& tc, bool move) {
-    const int inj = ctx.cfg.inject.err;
-    const bool inject_here = ctx.cfg.inject.fraction > 0 && inj > 0 && (move || inj != EBUSY);
-    if (!inject_here || tc.rng.uniform() >= ctx.cfg.inject.fraction) return 0;
+    const int inj = ctx.cfg.inject_errno;
+    const bool inject_here = ctx.cfg.inject_fraction > 0 && inj > 0 && (move || inj != EBUSY);
+    if (!inject_here || tc.rng.uniform() >= ctx.cfg.inject_fraction) return 0;
     tc.counters.injected += 1;
     return inj;
 }

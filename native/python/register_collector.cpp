@@ -1,9 +1,11 @@
 // CollectorConfig (every option of a collection, defaults defined once in the core) and collect(), which runs one
 // collection with the GIL released and returns the shared JSON result plus raw samples.
 #include <limits>
+#include <type_traits>
 
 #include "bindings.hpp"
 #include "compactor/collector.hpp"
+#include "compactor/config_options.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/result_json.hpp"
 
@@ -11,61 +13,68 @@ using namespace compactor;
 
 namespace {
 
-// An enum option exposed as its name (the strings Python, the runner and the JSON share).
-template <typename E>
-void enum_property(py::class_<CollectorConfig>& c, const char* name, E CollectorConfig::*member,
-                   const char* (*to_name)(E), E (*parse)(const std::string&)) {
-    c.def_property(
-        name, [member, to_name](const CollectorConfig& cfg) { return std::string(to_name(cfg.*member)); },
-        [member, parse](CollectorConfig& cfg, const std::string& v) { cfg.*member = parse(v); });  // ValueError
+using Class = py::class_<CollectorConfig>;
+
+// One Python property per option, by the option's C++ type. Enums read and write their names; unsigned options
+// refuse negative or too large values with a ValueError naming the option (pybind would wrap or TypeError).
+template <typename T>
+void bind_option(Class& c, const char* name, T CollectorConfig::*member, const char* doc) {
+    if constexpr (std::is_enum_v<T>) {
+        (void)member;
+        const std::string option = name;
+        c.def_property(
+            name, [option](const CollectorConfig& cfg) { return option_text(cfg, option); },
+            [option](CollectorConfig& cfg, const std::string& v) { set_option(cfg, option, v); },  // ValueError
+            doc);
+    } else if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>) {
+        c.def_property(
+            name, [member](const CollectorConfig& cfg) { return cfg.*member; },
+            [member, name](CollectorConfig& cfg, long long v) {
+                if (v < 0 || static_cast<unsigned long long>(v) > std::numeric_limits<T>::max())
+                    throw py::value_error(std::string(name) + " must be a non-negative integer, got " +
+                                          std::to_string(v));
+                cfg.*member = static_cast<T>(v);
+            },
+            doc);
+    } else {
+        c.def_readwrite(name, member, doc);
+    }
 }
 
-// An unsigned option set from Python: a negative or too large value is a ValueError naming the option.
-template <typename U>
-void unsigned_property(py::class_<CollectorConfig>& c, const char* name, U CollectorConfig::*member) {
-    c.def_property(
-        name, [member](const CollectorConfig& cfg) { return cfg.*member; },
-        [member, name](CollectorConfig& cfg, long long v) {
-            if (v < 0 || static_cast<unsigned long long>(v) > std::numeric_limits<U>::max())
-                throw py::value_error(std::string(name) + " must be a non-negative integer, got " + std::to_string(v));
-            cfg.*member = static_cast<U>(v);
-        });
+py::list option_table() {
+    py::list rows;
+    for (const OptionInfo& o : config_options()) {
+        py::dict d;
+        d["name"] = o.name;
+        d["flag"] = o.flag;
+        d["type"] = o.type;
+        d["default"] = o.default_text;
+        d["lowest"] = o.lowest;
+        d["highest"] = o.highest;
+        d["unit"] = o.unit;
+        d["choices"] = o.choices;
+        d["help"] = o.help;
+        rows.append(d);
+    }
+    return rows;
 }
 
 }  // namespace
 
 void register_collector(py::module_& m) {
-    py::class_<CollectorConfig> c(m, "CollectorConfig",
-                                  "Every option of one collection. Defaults are the core's; validate() checks ranges.");
+    Class c(m, "CollectorConfig", "Every option of one collection (native/include/compactor/config_options.def). "
+                                  "Defaults are the core's; validate() checks ranges.");
     c.def(py::init<>());
-    enum_property(c, "strategy", &CollectorConfig::strategy, strategy_name, parse_strategy);
-    enum_property(c, "faults", &CollectorConfig::faults, fault_mode_name, parse_fault_mode);
-    enum_property(c, "access", &CollectorConfig::access, access_name, parse_access);
-    enum_property(c, "backoff", &CollectorConfig::backoff, backoff_name, parse_backoff);
-    unsigned_property(c, "mutators", &CollectorConfig::mutators);
-    unsigned_property(c, "batch", &CollectorConfig::batch);
-    unsigned_property(c, "move_min_run", &CollectorConfig::move_min_run);
-    unsigned_property(c, "seed", &CollectorConfig::seed);
-    unsigned_property(c, "hops", &CollectorConfig::hops);
-    unsigned_property(c, "max_samples", &CollectorConfig::max_samples);
-    unsigned_property(c, "release_chunk", &CollectorConfig::release_chunk);
-    c.def_readwrite("claim_ahead", &CollectorConfig::claim_ahead);
-    c.def_readwrite("watchdog", &CollectorConfig::watchdog_seconds)
-        .def_readwrite("user_mode_only", &CollectorConfig::user_mode_only)
-        .def_readwrite("write_fraction", &CollectorConfig::write_fraction)
-        .def_readwrite("gc_cpu", &CollectorConfig::gc_cpu)
-        .def_readwrite("mutator_cpus", &CollectorConfig::mutator_cpus)
-        .def_property(
-            "inject_errno", [](const CollectorConfig& cfg) { return cfg.inject.err; },
-            [](CollectorConfig& cfg, int v) { cfg.inject.err = v; })
-        .def_property(
-            "inject_fraction", [](const CollectorConfig& cfg) { return cfg.inject.fraction; },
-            [](CollectorConfig& cfg, double v) { cfg.inject.fraction = v; })
-        .def_readwrite("swapped", &CollectorConfig::swapped)
-        .def_readwrite("stall_seconds", &CollectorConfig::stall_seconds)
-        .def_readwrite("late_access_seconds", &CollectorConfig::late_access_seconds)
-        .def("validate", [](const CollectorConfig& cfg) { validate(cfg, page_size()); },
-             "Raises ValueError naming the first option out of range and the allowed range.");
+#define COMPACTOR_OPTION(name, type, default_value, lowest, highest, unit, help) \
+    bind_option<type>(c, #name, &CollectorConfig::name, help);
+#include "compactor/config_options.def"
+    c.def_readwrite("watchdog", &CollectorConfig::watchdog_seconds, "alias of watchdog_seconds");
+    c.def("validate", [](const CollectorConfig& cfg) { validate(cfg, page_size()); },
+          "Raises ValueError naming the first option out of range and the allowed range.");
+    c.def("to_json", [](const CollectorConfig& cfg) { return config_json(cfg); },
+          "Every option as a JSON object (what compactor-runner --print-config prints).");
+    m.def("config_options", &option_table,
+          "The options table: name, runner flag, type, default, range, choices and help of every option.");
     m.attr("STRATEGIES") = [] {
         py::list names;
         for (Strategy s : kStrategies) names.append(strategy_name(s));

@@ -12,6 +12,7 @@
 
 #include "compactor/collector.hpp"
 #include "compactor/compaction_floor.hpp"
+#include "compactor/config_options.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/install_floor.hpp"
@@ -24,16 +25,22 @@ using namespace compactor;
 
 namespace {
 
+// The usage text: the runner's own modes, then every collection option of the table (config_options.def).
 void usage(FILE* f) {
     std::fprintf(f,
                  "usage: compactor-runner --probe\n"
                  "       compactor-runner --floor [--floor-pages N] [--repeat N]\n"
                  "       compactor-runner PLAN_FILE --compaction-floor [--repeat N]\n"
-                 "       compactor-runner PLAN_FILE [--strategy stw|copy|move|move-alloc|hybrid] [--faults sigbus|thread]\n"
-                 "                        [--mutators N] [--batch N] [--move-min-run N] [--access random|sequential|hot-set]\n"
-                 "                        [--backoff art|futex] [--claim-ahead] [--gc-cpu CPU] [--mutator-cpus CPU,CPU,...]\n"
-                 "                        [--release-chunk BYTES] [--write-fraction F] [--swapped F] [--repeat N] [--seed N]\n"
-                 "                        [--watchdog SECONDS]\n");
+                 "       compactor-runner PLAN_FILE [--repeat N] [--print-config] [OPTION ...]\n"
+                 "options of a collection (bools: --name or --no-name):\n");
+    for (const OptionInfo& o : config_options()) {
+        std::string value = o.type == "bool" ? "" : o.type == "enum" ? " " : o.type == "cpus" ? " CPU,CPU,..." : " N";
+        for (size_t i = 0; i < o.choices.size(); ++i) value += (i ? "|" : "") + o.choices[i];
+        std::string range = o.lowest.empty() ? "" : ", in [" + o.lowest + ", " + o.highest + "]" + (o.unit.empty() ? "" : " " + o.unit);
+        std::fprintf(f, "  %s%s  (default %s%s)\n", o.flag.c_str(), value.c_str(),
+                     o.default_text.empty() ? "none" : o.default_text.c_str(), range.c_str());
+    }
+    std::fprintf(f, "  --watchdog SECONDS  (alias of --watchdog-seconds)\n");
 }
 
 // The device-tree model or compatible string (an emulated "linux,dummy-virt" machine shows here), or "".
@@ -87,29 +94,17 @@ unsigned long parse_uint(const char* flag, const char* v, unsigned long max = UI
     return x;
 }
 
-double parse_double(const char* flag, const char* v) {
-    char* end = nullptr;
-    errno = 0;
-    const double x = std::strtod(v, &end);
-    if (errno || !end || *end || end == v) {
-        std::fprintf(stderr, "compactor-runner: %s needs a number, got '%s'\n", flag, v);
-        std::exit(2);
+// The option a flag names ("--hops" -> hops; a bool also as "--no-name", then `negated`), or nullptr.
+const OptionInfo* option_of_flag(const std::string& flag, bool& negated) {
+    negated = false;
+    for (const OptionInfo& o : config_options()) {
+        if (flag == o.flag || (o.name == "watchdog_seconds" && flag == "--watchdog")) return &o;
+        if (o.type == "bool" && flag == "--no-" + o.flag.substr(2)) {
+            negated = true;
+            return &o;
+        }
     }
-    return x;
-}
-
-std::vector<int> parse_cpus(const char* flag, const char* v) {
-    std::vector<int> cpus;
-    std::string s(v);
-    size_t pos = 0;
-    while (pos <= s.size()) {
-        const size_t comma = s.find(',', pos);
-        const std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-        cpus.push_back(static_cast<int>(parse_uint(flag, item.c_str())));
-        if (comma == std::string::npos) break;
-        pos = comma + 1;
-    }
-    return cpus;
+    return nullptr;
 }
 
 }  // namespace
@@ -123,7 +118,7 @@ int main(int argc, char** argv) {
     CollectorConfig cfg;
     unsigned repeat = 1;
     uint64_t floor_pages = 4096;
-    bool want_probe = false, want_floor = false, want_compaction_floor = false;
+    bool want_probe = false, want_floor = false, want_compaction_floor = false, want_print_config = false;
     try {
         for (int i = 1; i < argc; ++i) {
             const std::string a = argv[i];
@@ -138,29 +133,20 @@ int main(int argc, char** argv) {
             else if (a == "--floor") want_floor = true;
             else if (a == "--compaction-floor") want_compaction_floor = true;
             else if (a == "--floor-pages") floor_pages = parse_uint("--floor-pages", value(), ULONG_MAX);
-            else if (a == "--strategy") cfg.strategy = parse_strategy(value());
-            else if (a == "--faults") cfg.faults = parse_fault_mode(value());
-            else if (a == "--access") cfg.access = parse_access(value());
-            else if (a == "--mutators") cfg.mutators = static_cast<unsigned>(parse_uint("--mutators", value()));
-            else if (a == "--batch") cfg.batch = static_cast<unsigned>(parse_uint("--batch", value()));
-            else if (a == "--move-min-run") cfg.move_min_run = static_cast<unsigned>(parse_uint("--move-min-run", value()));
-            else if (a == "--backoff") cfg.backoff = parse_backoff(value());
-            else if (a == "--claim-ahead") cfg.claim_ahead = true;
-            else if (a == "--gc-cpu") cfg.gc_cpu = static_cast<int>(parse_uint("--gc-cpu", value()));
-            else if (a == "--mutator-cpus") cfg.mutator_cpus = parse_cpus("--mutator-cpus", value());
-            else if (a == "--release-chunk") cfg.release_chunk = parse_uint("--release-chunk", value(), ULONG_MAX);
-            else if (a == "--write-fraction") cfg.write_fraction = parse_double("--write-fraction", value());
-            else if (a == "--swapped") cfg.swapped = parse_double("--swapped", value());
             else if (a == "--repeat") repeat = static_cast<unsigned>(parse_uint("--repeat", value()));
-            else if (a == "--seed") cfg.seed = parse_uint("--seed", value(), ULONG_MAX);
-            else if (a == "--watchdog") cfg.watchdog_seconds = parse_double("--watchdog", value());
+            else if (a == "--print-config") want_print_config = true;
             else if (a == "-h" || a == "--help") {
                 usage(stdout);
                 return 0;
             } else if (!a.empty() && a[0] == '-') {
-                std::fprintf(stderr, "compactor-runner: unknown option %s\n", a.c_str());
-                usage(stderr);
-                return 2;
+                bool negated = false;
+                const OptionInfo* option = option_of_flag(a, negated);
+                if (!option) {
+                    std::fprintf(stderr, "compactor-runner: unknown option %s\n", a.c_str());
+                    usage(stderr);
+                    return 2;
+                }
+                set_option(cfg, option->name, option->type == "bool" ? (negated ? "false" : "true") : value());
             } else plan_path = a;
         }
     } catch (const std::invalid_argument& e) {
@@ -176,6 +162,10 @@ int main(int argc, char** argv) {
     if (repeat == 0 || repeat > 10000 || floor_pages == 0 || floor_pages > (1u << 24)) {
         std::fprintf(stderr, "compactor-runner: --repeat must lie in [1, 10000] and --floor-pages in [1, 16777216]\n");
         return 2;
+    }
+    if (want_print_config) {  // the configuration this command line makes, validated, and nothing run
+        std::printf("%s\n", config_json(cfg).c_str());
+        return 0;
     }
     if (want_probe) {
         std::printf("%s\n", probe_json().c_str());

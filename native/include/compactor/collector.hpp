@@ -38,44 +38,18 @@ FaultMode parse_fault_mode(const std::string& s);
 Access parse_access(const std::string& s);
 Backoff parse_backoff(const std::string& s);
 
-struct FaultInjection {
-    double fraction = 0.0;
-    int err = 0;  // EAGAIN, EBUSY, ENOMEM, kDoubleInstall or kPoison; 0 = none
-};
+constexpr unsigned kMaxMutators = 256;
+constexpr unsigned kMaxBatch = 4096;
 
-// Every option of one collection, with its default. The one definition: Python binds this struct, the runner
-// parses its flags into it, and validate() checks it for both.
+// Every option of one collection, with its default: the rows of config_options.def (the one definition; Python
+// binds this struct, the runner parses its flags into it, validate() checks it for both).
 struct CollectorConfig {
-    Strategy strategy = Strategy::Copy;
-    FaultMode faults = FaultMode::Sigbus;
-    unsigned mutators = 0;
-    unsigned batch = 64;                 // pages per GC run: one MOVE/COPY ioctl each (1 = per page)
-    unsigned move_min_run = 64;          // hybrid: the GC thread MOVEs runs of at least this many pages, COPYs shorter
-    bool claim_ahead = false;            // hybrid: the GC claims its whole run before compacting it (mutators wait
-                                         // for the run instead of cutting it; measured slower here: off by default)
-    Access access = Access::Random;
-    Backoff backoff = Backoff::Art;
-    uint64_t seed = 1;
-    double watchdog_seconds = 10.0;
-    bool user_mode_only = true;
-    uint64_t release_chunk = 2u << 20;   // COPY: from-space released with MADV_DONTNEED in chunks of this size
-    double write_fraction = 0.05;        // share of mutator accesses that write a payload word
-    unsigned hops = 3;                   // references followed per mutator access
-    uint64_t max_samples = 1u << 20;     // raw fault-latency samples kept
-    int gc_cpu = -1;                     // pin the GC thread to this CPU (-1: not pinned)
-    std::vector<int> mutator_cpus;       // pin mutator i to mutator_cpus[i % size] (empty: not pinned)
-    double swapped = 0.0;                // share of the heap's pages paged out to swap (MADV_PAGEOUT, seeded choice)
-                                         // before the pause, as a background app's heap is when its GC runs
-    FaultInjection inject;
-    double stall_seconds = 0.0;          // test hook: the GC thread stalls holding a page
-    double late_access_seconds = 0.0;    // test hook: after being told to stop, each mutator waits this long and
-                                         // reads the last page of the space once
+#define COMPACTOR_OPTION(name, type, default_value, lowest, highest, unit, help) type name = default_value;
+#include "compactor/config_options.def"
 };
 
 // Throws std::invalid_argument naming the option, the value and the allowed range. `page_size` bounds the sizes.
 void validate(const CollectorConfig& cfg, uint64_t page_size);
-constexpr unsigned kMaxMutators = 256;
-constexpr unsigned kMaxBatch = 4096;
 
 constexpr int kLatencyBuckets = 40;  // log2 histogram of fault latency in ns
 
