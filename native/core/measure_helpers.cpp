@@ -38,10 +38,14 @@ SiblingThread::SiblingThread(Kind kind, int cpu) {
             // relaxed: the flag carries no data; the join orders everything after it.
             while (!stop_.load(std::memory_order_relaxed)) {
                 for (size_t b = 0; b < sizeof buffer; b += 64) sink += *static_cast<volatile uint8_t*>(&buffer[b]);
+                heartbeat_.fetch_add(1, std::memory_order_relaxed);  // a liveness signal only: no data rides on it
             }
             asm volatile("" : : "r"(sink));
         } else {
-            while (!stop_.load(std::memory_order_relaxed)) sched_yield();
+            while (!stop_.load(std::memory_order_relaxed)) {
+                sched_yield();
+                heartbeat_.fetch_add(1, std::memory_order_relaxed);
+            }
         }
     });
     while (!running_.load(std::memory_order_acquire)) sched_yield();
@@ -50,6 +54,11 @@ SiblingThread::SiblingThread(Kind kind, int cpu) {
 SiblingThread::~SiblingThread() {
     stop_.store(true, std::memory_order_relaxed);
     thread_.join();
+}
+
+void SiblingThread::wait_running() const {
+    const uint64_t seen = heartbeat_.load(std::memory_order_relaxed);
+    while (heartbeat_.load(std::memory_order_relaxed) == seen) sched_yield();
 }
 
 std::vector<int> allowed_cpus() {

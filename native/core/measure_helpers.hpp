@@ -32,12 +32,16 @@ public:
     // Starts the thread, pinned to `cpu` (-1: not pinned), and returns once it runs (there, when pinned).
     SiblingThread(Kind kind, int cpu = -1);
     ~SiblingThread();  // stops and joins it
+    // Returns once the thread has made progress since the call: it is running now, not waiting for its CPU (on a
+    // shared machine another process may hold that CPU for milliseconds, and then no IPI is needed).
+    void wait_running() const;
     SiblingThread(const SiblingThread&) = delete;
     SiblingThread& operator=(const SiblingThread&) = delete;
 
 private:
     std::atomic<bool> stop_{false};
     std::atomic<bool> running_{false};
+    std::atomic<uint64_t> heartbeat_{0};  // counts the thread's loop passes
     std::thread thread_;
 };
 

@@ -79,33 +79,42 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
     // Destinations: fresh, registered, with their page tables already allocated (touch one page per page table,
     // then drop it), so that no sample pays a page-table allocation that the others do not.
     const uint64_t per_rep_slots = 3 * kRunPages + 2 * kRunsPerSample * kRunPages;  // generous: 3 single groups
-    Pool dst(kRepetitions * per_rep_slots, ps), src(kRepetitions * per_rep_slots, ps);
-    src.dontfork();  // a fork elsewhere in the process must not make the sources shared (MOVE: EBUSY)
+    Pool dst(kRepetitions * per_rep_slots, ps), src(per_rep_slots, ps);
+    // A fork elsewhere in the process must not make the pages to move shared (MOVE: EBUSY).
+    src.dontfork();
+    dst.dontfork();
     // COPY's source: one populated run, read again and again (COPY leaves it in place).
     Mapping copy_src(run_len);
     copy_src.hugepage(false);
     std::memset(copy_src.data(), 0x5a, run_len);
 
+    // The pages to move are populated once and then recycled: each repetition moves the pages the one before
+    // moved (present, exclusive, as the GC's from-space pages are) on into fresh destinations. First touch costs
+    // more than all the ioctls measured, so it is paid for one repetition only.
     std::vector<RepetitionPlan> plans(kRepetitions);
-    for (RepetitionPlan& p : plans) {
+    for (size_t r = 0; r < plans.size(); ++r) {
+        RepetitionPlan& p = plans[r];
         p.copy_run_dst = dst.take(kRunsPerSample * kRunPages);
         p.move_run_dst = dst.take(kRunsPerSample * kRunPages);
-        p.move_run_src = src.take(kRunsPerSample * kRunPages);
         p.copy_1_dst = dst.take(kSingles);
         p.move_1_dst = dst.take(kSingles);
-        p.move_1_src = src.take(kSingles);
         p.move_1_sibling_dst = dst.take(kSingles);
-        p.move_1_sibling_src = src.take(kSingles);
+        if (r == 0) {
+            p.move_run_src = src.take(kRunsPerSample * kRunPages);
+            p.move_1_src = src.take(kSingles);
+            p.move_1_sibling_src = src.take(kSingles);
+        } else {
+            p.move_run_src = plans[r - 1].move_run_dst;
+            p.move_1_src = plans[r - 1].move_1_dst;
+            p.move_1_sibling_src = plans[r - 1].move_1_sibling_dst;
+        }
     }
     const uint64_t span = ps * (ps / 8);
     for (uint64_t a = dst.base(); a < dst.base() + dst.bytes(); a += span) *reinterpret_cast<volatile uint8_t*>(a) = 1;
     dst.mapping().dontneed(dst.offset(dst.base()), dst.bytes());
-    // Sources: recycled (present) pages, as the GC's from-space pages are; only the pages that will move.
-    for (const RepetitionPlan& p : plans) {
-        std::memset(reinterpret_cast<void*>(p.move_run_src), 1, kRunsPerSample * run_len);
-        std::memset(reinterpret_cast<void*>(p.move_1_src), 1, kSingles * ps);
-        std::memset(reinterpret_cast<void*>(p.move_1_sibling_src), 1, kSingles * ps);
-    }
+    std::memset(reinterpret_cast<void*>(plans[0].move_run_src), 1, kRunsPerSample * run_len);
+    std::memset(reinterpret_cast<void*>(plans[0].move_1_src), 1, kSingles * ps);
+    std::memset(reinterpret_cast<void*>(plans[0].move_1_sibling_src), 1, kSingles * ps);
     uint64_t range_ioctls = 0;
     must(uffd.register_range(dst.base(), dst.bytes(), UFFDIO_REGISTER_MODE_MISSING, &range_ioctls), "REGISTER");
 
@@ -123,20 +132,21 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
         return (now_s() - t0) * 1e9 / static_cast<double>(count);
     };
     const uint64_t copy_from = copy_src.address();
-    std::vector<double> copy_1, copy_run, move_1, move_run, shootdown;
+    std::vector<double> copy_1, copy_run, move_1, move_run, move_1_sibling;
     for (const RepetitionPlan& p : plans) {
         copy_1.push_back(ns_per_ioctl(false, p.copy_1_dst, copy_from, ps, 1, kSingles));
         copy_run.push_back(ns_per_ioctl(false, p.copy_run_dst, copy_from, 0, kRunPages, kRunsPerSample));
         move_run.push_back(ns_per_ioctl(true, p.move_run_dst, p.move_run_src, run_len, kRunPages, kRunsPerSample));
-        const double plain = ns_per_ioctl(true, p.move_1_dst, p.move_1_src, ps, 1, kSingles);
-        move_1.push_back(plain);
-        if (sibling_cpu >= 0) {
-            // The sibling is started per repetition and stopped right after: between them no thread of this
-            // process runs elsewhere, so the plain samples pay no IPI. Paired with the plain 1-page MOVEs just
-            // before, the difference resists drift in the machine's load.
-            detail::SiblingThread sibling(detail::SiblingThread::Kind::Busy, sibling_cpu);
-            const double busy = ns_per_ioctl(true, p.move_1_sibling_dst, p.move_1_sibling_src, ps, 1, kSingles);
-            shootdown.push_back(busy - plain);
+        move_1.push_back(ns_per_ioctl(true, p.move_1_dst, p.move_1_src, ps, 1, kSingles));
+    }
+    if (sibling_cpu >= 0) {
+        // One sibling for all repetitions, after the plain samples (while it runs every MOVE pays the IPI): on a
+        // loaded machine starting or stopping a thread can wait milliseconds for the other CPU, so that is paid once,
+        // and each sample waits until the sibling is seen running.
+        detail::SiblingThread sibling(detail::SiblingThread::Kind::Busy, sibling_cpu);
+        for (const RepetitionPlan& p : plans) {
+            sibling.wait_running();  // each sample starts with the sibling on its CPU, as a fresh thread would
+            move_1_sibling.push_back(ns_per_ioctl(true, p.move_1_sibling_dst, p.move_1_sibling_src, ps, 1, kSingles));
         }
     }
 
@@ -149,7 +159,7 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
     out.copy_ns_per_ioctl = std::max(0.0, c1 - out.copy_ns_per_page);
     out.move_ns_per_page = std::max(0.0, (mn - m1) / span_pages);
     out.move_ns_per_ioctl = std::max(0.0, m1 - out.move_ns_per_page);
-    out.shootdown_ns = sibling_cpu >= 0 ? std::max(0.0, detail::median(shootdown)) : 0.0;
+    out.shootdown_ns = sibling_cpu >= 0 ? std::max(0.0, detail::median(move_1_sibling) - m1) : 0.0;
     out.measured = true;
     return out;
 }

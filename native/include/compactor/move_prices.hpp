@@ -38,9 +38,13 @@ struct MovePrices {
 // The run length the per-page prices are fit from (with runs of 1 page).
 inline constexpr uint64_t kRunPages = 64;
 
-// Measures the prices now (about 5 ms; the calling thread's CPU affinity is left as it is: the measurement runs on
-// a thread of its own, pinned, with the sibling pinned to another allowed CPU). Needs userfaultfd with
-// UFFD_FEATURE_MOVE: throws UffdUnavailable naming what is missing otherwise.
+// The plain prices assume no other thread of this process runs during the measurement: one that spins then (an
+// OpenBLAS pool spins for some tens of ms after numpy loads) makes every MOVE pay the IPI, inflating
+// move_ns_per_ioctl by the shootdown and leaving shootdown_ns near 0. Measure once the process has settled.
+//
+// Measures the prices now (about 10 ms, more on a loaded machine). The calling thread's CPU affinity is left as it
+// is: the measurement runs on a thread of its own, pinned, with the sibling pinned to another allowed CPU.
+// Needs userfaultfd with UFFD_FEATURE_MOVE: throws UffdUnavailable naming what is missing otherwise.
 MovePrices measure_move_prices();
 
 // The prices of this machine, measured on the first call and cached for the life of the process (thread-safe: a
