@@ -1,35 +1,29 @@
 #include "compactor/install_floor.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <thread>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <functional>
-#include <sched.h>
+#include <memory>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
 #include "compactor/errors.hpp"
 #include "compactor/mapping.hpp"
 #include "compactor/uffd.hpp"
+#include "measure_helpers.hpp"
 
 namespace compactor {
 
 namespace {
 
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+using detail::now_s;
 
 struct Region {
     Mapping dst, src;
 };
 
-void must(const IoResult& r, const char* what) {
-    if (!r.ok()) throw UffdError(r.err, what, r.done, sys_message(std::string("install floor: ") + what, r.err));
-}
+void must(const IoResult& r, const char* what) { detail::must(r, "install floor", what); }
 
 }  // namespace
 
@@ -135,24 +129,15 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
             if (e.name != "memcpy" && e.name != "first_touch") reg(r);
             // A sibling thread keeps this mm live on another CPU, as mutators do during a GC: reading memory, or
             // calling sched_yield as mutators waiting in SIGBUS handlers do.
-            std::atomic<bool> stop{false};
-            std::thread sibling;
+            std::unique_ptr<detail::SiblingThread> sibling;
             if (e.name.find("busy_sibling") != std::string::npos)
-                sibling = std::thread([&stop, &hot] {
-                    uint64_t sink = 0;  // reads memory, as a mutator does
-                    while (!stop.load(std::memory_order_relaxed))
-                        for (size_t b = 0; b < hot.size(); b += 64) sink += hot[b];
-                    asm volatile("" : : "r"(sink));
-                });
+                sibling = std::make_unique<detail::SiblingThread>(detail::SiblingThread::Kind::Busy);
             else if (e.name.find("yielding_sibling") != std::string::npos)
-                sibling = std::thread([&stop] {
-                    while (!stop.load(std::memory_order_relaxed)) sched_yield();
-                });
+                sibling = std::make_unique<detail::SiblingThread>(detail::SiblingThread::Kind::Yielding);
             const double t0 = now_s();
             e.body(r);
             const double dt = now_s() - t0;
-            stop.store(true);
-            if (sibling.joinable()) sibling.join();
+            sibling.reset();
             out[i].ns_per_page.push_back(dt * 1e9 / static_cast<double>(pages));
             if (e.name != "memcpy" && e.name != "first_touch") uffd.unregister_range(r.dst.address(), len);
             ++i;
@@ -163,11 +148,7 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
 }
 
 void set_medians(std::vector<FloorMeasurement>& rows) {
-    for (auto& m : rows) {
-        std::vector<double> v = m.ns_per_page;
-        std::sort(v.begin(), v.end());
-        m.median_ns = v.empty() ? 0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
-    }
+    for (auto& m : rows) m.median_ns = detail::median(m.ns_per_page);
 }
 
 }  // namespace compactor

@@ -23,6 +23,7 @@ void register_heap(py::module_& m);
 void register_collector(py::module_& m);
 void register_bench(py::module_& m);
 void register_hprof(py::module_& m);
+void register_prices(py::module_& m);
 
 // Raises compactor.errors.<name>(*args).
 [[noreturn]] void raise_python(const char* name, const py::tuple& args);

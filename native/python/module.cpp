@@ -34,11 +34,12 @@ void register_errors(py::module_&) {
 }
 
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "compactor's C++ core: userfaultfd, heap image, page compaction, collectors, install floor";
+    m.doc() = "compactor's C++ core: userfaultfd, heap image, page compaction, collectors, install floor, MOVE prices";
     register_errors(m);
     register_uffd(m);
     register_heap(m);
     register_collector(m);
     register_bench(m);
     register_hprof(m);
+    register_prices(m);
 }

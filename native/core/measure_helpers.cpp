@@ -1,0 +1,74 @@
+#include "measure_helpers.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <sched.h>
+#include <string>
+
+#include "compaction_context.hpp"  // pin_to
+#include "compactor/errors.hpp"
+
+namespace compactor::detail {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+void must(const IoResult& r, const char* context, const char* what) {
+    if (!r.ok())
+        throw UffdError(r.err, what, r.done, sys_message(std::string(context) + ": " + what, r.err));
+}
+
+double median(std::vector<double> values) {
+    if (values.empty()) return 0;
+    std::sort(values.begin(), values.end());
+    const size_t n = values.size();
+    return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+SiblingThread::SiblingThread(Kind kind, int cpu) {
+    thread_ = std::thread([this, kind, cpu] {
+        pin_to(cpu);  // sched_setaffinity on the calling thread migrates it before returning
+        // release: pairs with the acquire below, so the starter sees the thread pinned and running.
+        running_.store(true, std::memory_order_release);
+        if (kind == Kind::Busy) {
+            uint8_t buffer[4096];
+            for (size_t b = 0; b < sizeof buffer; ++b) buffer[b] = static_cast<uint8_t>(b);
+            uint64_t sink = 0;  // reads memory, as a mutator does
+            // relaxed: the flag carries no data; the join orders everything after it.
+            while (!stop_.load(std::memory_order_relaxed)) {
+                for (size_t b = 0; b < sizeof buffer; b += 64) sink += *static_cast<volatile uint8_t*>(&buffer[b]);
+                heartbeat_.fetch_add(1, std::memory_order_relaxed);  // a liveness signal only: no data rides on it
+            }
+            asm volatile("" : : "r"(sink));
+        } else {
+            while (!stop_.load(std::memory_order_relaxed)) {
+                sched_yield();
+                heartbeat_.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+    });
+    while (!running_.load(std::memory_order_acquire)) sched_yield();
+}
+
+SiblingThread::~SiblingThread() {
+    stop_.store(true, std::memory_order_relaxed);
+    thread_.join();
+}
+
+void SiblingThread::wait_running() const {
+    const uint64_t seen = heartbeat_.load(std::memory_order_relaxed);
+    while (heartbeat_.load(std::memory_order_relaxed) == seen) sched_yield();
+}
+
+std::vector<int> allowed_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> cpus;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    return cpus;
+}
+
+}  // namespace compactor::detail

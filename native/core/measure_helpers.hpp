@@ -1,0 +1,51 @@
+// Internal: the pieces the in-core measurements share (the install floor, install_floor.cpp, and the MOVE prices,
+// move_prices.cpp): a clock, the ioctl-result check, the median, and a sibling thread that keeps this process's
+// mm live on another CPU, as a running mutator does during a GC.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "compactor/uffd.hpp"
+
+namespace compactor::detail {
+
+// Seconds on the monotonic clock.
+double now_s();
+
+// Throws UffdError("<context>: <what> failed ...") unless `r` succeeded.
+void must(const IoResult& r, const char* context, const char* what);
+
+// The median of `values` (the mean of the two middle ones for an even count); 0 for none.
+double median(std::vector<double> values);
+
+// Another thread of this process that runs until destroyed, so that this mm stays live on a second CPU: a remote
+// TLB flush (UFFDIO_MOVE clears source PTEs) must then reach that CPU by IPI on x86.
+class SiblingThread {
+public:
+    enum class Kind {
+        Busy,      // reads memory without pause, as a mutator does
+        Yielding,  // calls sched_yield in a loop, as mutators waiting in SIGBUS handlers back off
+    };
+    // Starts the thread, pinned to `cpu` (-1: not pinned), and returns once it runs (there, when pinned).
+    SiblingThread(Kind kind, int cpu = -1);
+    ~SiblingThread();  // stops and joins it
+    // Returns once the thread has made progress since the call: it is running now, not waiting for its CPU (on a
+    // shared machine another process may hold that CPU for milliseconds, and then no IPI is needed).
+    void wait_running() const;
+    SiblingThread(const SiblingThread&) = delete;
+    SiblingThread& operator=(const SiblingThread&) = delete;
+
+private:
+    std::atomic<bool> stop_{false};
+    std::atomic<bool> running_{false};
+    std::atomic<uint64_t> heartbeat_{0};  // counts the thread's loop passes
+    std::thread thread_;
+};
+
+// The CPUs the calling thread may run on, in increasing order.
+std::vector<int> allowed_cpus();
+
+}  // namespace compactor::detail
