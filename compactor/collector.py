@@ -59,7 +59,11 @@ def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faul
 @dataclass
 class CollectionResult:
     """What one collection did and measured. ``raw`` holds every field the core reported (the same fields the
-    device runner prints)."""
+    device runner prints). ``mutator_view`` is what the app saw: the share of to-space pages its mutators
+    resolved, the time they spent resolving faults (sum, p50/p99, longest stall), their access rate during the
+    phase against the rate just before the pause, ART's AppSlowPathDuringGc window (end of the pause to the last
+    to-space page mapped), the time to suspend them for the pause, fresh pages by method (zeropage,
+    zero_and_move, copy), objects and bytes allocated, and for UI mutators frames and late frames."""
 
     verified: bool
     strategy: str
@@ -72,6 +76,7 @@ class CollectionResult:
     fault_latency_us: Dict[str, float]
     counters: Dict[str, int]
     fallback: str
+    mutator_view: Dict[str, object]
     raw: dict
     latency_samples_ns: np.ndarray = field(repr=False)
 
@@ -125,4 +130,5 @@ def collect(heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.fa
     return CollectionResult(verified=bool(raw["verified"]), strategy=raw["strategy"], faults=raw["faults"],
                             mutators=int(raw["mutators"]), timings=timings, gc_thread_seconds=raw["gc_thread_s"],
                             pause_seconds=raw["pause_s"], pages=raw["pages"], fault_latency_us=raw["fault_latency_us"],
-                            counters=raw["counters"], fallback=raw["fallback"], raw=raw, latency_samples_ns=samples)
+                            counters=raw["counters"], fallback=raw["fallback"], mutator_view=raw["mutator_view"],
+                            raw=raw, latency_samples_ns=samples)

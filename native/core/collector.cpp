@@ -42,6 +42,7 @@ const char* access_name(Access a) {
     return "?";
 }
 const char* backoff_name(Backoff b) { return b == Backoff::Art ? "art" : "futex"; }
+const char* think_name(Think t) { return t == Think::Busy ? "busy" : "sleep"; }
 
 Strategy parse_strategy(const std::string& s) {
     std::string names;
@@ -65,6 +66,11 @@ Backoff parse_backoff(const std::string& s) {
     if (s == "art") return Backoff::Art;
     if (s == "futex") return Backoff::Futex;
     throw std::invalid_argument("unknown backoff '" + s + "' (choose art or futex)");
+}
+Think parse_think(const std::string& s) {
+    if (s == "busy") return Think::Busy;
+    if (s == "sleep") return Think::Sleep;
+    throw std::invalid_argument("unknown think '" + s + "' (choose busy or sleep)");
 }
 
 namespace {
@@ -106,6 +112,8 @@ void validate(const CollectorConfig& c, uint64_t page_size) {
     if (c.release_chunk % page_size)
         throw std::invalid_argument("release_chunk must be a multiple of the page size (" + std::to_string(page_size) +
                                     " bytes), got " + std::to_string(c.release_chunk));
+    if (c.tlab % 8)
+        throw std::invalid_argument("tlab must be a multiple of 8 bytes, got " + std::to_string(c.tlab));
     if (c.inject_errno != 0 && c.inject_errno != EAGAIN && c.inject_errno != EBUSY && c.inject_errno != ENOMEM &&
         c.inject_errno != kDoubleInstall && c.inject_errno != kPoison)
         throw std::invalid_argument("inject must be EAGAIN, EBUSY, ENOMEM, EEXIST or POISON, got errno " +
@@ -217,9 +225,14 @@ CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const Collecto
     st.mutators = strategy == Strategy::Stw ? 0 : cfg.mutators;
     if (strategy != Strategy::Stw) st.pages_total = plan.num_to_pages;
     out.expected_digest = digest_after_writes(digest_before, st.writes.data(), st.writes.size());
+    if (cfg.corrupt_new_object && !st.new_object_offsets.empty() && !st.new_object_offsets[0].empty()) {  // test hook
+        const uint64_t identity = layout::new_object_identity(0, 0);
+        uint8_t* word = space.base() + st.new_object_offsets[0][0] + layout::payload_offset(layout::new_object_num_refs(identity));
+        *reinterpret_cast<uint64_t*>(word) ^= 1;
+    }
     try {
         out.verify = verify_compacted(space.base(), space.size(), plan.post_compact_end, space.roots().data(),
-                                      space.roots().size(), out.expected_digest);
+                                      space.roots().size(), out.expected_digest, &st.new_object_offsets);
     } catch (const HeapCorruption& e) {
         std::string msg = e.what();
         if (table && root_objects) {

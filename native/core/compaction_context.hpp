@@ -22,6 +22,11 @@ inline uint64_t now_ns() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+inline void sleep_for_ns(uint64_t ns) {
+    timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+    nanosleep(&ts, nullptr);
+}
+
 struct Rng {
     uint64_t s;
     uint64_t next() {
@@ -42,6 +47,7 @@ struct ThreadCtx {
     Counters counters{};            // page / ioctl / error counters of this thread (plain data)
     std::vector<uint64_t> samples;  // fault latency (ns), capacity reserved up front
     std::vector<PayloadWrite> writes;
+    std::vector<uint32_t> new_objects;  // mutators: offsets of the objects this one allocated, in allocation order
     bool is_gc = false;
 };
 
@@ -63,6 +69,11 @@ struct Context {
     // MOVE: recycled from-space pages are handed out top-down from [recycle_floor(), recycle_cursor).
     std::atomic<uint64_t> recycle_cursor{0};
     uint64_t dense_end = 0;
+    // Fresh pages take recycled pages too, also after the last to-space page is mapped, when the GC thread unmaps
+    // the from-space: it closes the pool and waits for the users in flight (both sides seq_cst, so that either
+    // the user sees the pool closed or the GC sees the user).
+    std::atomic<bool> recycle_pool_closed{false};
+    std::atomic<unsigned> fresh_pool_users{0};
 
     std::atomic<uint64_t> progress{0};    // pages installed so far (the watchdog's heartbeat)
     std::atomic<bool> abort{false};
@@ -71,6 +82,21 @@ struct Context {
     std::atomic<bool> start_mutators{false};
     std::atomic<bool> gc_stalled{false};
     std::atomic<unsigned> mutators_ready{0};  // mutators that made their first access (or have nothing to touch)
+    // The pause: mutators run before it (pre_pause_ms) until park_mutators is raised, then each counts itself in
+    // mutators_parked and waits for start_mutators, as ART's threads do at a suspend-all checkpoint.
+    std::atomic<bool> park_mutators{false};
+    std::atomic<unsigned> mutators_parked{0};
+    uint64_t t_resume_ns = 0;                  // end of the pause (written before start_mutators is released)
+    // Every to-space page mapped (the GC thread stores the time, then raises the flag with release order): the
+    // end of the app's slow-path window.
+    std::atomic<bool> all_mapped{false};
+    uint64_t t_all_mapped_ns = 0;
+    // Mutators on a CPU now (not sleeping between chains or frames): a MOVE now sends them a shootdown IPI.
+    std::atomic<unsigned> mutators_on_cpu{0};
+    // Allocation: TLABs are handed out from [alloc_base, heap_size) by alloc_top (the free space above the
+    // post-compact end, rounded up to a page: registered and missing during the phase).
+    uint64_t alloc_base = 0;
+    std::atomic<uint64_t> alloc_top{0};
     std::atomic<int> handlers_in_flight{0};
     // Backoff::Futex: bumped after every installation that may end a wait; waiters sleep on it while it is
     // unchanged. `futex_waiters` lets installers skip the wake syscall when nobody waits.
@@ -130,15 +156,17 @@ void request_abort(Context& ctx, int err, const char* why);
 // Hands out up to `want` contiguous recycled from-space pages; returns how many (0 = pool empty) and the start.
 uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start);
 
-// Why a run is installed with COPY (selects the counter).
-enum class CopyReason { Copy, PoolEmpty, Ebusy, ShortRun };
+// What a run installs, and why with COPY (selects the counter): compacted pages (COPY as the policy chose, or
+// because the recycle pool was empty, the MOVE answered EBUSY, or the run was too short to MOVE), or a fresh page
+// above the post-compact end that an allocating mutator touched first.
+enum class InstallReason { Compacted, PoolEmpty, Ebusy, ShortRun, FreshPage };
 
 // Installs `npages` compacted pages from `src` at to-space page `first_page` with MOVE (`move`) or COPY,
 // handling EAGAIN (retry), EBUSY (MOVE -> COPY), ENOMEM (bounded retries, then abort). EEXIST means a page this
 // thread claimed was already mapped — a double install — and aborts the run as corrupt. `dense` and `why` only
 // select counters. Returns false when the run was aborted.
 bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
-                   bool dense, CopyReason why);
+                   bool dense, InstallReason why);
 
 // A mutator's or the fault thread's resolution of one faulting page: claim it and compact + install it, or wait
 // (sched_yield, then growing nanosleep) while another thread owns it. Returns true when this call installed the

@@ -211,6 +211,10 @@ public:
         const rusage ru0 = usage_of(RUSAGE_THREAD);
         CompactPagesHighToLow();
         WaitForPagesMutatorsOwn();
+        if (!aborted()) {  // every to-space page is mapped: the app's slow-path window ends
+            ctx_.t_all_mapped_ns = now_ns();
+            ctx_.all_mapped.store(true, std::memory_order_release);
+        }
         ReleaseRestOfFromSpace();
         const uint64_t t_end = now_ns();
         out_.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
@@ -334,8 +338,8 @@ private:
         // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
         const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true);
-        const CopyReason why = run_.pool_empty ? CopyReason::PoolEmpty
-                               : ctx_.strategy == Strategy::Hybrid ? CopyReason::ShortRun : CopyReason::Copy;
+        const InstallReason why = run_.pool_empty ? InstallReason::PoolEmpty
+                               : ctx_.strategy == Strategy::Hybrid ? InstallReason::ShortRun : InstallReason::Compacted;
         last_run_pages_ = run_.pages;
         const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
         if (ok) {
@@ -389,6 +393,8 @@ private:
     void ReleaseRestOfFromSpace() {
         if (ctx_.abort.load(std::memory_order_acquire)) return;
         const uint64_t tr = now_ns();
+        ctx_.recycle_pool_closed.store(true, std::memory_order_seq_cst);  // no fresh page takes from it any more
+        while (ctx_.fresh_pool_users.load(std::memory_order_seq_cst) > 0) sched_yield();
         if (const int err = from_.unmap()) request_abort(ctx_, err, "munmap of the from-space failed");
         c_.gc_release_ns += now_ns() - tr;
     }
@@ -467,6 +473,7 @@ public:
 
     CollectionStats Run() {
         PrepareThreads();
+        SuspendMutators();
         PrepareMeasurements();
         CompactionPause();
         ConcurrentCompactionPhase();
@@ -513,9 +520,23 @@ private:
             t.rng.s = cfg_.seed * 1000003 + i * 7919 + 1;
             t.samples.reserve(per_thread_samples);
             if (i < cfg_.mutators) t.writes.reserve(1u << 18);
+            if (i < cfg_.mutators && cfg_.alloc_rate > 0) t.new_objects.reserve(1u << 16);
         }
         for (unsigned i = 0; i < cfg_.mutators; ++i)
             mutators_.emplace_back(run_mutator, std::ref(ctx_), std::ref(thread_ctxs_[i]), i);
+    }
+
+    // The pause's checkpoint: mutators ran for pre_pause_ms; raise it and wait until every one has parked (the
+    // time to reach it is reported: ART's time to suspend all threads).
+    void SuspendMutators() {
+        if (cfg_.mutators == 0) return;
+        if (cfg_.pre_pause_ms > 0) sleep_for_ns(static_cast<uint64_t>(cfg_.pre_pause_ms * 1e6));
+        const uint64_t t0 = now_ns();
+        ctx_.park_mutators.store(true, std::memory_order_release);
+        const uint64_t deadline = t0 + static_cast<uint64_t>(cfg_.watchdog_seconds * 1e9);
+        while (ctx_.mutators_parked.load(std::memory_order_acquire) < cfg_.mutators && now_ns() < deadline)
+            sched_yield();
+        stats_.suspend_s = static_cast<double>(now_ns() - t0) * 1e-9;
     }
 
     void PrepareMeasurements() {
@@ -545,10 +566,13 @@ private:
         const uint64_t live_end = (end_of_live_data(plan_) + ps_ - 1) / ps_ * ps_;
         ctx_.reclaim_boundary.store(live_end, std::memory_order_release);
         ctx_.recycle_cursor.store(ctx_.heap_size, std::memory_order_release);
+        ctx_.alloc_base = plan_.num_to_pages * ps_;  // TLABs start on the first page above the post-compact end
+        ctx_.alloc_top.store(ctx_.alloc_base, std::memory_order_relaxed);
         if (mode_ == FaultMode::Sigbus) InstallSigbusHandler();
         if (mode_ == FaultMode::Thread)
             fault_thread_ = std::thread(fault_thread_main, std::ref(ctx_), std::ref(thread_ctxs_[cfg_.mutators]));
         t_concurrent_ = now_ns();
+        ctx_.t_resume_ns = t_concurrent_;  // read by mutators after start_mutators (release) is seen
         stats_.pause_s = static_cast<double>(t_concurrent_ - t_pause_) * 1e-9;
         irq0_ = read_interrupts();
         read_swap_counts(swin0_, swout0_);
@@ -590,6 +614,8 @@ private:
         gc_thread.join();
         t_gc_end_ = now_ns();
         stats_.concurrent_s = static_cast<double>(t_gc_end_ - t_concurrent_) * 1e-9;
+        if (ctx_.all_mapped.load(std::memory_order_acquire))
+            stats_.app_slow_path_s = static_cast<double>(ctx_.t_all_mapped_ns - t_concurrent_) * 1e-9;
         const InterruptDelta irq1 = read_interrupts();
         int64_t swin1, swout1;
         read_swap_counts(swin1, swout1);
@@ -675,6 +701,7 @@ private:
             stats_.latency_samples_ns.insert(stats_.latency_samples_ns.end(), t.samples.begin(), t.samples.end());
             stats_.writes.insert(stats_.writes.end(), t.writes.begin(), t.writes.end());
         }
+        for (unsigned i = 0; i < cfg_.mutators; ++i) stats_.new_object_offsets.push_back(std::move(thread_ctxs_[i].new_objects));
     }
 
     void ThrowIfAborted() const {

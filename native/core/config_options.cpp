@@ -20,6 +20,7 @@ std::string to_text(Strategy v) { return strategy_name(v); }
 std::string to_text(FaultMode v) { return fault_mode_name(v); }
 std::string to_text(Access v) { return access_name(v); }
 std::string to_text(Backoff v) { return backoff_name(v); }
+std::string to_text(Think v) { return think_name(v); }
 std::string to_text(bool v) { return v ? "true" : "false"; }
 std::string to_text(const std::vector<int>& v) {
     std::string s;
@@ -43,6 +44,7 @@ void from_text(const std::string& t, Strategy& v) { v = parse_strategy(t); }
 void from_text(const std::string& t, FaultMode& v) { v = parse_fault_mode(t); }
 void from_text(const std::string& t, Access& v) { v = parse_access(t); }
 void from_text(const std::string& t, Backoff& v) { v = parse_backoff(t); }
+void from_text(const std::string& t, Think& v) { v = parse_think(t); }
 void from_text(const std::string& t, bool& v) {
     if (t == "true" || t == "1") v = true;
     else if (t == "false" || t == "0") v = false;
@@ -105,6 +107,7 @@ std::vector<std::string> choices(const Strategy&) {
 std::vector<std::string> choices(const FaultMode&) { return {"sigbus", "thread"}; }
 std::vector<std::string> choices(const Access&) { return {"random", "sequential", "hot-set"}; }
 std::vector<std::string> choices(const Backoff&) { return {"art", "futex"}; }
+std::vector<std::string> choices(const Think&) { return {"busy", "sleep"}; }
 template <typename T> std::vector<std::string> choices(const T&) { return {}; }
 
 template <typename T> constexpr bool is_ranged = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;

@@ -97,6 +97,7 @@ void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
 }
 
 void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples) {
+    tc.counters.fault_ns += ns;
     int b = ns ? 63 - __builtin_clzll(ns) : 0;
     if (b >= kLatencyBuckets) b = kLatencyBuckets - 1;
     tc.counters.latency_histogram[static_cast<size_t>(b)] += 1;
@@ -105,7 +106,11 @@ void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples) {
 
 namespace {
 
-void count_pages(Counters& c, bool move, bool dense, CopyReason why, uint64_t pages, uint64_t call_pages) {
+void count_pages(Counters& c, bool move, bool dense, InstallReason why, uint64_t pages, uint64_t call_pages) {
+    if (why == InstallReason::FreshPage) {
+        (move ? c.pages_fresh_zero_and_move : c.pages_fresh_copy) += pages;
+        return;
+    }
     if (move) {
         if (dense) c.pages_dense_move += pages;
         else if (call_pages > 1) c.pages_move_batched += pages;
@@ -113,10 +118,11 @@ void count_pages(Counters& c, bool move, bool dense, CopyReason why, uint64_t pa
         return;
     }
     switch (why) {
-        case CopyReason::Copy: c.pages_copy += pages; break;
-        case CopyReason::PoolEmpty: c.pages_copy_fallback_pool += pages; break;
-        case CopyReason::Ebusy: c.pages_copy_fallback_ebusy += pages; break;
-        case CopyReason::ShortRun: c.pages_copy_short_run += pages; break;
+        case InstallReason::Compacted: c.pages_copy += pages; break;
+        case InstallReason::FreshPage: break;  // counted above
+        case InstallReason::PoolEmpty: c.pages_copy_fallback_pool += pages; break;
+        case InstallReason::Ebusy: c.pages_copy_fallback_ebusy += pages; break;
+        case InstallReason::ShortRun: c.pages_copy_short_run += pages; break;
     }
 }
 
@@ -159,7 +165,7 @@ struct PendingInstall {
     uint64_t npages;
     bool move;            // MOVE, else COPY (an EBUSY turns a MOVE into a COPY)
     bool dense;           // selects counters only
-    CopyReason why;       // selects counters only
+    InstallReason why;       // selects counters only
     uint64_t done = 0;    // pages installed so far
     unsigned enomem_retries = 0;
 };
@@ -225,7 +231,7 @@ Next interpret_install_error(Context& ctx, ThreadCtx& tc, PendingInstall& in, in
             c.ebusy += 1;
             if (!in.move) break;
             in.move = false;
-            in.why = CopyReason::Ebusy;
+            in.why = InstallReason::Ebusy;
             return Next::Continue;
         case ENOMEM:
             c.enomem += 1;
@@ -251,7 +257,7 @@ Next interpret_install_error(Context& ctx, ThreadCtx& tc, PendingInstall& in, in
 }  // namespace
 
 bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* src, uint64_t npages, bool move,
-                   bool dense, CopyReason why) {
+                   bool dense, InstallReason why) {
     const uint64_t to_space = reinterpret_cast<uint64_t>(ctx.to_space);
     if (kernel_injection(ctx, tc, to_space + first_page * ctx.ps, npages * ctx.ps, move)) return true;
     PendingInstall in{first_page, src, npages, move, dense, why};
@@ -288,6 +294,29 @@ bool install_zeropage(Context& ctx, Counters* c, uint64_t page) {
     return false;
 }
 
+// A fresh page above the post-compact end (claimed), first touched by an allocating mutator (or an access after
+// the phase): ART 16's ZeroAndMoveFreePage for the MOVE family — a recycled from-space page (move-alloc: a freshly
+// allocated one) zeroed and MOVEd — and UFFDIO_ZEROPAGE for the COPY family and when the recycle pool is empty.
+bool install_fresh_page(Context& ctx, ThreadCtx* tc, uint64_t page) {
+    if (tc && install_with_move(ctx, 1, false)) {
+        if (ctx.strategy == Strategy::MoveAlloc) {
+            std::memset(tc->fresh, 0, ctx.ps);
+            return install_pages(ctx, *tc, page, tc->fresh, 1, true, false, InstallReason::FreshPage);
+        }
+        ctx.fresh_pool_users.fetch_add(1, std::memory_order_seq_cst);
+        uint8_t* src = nullptr;
+        const bool got = !ctx.recycle_pool_closed.load(std::memory_order_seq_cst) && recycle_pages(ctx, 1, &src) == 1;
+        bool ok = false;
+        if (got) {
+            std::memset(src, 0, ctx.ps);
+            ok = install_pages(ctx, *tc, page, src, 1, true, false, InstallReason::FreshPage);
+        }
+        ctx.fresh_pool_users.fetch_sub(1, std::memory_order_seq_cst);
+        if (got) return ok;
+    }
+    return install_zeropage(ctx, tc ? &tc->counters : nullptr, page);
+}
+
 // A claimed page (PageState::kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
 // the policy decides MOVE or COPY for a single-page run not installed by the GC thread.
 bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
@@ -296,35 +325,35 @@ bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
     if (page_kind(p, page) == PageKind::Dense) {
         uint8_t* in_place = ctx.from_space + page * ctx.ps;
         compact_page(p, ctx.from_space, in_place, page);
-        return install_pages(ctx, tc, page, in_place, 1, move, true, CopyReason::Copy);
+        return install_pages(ctx, tc, page, in_place, 1, move, true, InstallReason::Compacted);
     }
     if (!move) {
         compact_page(p, ctx.from_space, tc.buffer, page);
-        return install_pages(ctx, tc, page, tc.buffer, 1, false, false, CopyReason::Copy);
+        return install_pages(ctx, tc, page, tc.buffer, 1, false, false, InstallReason::Compacted);
     }
     if (ctx.strategy == Strategy::MoveAlloc) {
         compact_page(p, ctx.from_space, tc.fresh, page);
-        return install_pages(ctx, tc, page, tc.fresh, 1, true, false, CopyReason::Copy);
+        return install_pages(ctx, tc, page, tc.fresh, 1, true, false, InstallReason::Compacted);
     }
     uint8_t* target = nullptr;
     if (recycle_pages(ctx, 1, &target) == 1) {
         compact_page(p, ctx.from_space, target, page);
-        return install_pages(ctx, tc, page, target, 1, true, false, CopyReason::Copy);
+        return install_pages(ctx, tc, page, target, 1, true, false, InstallReason::Compacted);
     }
     compact_page(p, ctx.from_space, tc.buffer, page);
-    return install_pages(ctx, tc, page, tc.buffer, 1, false, false, CopyReason::PoolEmpty);
+    return install_pages(ctx, tc, page, tc.buffer, 1, false, false, InstallReason::PoolEmpty);
 }
 
 }  // namespace
 
 bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     if (page >= ctx.num_pages) return false;
-    const bool empty = page >= ctx.plan.num_to_pages;
-    const bool can_resolve = tc != nullptr || empty;
+    const bool fresh = page >= ctx.plan.num_to_pages;  // above the post-compact end: no live data
+    const bool can_resolve = tc != nullptr || fresh;
     if (can_resolve && ctx.page_states->try_claim_for_mutator(page)) {
-        const bool ok = empty ? install_zeropage(ctx, tc ? &tc->counters : nullptr, page) : resolve_claimed(ctx, *tc, page);
+        const bool ok = fresh ? install_fresh_page(ctx, tc, page) : resolve_claimed(ctx, *tc, page);
         if (ok) {
-            if (tc) tc->counters.pages_by_mutators += 1;
+            if (tc && !fresh) tc->counters.pages_by_mutators += 1;
             ctx.page_states->mark_mapped(page);
             ctx.progress.fetch_add(1, std::memory_order_relaxed);
             ctx.pages_mapped();

@@ -55,6 +55,30 @@ private:
     bool first_ = true;
 };
 
+double ratio(uint64_t a, uint64_t b, double scale = 1.0) {
+    return b ? static_cast<double>(a) / static_cast<double>(b) * scale : std::nan("");
+}
+
+// What the app saw, from the raw counters (tests recompute each field from them).
+std::string mutator_view_json(const CollectionStats& s) {
+    const auto& v = s.latency_samples_ns;
+    const double before = ratio(s.pre_pause_accesses, s.pre_pause_ns, 1e9), during = ratio(s.phase_accesses, s.phase_ns, 1e9);
+    Obj fresh;
+    fresh.kv("zeropage", num(s.pages_zeropage)).kv("zero_and_move", num(s.pages_fresh_zero_and_move))
+        .kv("copy", num(s.pages_fresh_copy));
+    Obj o;
+    o.kv("pages_resolved_share", num(ratio(s.pages_by_mutators, s.pages_total)))
+        .kv("fault_time_ms", num(static_cast<double>(s.fault_ns) * 1e-6)).kv("faults", num(static_cast<uint64_t>(v.size())))
+        .kv("fault_p50_us", num(percentile_ns(v, 0.50) / 1e3)).kv("fault_p99_us", num(percentile_ns(v, 0.99) / 1e3))
+        .kv("longest_stall_us", num(percentile_ns(v, 1.0) / 1e3))
+        .kv("accesses_per_s_before", num(before)).kv("accesses_per_s_during", num(during))
+        .kv("rate_during_vs_before", num(during / before))
+        .kv("app_slow_path_ms", num(s.app_slow_path_s * 1e3)).kv("suspend_ms", num(s.suspend_s * 1e3))
+        .kv("fresh_pages", fresh.str()).kv("new_objects", num(s.new_objects)).kv("allocated_bytes", num(s.allocated_bytes))
+        .kv("alloc_failures", num(s.alloc_failures)).kv("frames", num(s.frames)).kv("frames_late", num(s.frames_late));
+    return o.str();
+}
+
 }  // namespace
 
 std::string collection_json(const CollectionOutcome& out) {
@@ -64,7 +88,8 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("move_batched", num(s.pages_move_batched)).kv("dense_move", num(s.pages_dense_move))
         .kv("zeropage", num(s.pages_zeropage)).kv("copy_fallback_pool_empty", num(s.pages_copy_fallback_pool))
         .kv("copy_fallback_ebusy", num(s.pages_copy_fallback_ebusy)).kv("copy_short_run", num(s.pages_copy_short_run))
-        .kv("by_mutators", num(s.pages_by_mutators));
+        .kv("by_mutators", num(s.pages_by_mutators)).kv("fresh_zero_and_move", num(s.pages_fresh_zero_and_move))
+        .kv("fresh_copy", num(s.pages_fresh_copy));
     Obj counters;
     counters.kv("ioctl_copy", num(s.ioctl_copy)).kv("ioctl_move", num(s.ioctl_move)).kv("ioctl_zeropage", num(s.ioctl_zeropage))
         .kv("bytes_copied", num(s.bytes_copied)).kv("bytes_moved", num(s.bytes_moved)).kv("eagain", num(s.eagain))
@@ -75,7 +100,11 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("gc_voluntary_switches", num(s.gc_voluntary_switches))
         .kv("gc_involuntary_switches", num(s.gc_involuntary_switches)).kv("faults_handled", num(s.faults_handled))
         .kv("mutator_accesses", num(s.mutator_accesses)).kv("mutator_writes", num(s.mutator_writes))
-        .kv("futex_waits", num(s.futex_waits));
+        .kv("futex_waits", num(s.futex_waits)).kv("fault_ns", num(s.fault_ns))
+        .kv("pre_pause_accesses", num(s.pre_pause_accesses)).kv("pre_pause_ns", num(s.pre_pause_ns))
+        .kv("phase_accesses", num(s.phase_accesses)).kv("phase_ns", num(s.phase_ns))
+        .kv("new_objects", num(s.new_objects)).kv("allocated_bytes", num(s.allocated_bytes)).kv("tlabs", num(s.tlabs))
+        .kv("alloc_failures", num(s.alloc_failures)).kv("frames", num(s.frames)).kv("frames_late", num(s.frames_late));
     Obj swp;
     swp.kv("pages_paged_out", num(s.pages_paged_out)).kv("swap_ins", inum(s.swap_ins)).kv("swap_outs", inum(s.swap_outs))
         .kv("major_faults", num(s.major_faults));
@@ -93,6 +122,13 @@ std::string collection_json(const CollectionOutcome& out) {
     std::string hist = "[";
     for (int i = 0; i < kLatencyBuckets; ++i) hist += (i ? ", " : "") + num(s.latency_histogram[i]);
     hist += "]";
+    auto histogram = [](const uint64_t* h, int n) {
+        std::string t = "[";
+        for (int i = 0; i < n; ++i) t += (i ? ", " : "") + num(h[i]);
+        return t + "]";
+    };
+    Obj runs;
+    runs.kv("moved", histogram(s.runs_moved, kRunLengthBuckets)).kv("copied", histogram(s.runs_copied, kRunLengthBuckets));
     char digest[24];
     snprintf(digest, sizeof digest, "0x%016" PRIx64, out.verify.after.digest);
     Obj o;
@@ -104,9 +140,11 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("page_size", num(static_cast<uint64_t>(page_size()))).kv("cpus", num(static_cast<uint64_t>(s.cpus_online))).kv("threads_needed", num(static_cast<uint64_t>(s.threads_needed)))
         .kv("gc_time_ns", gct.str()).kv("pages", pages.str()).kv("counters", counters.str()).kv("interrupts", irq.str()).kv("swap", swp.str())
         .kv("fault_latency_us", lat.str()).kv("latency_histogram_log2_ns", hist)
+        .kv("suspend_s", num(s.suspend_s)).kv("app_slow_path_s", num(s.app_slow_path_s))
+        .kv("mutator_view", mutator_view_json(s)).kv("gc_runs_by_length_log2", runs.str())
         .kv("verified", out.verify.verified ? "true" : "false").kv("digest", json_escape(digest))
         .kv("reachable_objects", num(out.verify.after.objects)).kv("reachable_bytes", num(out.verify.after.bytes))
-        .kv("fillers", num(out.verify.fillers));
+        .kv("fillers", num(out.verify.fillers)).kv("new_objects_verified", num(out.verify.new_objects));
     return o.str();
 }
 

@@ -1,5 +1,7 @@
 #include "compactor/verify.hpp"
 
+#include <algorithm>
+
 #include <cstring>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -123,8 +125,53 @@ uint64_t digest_after_writes(uint64_t before, const PayloadWrite* writes, uint64
     return d;
 }
 
+namespace {
+
+// Checks every object mutators allocated during the phase against what its identity prescribes
+// (object_layout.hpp) and returns their [start, end) extents, sorted.
+std::vector<std::pair<uint64_t, uint64_t>> check_new_objects(const uint8_t* heap, uint64_t heap_size, uint64_t end,
+                                                             const uint32_t* roots, uint64_t num_roots,
+                                                             const NewObjectLogs& logs) {
+    std::vector<std::pair<uint64_t, uint64_t>> extents;
+    for (size_t m = 0; m < logs.size(); ++m) {
+        for (size_t n = 0; n < logs[m].size(); ++n) {
+            const uint64_t off = logs[m][n];
+            const uint64_t identity = new_object_identity(static_cast<unsigned>(m), n);
+            const uint32_t size = new_object_size(identity);
+            const uint16_t nrefs = new_object_num_refs(identity);
+            const std::string who = "new object " + hex(identity) + " (allocation " + std::to_string(n) +
+                                    " of mutator " + std::to_string(m) + ") at offset " + hex(off);
+            if (off < end || off % 8 || off + size > heap_size)
+                throw HeapCorruption(who + " lies outside the free space above the post-compact end " + hex(end));
+            const uint8_t* obj = heap + off;
+            if (ld64(obj) != pack_header(size, nrefs, kClassObject) || ld64(obj + kIdentityOffset) != identity)
+                throw HeapCorruption(who + ": its header or identity was overwritten (header " + hex(ld64(obj)) + ")");
+            for (uint32_t k = 0; k < nrefs; ++k) {
+                const uint32_t want = roots[new_object_root(identity, k, num_roots)];
+                if (ld32(obj + kRefsOffset + 4 * k) != want)
+                    throw HeapCorruption(who + ": reference " + std::to_string(k) + " is " +
+                                         hex(ld32(obj + kRefsOffset + 4 * k)) + ", allocated as " + hex(want));
+            }
+            const uint32_t pay = payload_offset(nrefs);
+            for (uint32_t w = 0; w < (size - pay) / 8; ++w)
+                if (ld64(obj + pay + 8 * w) != initial_payload_word(identity, w))
+                    throw HeapCorruption(who + ": payload word " + std::to_string(w) + " is " +
+                                         hex(ld64(obj + pay + 8 * w)) + ", allocated as " +
+                                         hex(initial_payload_word(identity, w)));
+            extents.emplace_back(off, off + size);
+        }
+    }
+    std::sort(extents.begin(), extents.end());
+    for (size_t i = 1; i < extents.size(); ++i)
+        if (extents[i].first < extents[i - 1].second)
+            throw HeapCorruption("two new objects overlap at offset " + hex(extents[i].first));
+    return extents;
+}
+
+}  // namespace
+
 VerifyReport verify_compacted(const uint8_t* heap, uint64_t heap_size, uint64_t end, const uint32_t* roots,
-                              uint64_t num_roots, uint64_t expected_digest) {
+                              uint64_t num_roots, uint64_t expected_digest, const NewObjectLogs* new_objects) {
     VerifyReport rep;
     if (end > heap_size) throw HeapCorruption("post-compact end " + hex(end) + " lies beyond the heap");
     // 1. [0, end) parses as objects and fillers.
@@ -142,11 +189,21 @@ VerifyReport verify_compacted(const uint8_t* heap, uint64_t heap_size, uint64_t 
         rep.parsed_objects += 1;
         cur += h.size;
     }
-    // 2. The space above the end is unused: zero bytes up to the page end, then zero or non-resident pages.
+    // 2. The objects mutators allocated are what they allocated; everything else above the end is unused: zero
+    //    bytes up to the page end, then zero or non-resident pages.
+    const auto extents = new_objects ? check_new_objects(heap, heap_size, end, roots, num_roots, *new_objects)
+                                     : std::vector<std::pair<uint64_t, uint64_t>>{};
+    rep.new_objects = extents.size();
+    size_t next_extent = 0;
+    auto check_free = [&](uint64_t o) {  // offsets are checked in ascending order
+        while (next_extent < extents.size() && extents[next_extent].second <= o) ++next_extent;
+        if (next_extent < extents.size() && extents[next_extent].first <= o) return;
+        if (ld64(heap + o) != 0)
+            throw HeapCorruption("the space above the post-compact end is not free: offset " + hex(o));
+    };
     const uint64_t ps = page_size();
     const uint64_t end_page = (end + ps - 1) / ps * ps;
-    for (uint64_t o = end; o < end_page && o < heap_size; o += 8)
-        if (ld64(heap + o) != 0) throw HeapCorruption("the space above the post-compact end is not free: offset " + hex(o));
+    for (uint64_t o = end; o < end_page && o < heap_size; o += 8) check_free(o);
     if (end_page < heap_size) {
         const uint64_t npages = (heap_size - end_page) / ps;
         std::vector<unsigned char> resident(npages);
@@ -154,10 +211,7 @@ VerifyReport verify_compacted(const uint8_t* heap, uint64_t heap_size, uint64_t 
             resident.assign(npages, 1);
         for (uint64_t i = 0; i < npages; ++i) {
             if (!(resident[i] & 1)) continue;
-            const uint8_t* pg = heap + end_page + i * ps;
-            for (uint64_t o = 0; o < ps; o += 8)
-                if (ld64(pg + o) != 0)
-                    throw HeapCorruption("the space above the post-compact end is not free: offset " + hex(end_page + i * ps + o));
+            for (uint64_t o = 0; o < ps; o += 8) check_free(end_page + i * ps + o);
         }
     }
     // 3. Every reachable reference is an object start below the end, and the digest matches.

@@ -19,6 +19,8 @@ enum class Access { Random, Sequential, HotSet };
 // How a thread waits for a page another thread owns: ART's BackOff (at most 5 sched_yield, then nanosleep of
 // 10 us x (i - 5)), or blocking on a futex that every page installation wakes.
 enum class Backoff { Art, Futex };
+// How a mutator spends its think time between access chains: computing on its CPU, or blocked off it.
+enum class Think { Busy, Sleep };
 // Test hooks: a fraction of COPY/MOVE ioctls fails with an errno before reaching the kernel (EAGAIN, EBUSY,
 // ENOMEM); or the GC thread really makes the kernel answer wrongly: kDoubleInstall maps a zero page over the
 // last page of its first several-page run by the strategy's method (a genuine EEXIST after partial progress), kPoison poisons its first batch with UFFDIO_POISON and
@@ -33,10 +35,12 @@ const char* strategy_name(Strategy s);
 const char* fault_mode_name(FaultMode f);
 const char* access_name(Access a);
 const char* backoff_name(Backoff b);
+const char* think_name(Think t);
 Strategy parse_strategy(const std::string& s);   // throws std::invalid_argument naming the choices
 FaultMode parse_fault_mode(const std::string& s);
 Access parse_access(const std::string& s);
 Backoff parse_backoff(const std::string& s);
+Think parse_think(const std::string& s);
 
 constexpr unsigned kMaxMutators = 256;
 constexpr unsigned kMaxBatch = 4096;
@@ -52,6 +56,7 @@ struct CollectorConfig {
 void validate(const CollectorConfig& cfg, uint64_t page_size);
 
 constexpr int kLatencyBuckets = 40;  // log2 histogram of fault latency in ns
+constexpr int kRunLengthBuckets = 13;  // log2 histogram of run lengths: 1 to 4096 pages
 
 // Per-thread counters: plain integers only, so that a thread can update its own on the signal path and the
 // finish can sum them field by field (add()).
@@ -67,6 +72,18 @@ struct Counters {
     uint64_t madvise_calls, released_bytes;
     uint64_t faults_handled, mutator_accesses, mutator_writes, futex_waits;
     uint64_t latency_histogram[kLatencyBuckets];
+    // Fresh pages above the post-compact end, first touched by allocating mutators, by method (the zero page is
+    // pages_zeropage): a zeroed page MOVEd in (ZeroAndMoveFreePage), or COPYd when that MOVE answered EBUSY.
+    uint64_t pages_fresh_zero_and_move, pages_fresh_copy;
+    // What the app sees. fault_ns: time mutators spent in fault resolution (the sum of the latency samples).
+    // Accesses and time per mutator before the pause (pre_pause_ms) and during the phase: from the end of the
+    // pause to the moment every to-space page was mapped (ART's AppSlowPathDuringGc window).
+    uint64_t fault_ns, pre_pause_accesses, pre_pause_ns, phase_accesses, phase_ns;
+    // Allocation: objects and bytes allocated in the phase, TLABs taken, allocations refused (the free space was
+    // used up); UI mutators: frames, and frames whose accesses ran past the next vsync.
+    uint64_t new_objects, allocated_bytes, tlabs, alloc_failures, frames, frames_late;
+    // hybrid: runs installed by the GC thread with MOVE and with COPY, by length (bucket i: 2^i <= pages < 2^(i+1)).
+    uint64_t runs_moved[kRunLengthBuckets], runs_copied[kRunLengthBuckets];
 
     void add(const Counters& o);
 };
@@ -99,6 +116,11 @@ struct CollectionStats : Counters {
     InterruptDelta interrupts;
     std::vector<uint64_t> latency_samples_ns;  // raw samples (up to max_samples)
     std::vector<PayloadWrite> writes;          // every logged mutator write
+    // Per mutator: the offsets of the objects it allocated during the phase, in allocation order (identities and
+    // contents follow from the mutator and the allocation number: object_layout.hpp).
+    std::vector<std::vector<uint32_t>> new_object_offsets;
+    double suspend_s = 0;        // raising the pause's checkpoint until every mutator had parked
+    double app_slow_path_s = 0;  // end of the pause until every to-space page was mapped (AppSlowPathDuringGc)
 };
 
 struct CollectionOutcome {

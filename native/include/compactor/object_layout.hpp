@@ -54,4 +54,27 @@ inline uint64_t initial_payload_word(uint64_t identity, uint64_t index) {
     return z ^ (z >> 31);
 }
 
+// Objects mutators allocate during a collection. The identity is kNewObjectTag | mutator << 40 | allocation
+// number; its shape (reference slots, payload words) and every value follow from it — payload word i is
+// initial_payload_word(identity, i), reference slot k points at the root new_object_root(identity, k) — so the
+// verifier needs only each object's offset to check it byte for byte.
+constexpr uint64_t kNewObjectTag = 1ull << 63;
+constexpr uint32_t kNewObjectMaxRefs = 2, kNewObjectMaxPayloadWords = 24;
+
+inline uint64_t new_object_identity(unsigned mutator, uint64_t number) {
+    return kNewObjectTag | (static_cast<uint64_t>(mutator) << 40) | (number & ((1ull << 40) - 1));
+}
+inline uint16_t new_object_num_refs(uint64_t identity) {
+    return static_cast<uint16_t>(initial_payload_word(identity, ~0ull) % (kNewObjectMaxRefs + 1));
+}
+inline uint32_t new_object_size(uint64_t identity) {
+    const uint64_t words = 1 + initial_payload_word(identity, ~1ull) % kNewObjectMaxPayloadWords;
+    return payload_offset(new_object_num_refs(identity)) + static_cast<uint32_t>(8 * words);
+}
+constexpr uint32_t kNewObjectMaxSize = payload_offset(kNewObjectMaxRefs) + 8 * kNewObjectMaxPayloadWords;
+// The index of the root whose object reference slot `slot` holds (of `num_roots` roots, > 0).
+inline uint64_t new_object_root(uint64_t identity, uint32_t slot, uint64_t num_roots) {
+    return initial_payload_word(identity, ~2ull - slot) % num_roots;
+}
+
 }  // namespace compactor::layout

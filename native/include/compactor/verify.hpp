@@ -39,13 +39,19 @@ struct VerifyReport {
     GraphDigest after;
     uint64_t parsed_objects = 0;  // objects and fillers parsed below post_compact_end
     uint64_t fillers = 0;
+    uint64_t new_objects = 0;     // objects mutators allocated above it, each checked
 };
 
+// Per mutator, the offsets of the objects it allocated during the phase, in allocation order.
+using NewObjectLogs = std::vector<std::vector<uint32_t>>;
+
 // Checks a compacted heap: [0, end) parses as a sequence of objects and fillers ending exactly at `end`; every
-// reachable reference is the start of an object below `end`; the bytes above `end` are unused (zero, or pages not
-// resident); the graph digest equals `expected_digest`. Throws HeapCorruption naming the first problem.
+// reachable reference is the start of an object below `end`; each object in `new_objects` (allocated by mutators
+// above `end`) holds exactly the header, identity, references and payload its allocation wrote; every other byte
+// above `end` is unused (zero, or pages not resident); the graph digest equals `expected_digest`. Throws
+// HeapCorruption naming the first problem (for a new object: its identity, mutator and allocation number).
 VerifyReport verify_compacted(const uint8_t* heap, uint64_t heap_size, uint64_t post_compact_end, const uint32_t* roots,
-                              uint64_t num_roots, uint64_t expected_digest);
+                              uint64_t num_roots, uint64_t expected_digest, const NewObjectLogs* new_objects = nullptr);
 
 // Names the first object (in traversal order from the roots) that differs between a reference heap and a
 // compacted one; empty when none differs. Used to explain a digest mismatch.
