@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import struct
 
 import numpy as np
@@ -227,6 +228,32 @@ def test_section_outside_the_file_is_rejected(saved, tmp_path):
 def test_missing_plan_file_is_a_clear_error(tmp_path):
     with pytest.raises(PlanFileError, match="cannot open"):
         compactor.Plan.load(tmp_path / "nope.plan")
+
+
+# Written by the format's first writer (compactor/planfile.py with struct.pack) from _handmade_plan(): whoever writes
+# plan files now must write these bytes, and whoever reads them must read this plan.
+VERSION_1_FILE = pathlib.Path(__file__).parent / "data" / "plan-file" / "v1-handmade.plan"
+
+
+def _handmade_plan():
+    """Two pages, the first black-dense, the second with dead objects between live ones; references, a null root."""
+    heap = make_heap([24, 32, 520, 16, 3504, 40, 16, 24, 4016], [], 8192, nrefs=[2, 0, 1, 0, 0, 1, 0, 0, 0],
+                     refs={0: [2, -1], 2: [5], 5: [7]}, roots=[0, 1, 3, 4, -1])
+    return compactor.plan(heap, page_size=4096)
+
+
+def test_save_writes_the_version_1_format_byte_for_byte(tmp_path):
+    out = tmp_path / "handmade.plan"
+    _handmade_plan().save(out)
+    assert out.read_bytes() == VERSION_1_FILE.read_bytes()
+
+
+def test_a_version_1_file_loads_as_the_plan_it_was_written_from():
+    p, q = _handmade_plan(), compactor.Plan.load(VERSION_1_FILE)
+    assert (q.dense_prefix_pages, q.slide_begin, q.post_compact_end) == (1, 4096, 4160)
+    for f in ("live_words", "chunk_offset", "first_obj", "first_obj_header", "pre_compact_offset", "live"):
+        assert np.array_equal(getattr(p, f), getattr(q, f)), f
+    assert q.expected_digest == p.heap.pristine_digest()[0]
 
 
 def test_save_is_atomic_and_leaves_no_partial_file(saved, tmp_path):
