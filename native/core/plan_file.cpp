@@ -7,6 +7,7 @@
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/object_layout.hpp"
+#include "compactor/plan_checks.hpp"
 
 namespace compactor {
 
@@ -112,22 +113,8 @@ PlanBundle parse_plan_file(const uint8_t* data, size_t size) {
         const Sec& sc = secs[kDescription];
         b.description.assign(reinterpret_cast<const char*>(data + sc.offset), sc.count);
     }
-    const uint64_t n = t.offset.size();
-    if (t.size.size() != n || t.num_refs.size() != n || t.identity.size() != n)
-        fail("object arrays differ in length");
-    t.ref_start.resize(n + 1);
-    t.ref_start[0] = 0;
-    for (uint64_t i = 0; i < n; ++i) t.ref_start[i + 1] = t.ref_start[i] + t.num_refs[i];
-    if (t.ref_start[n] != t.refs.size()) fail("reference count " + s(t.refs.size()) + " != sum of num_refs " + s(t.ref_start[n]));
-    if (p.live_words.size() != p.heap_size / layout::kChunkSize || p.chunk_offset.size() != p.live_words.size())
-        fail("live-words bitmap or chunk offsets do not cover the heap");
-    if (p.first_obj.size() != p.first_obj_header.size() || p.first_obj.size() != p.pre_compact_offset.size())
-        fail("per-page arrays differ in length");
-    p.derive_chunks();
-    validate_object_table(t.view(), p.heap_size);
-    for (uint64_t i = 0; i < b.root_objects.size(); ++i)
-        if (b.root_objects[i] < -1 || b.root_objects[i] >= static_cast<int64_t>(n)) fail("root " + s(i) + " out of range");
-    validate_plan(p.view());
+    assemble_plan(p);
+    assemble_object_table(t, b.root_objects, p.heap_size);
     return b;
 }
 

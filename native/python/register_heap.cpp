@@ -4,6 +4,7 @@
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/object_layout.hpp"
+#include "compactor/plan_checks.hpp"
 #include "compactor/verify.hpp"
 
 using namespace compactor;
@@ -51,17 +52,7 @@ void register_heap(py::module_& m) {
                  t->table.identity = to_vector<uint64_t>(identity, "identity");
                  t->table.refs = to_vector<int32_t>(refs, "refs");
                  t->roots = to_vector<int32_t>(roots, "roots");
-                 const size_t n = t->table.offset.size();
-                 if (t->table.size.size() != n || t->table.num_refs.size() != n || t->table.identity.size() != n)
-                     throw PlanError("object table: arrays differ in length");
-                 t->table.ref_start.resize(n + 1);
-                 t->table.ref_start[0] = 0;
-                 for (size_t i = 0; i < n; ++i) t->table.ref_start[i + 1] = t->table.ref_start[i] + t->table.num_refs[i];
-                 if (t->table.ref_start[n] != t->table.refs.size())
-                     throw PlanError("object table: refs has " + std::to_string(t->table.refs.size()) +
-                                     " entries, num_refs sums to " + std::to_string(t->table.ref_start[n]));
-                 validate_object_table(t->table.view(), heap_size);
-                 root_offsets(t->table.view(), t->roots.data(), t->roots.size());  // validates the roots
+                 assemble_object_table(t->table, t->roots, heap_size);
                  return t;
              }),
              py::arg("heap_size"), py::arg("offset"), py::arg("size"), py::arg("num_refs"), py::arg("identity"),
@@ -85,11 +76,7 @@ void register_heap(py::module_& m) {
                  p->slide_begin = slide_begin;
                  p->post_compact_end = post_compact_end;
                  p->live_bytes = live_bytes;
-                 if (p->chunk_offset.size() != p->live_words.size()) throw PlanError("plan: chunk_offset and live_words differ in length");
-                 if (p->first_obj.size() != p->first_obj_header.size() || p->first_obj.size() != p->pre_compact_offset.size())
-                     throw PlanError("plan: per-page arrays differ in length");
-                 p->derive_chunks();
-                 validate_plan(p->view());
+                 assemble_plan(*p);
                  return p;
              }),
              py::arg("heap_size"), py::arg("page_size"), py::arg("live_words"), py::arg("chunk_offset"), py::arg("first_obj"),
