@@ -1,118 +1,105 @@
-// Plan file reader. The format (little-endian; documented in docs/plan-file.md) is written by compactor/planfile.py.
+// The plan-file loader, over the one format definition (compactor/plan_file_format.hpp).
+#include "compactor/plan_file.hpp"
+
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <string>
 
 #include "compactor/errors.hpp"
-#include "compactor/heap_space.hpp"
-#include "compactor/object_layout.hpp"
 #include "compactor/plan_checks.hpp"
+#include "compactor/plan_file_format.hpp"
 
 namespace compactor {
 
+using namespace plan_file;
+
 namespace {
 
-constexpr char kMagic[8] = {'C', 'M', 'P', 'C', 'T', 'P', 'L', 'N'};
-constexpr uint32_t kVersion = 1;
-constexpr uint32_t kHeaderSize = 96;
-constexpr uint32_t kSectionEntry = 24;
+std::string s(uint64_t v) { return std::to_string(v); }
 
-enum Section : uint32_t {
-    kObjOffset = 1, kObjSize, kObjNumRefs, kObjIdentity, kRefs, kRoots, kLiveWords, kChunkOffset, kFirstObj,
-    kFirstObjHeader, kPreCompactOffset, kDescription, kNumSectionIds
-};
+[[noreturn]] void malformed(const std::string& what) { throw PlanError("malformed plan file: " + what); }
 
-const char* section_name(uint32_t id) {
-    static const char* names[] = {"?", "object offsets", "object sizes", "object reference counts", "object identities",
-                                  "references", "roots", "live-words bitmap", "chunk offsets", "first objects",
-                                  "first-object headers", "pre-compact offsets", "description"};
-    return id < kNumSectionIds ? names[id] : "?";
-}
+const SectionKind& kind(uint32_t id) { return kSections[id - 1]; }
 
-uint32_t elem_size(uint32_t id) {
-    switch (id) {
-        case kObjNumRefs: return 2;
-        case kObjIdentity: case kLiveWords: case kFirstObjHeader: return 8;
-        case kDescription: return 1;
-        default: return 4;
+// The sections a file lists, by id, once their entries have been checked against the file's bounds.
+class SectionTable {
+public:
+    SectionTable(const uint8_t* data, size_t size, uint32_t num_sections) : data_(data) {
+        for (uint32_t i = 0; i < num_sections; ++i) {
+            SectionEntry e;
+            std::memcpy(&e, data + sizeof(Header) + i * sizeof(SectionEntry), sizeof e);
+            if (e.id == 0 || e.id > kNumSections) malformed("unknown section id " + s(e.id));
+            const SectionKind& k = kind(e.id);
+            if (e.element_size != k.element_size) malformed(std::string(k.what) + ": element size " + s(e.element_size));
+            if (present_[e.id - 1]) malformed(std::string(k.what) + " appears twice");
+            if (e.offset % kSectionAlignment || e.offset > size || e.count > (size - e.offset) / k.element_size)
+                malformed(std::string(k.what) + " lies outside the file (offset " + s(e.offset) + ", " + s(e.count) +
+                          " elements)");
+            entries_[e.id - 1] = e;
+            present_[e.id - 1] = true;
+        }
+        for (const SectionKind& k : kSections)
+            if (k.required && !present_[k.id - 1]) malformed(std::string("missing section: ") + k.what);
     }
-}
 
-template <typename T>
-T rd(const uint8_t* p) {
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
+    // Copies section `id` into `out` (left empty when an optional section is absent). The element type is checked
+    // against the format at compile time.
+    template <SectionId id, typename Container>
+    void load(Container& out) const {
+        static_assert(sizeof(typename Container::value_type) == kSections[id - 1].element_size,
+                      "the container's element is the section's");
+        if (!present_[id - 1]) return;
+        const SectionEntry& e = entries_[id - 1];
+        out.resize(e.count);
+        if (e.count) std::memcpy(&out[0], data_ + e.offset, e.count * e.element_size);
+    }
+
+private:
+    const uint8_t* data_;
+    SectionEntry entries_[kNumSections] = {};
+    bool present_[kNumSections] = {};
+};
 
 }  // namespace
 
 PlanBundle parse_plan_file(const uint8_t* data, size_t size) {
-    auto fail = [](const std::string& what) { throw PlanError("malformed plan file: " + what); };
-    auto s = [](uint64_t v) { return std::to_string(v); };
-    if (size < kHeaderSize) fail("truncated: " + s(size) + " bytes, the header alone is " + s(kHeaderSize));
-    if (std::memcmp(data, kMagic, 8) != 0) fail("bad magic (not a compactor plan file)");
-    const uint32_t version = rd<uint32_t>(data + 8);
-    if (version != kVersion) fail("version " + s(version) + " is not supported (this build reads version " + s(kVersion) + ")");
-    if (rd<uint32_t>(data + 12) != kHeaderSize) fail("header size field is " + s(rd<uint32_t>(data + 12)));
+    if (size < sizeof(Header)) malformed("truncated: " + s(size) + " bytes, the header alone is " + s(sizeof(Header)));
+    Header h;
+    std::memcpy(&h, data, sizeof h);
+    if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0) malformed("bad magic (not a compactor plan file)");
+    if (h.version != kVersion)
+        malformed("version " + s(h.version) + " is not supported (this build reads version " + s(kVersion) + ")");
+    if (h.header_size != sizeof(Header)) malformed("header size field is " + s(h.header_size));
+    if (h.file_size != size) malformed("truncated or padded: header says " + s(h.file_size) + " bytes, file has " + s(size));
+    if (h.num_sections > kMaxSections) malformed("section count " + s(h.num_sections) + " out of range");
+    if (sizeof(Header) + static_cast<uint64_t>(h.num_sections) * sizeof(SectionEntry) > size)
+        malformed("truncated section table");
+    const SectionTable sections(data, size, h.num_sections);
+
     PlanBundle b;
     PlanData& p = b.plan;
-    p.heap_size = rd<uint64_t>(data + 16);
-    p.page_size = rd<uint64_t>(data + 24);
-    p.dense_prefix_pages = rd<uint64_t>(data + 32);
-    p.slide_begin = rd<uint64_t>(data + 40);
-    p.post_compact_end = rd<uint64_t>(data + 48);
-    p.live_bytes = rd<uint64_t>(data + 56);
-    b.expected_digest = rd<uint64_t>(data + 64);
-    b.seed = rd<uint64_t>(data + 72);
-    const uint32_t nsec = rd<uint32_t>(data + 80);
-    const uint64_t file_size = rd<uint64_t>(data + 88);
-    if (file_size != size) fail("truncated or padded: header says " + s(file_size) + " bytes, file has " + s(size));
-    if (nsec > 64) fail("section count " + s(nsec) + " out of range");
-    if (kHeaderSize + static_cast<uint64_t>(nsec) * kSectionEntry > size) fail("truncated section table");
-    if (p.page_size < 4096 || (p.page_size & (p.page_size - 1)) || p.page_size > (1u << 20))
-        fail("page size " + s(p.page_size) + " out of range");
-    if (p.heap_size == 0 || p.heap_size % p.page_size || p.heap_size > layout::kMaxHeapSize)
-        fail("heap size " + s(p.heap_size) + " out of range");
-
-    struct Sec { uint64_t count, offset; };
-    std::map<uint32_t, Sec> secs;
-    for (uint32_t i = 0; i < nsec; ++i) {
-        const uint8_t* e = data + kHeaderSize + i * kSectionEntry;
-        const uint32_t id = rd<uint32_t>(e), es = rd<uint32_t>(e + 4);
-        const uint64_t count = rd<uint64_t>(e + 8), off = rd<uint64_t>(e + 16);
-        if (id == 0 || id >= kNumSectionIds) fail("unknown section id " + s(id));
-        if (es != elem_size(id)) fail(std::string(section_name(id)) + ": element size " + s(es));
-        if (secs.count(id)) fail(std::string(section_name(id)) + " appears twice");
-        if (off % 8 || off > size || count > (size - off) / es)
-            fail(std::string(section_name(id)) + " lies outside the file (offset " + s(off) + ", " + s(count) + " elements)");
-        secs[id] = {count, off};
-    }
-    for (uint32_t id = 1; id < kDescription; ++id)
-        if (!secs.count(id)) fail(std::string("missing section: ") + section_name(id));
-
-    auto load = [&](uint32_t id, auto& vec) {
-        const Sec& sc = secs[id];
-        vec.resize(sc.count);
-        if (sc.count) std::memcpy(vec.data(), data + sc.offset, sc.count * elem_size(id));
-    };
+    p.heap_size = h.heap_size;
+    p.page_size = h.page_size;
+    p.dense_prefix_pages = h.dense_prefix_pages;
+    p.slide_begin = h.slide_begin;
+    p.post_compact_end = h.post_compact_end;
+    p.live_bytes = h.live_bytes;
+    b.expected_digest = h.expected_digest;
+    b.seed = h.seed;
     ObjectTable& t = b.table;
-    load(kObjOffset, t.offset);
-    load(kObjSize, t.size);
-    load(kObjNumRefs, t.num_refs);
-    load(kObjIdentity, t.identity);
-    load(kRefs, t.refs);
-    load(kRoots, b.root_objects);
-    load(kLiveWords, p.live_words);
-    load(kChunkOffset, p.chunk_offset);
-    load(kFirstObj, p.first_obj);
-    load(kFirstObjHeader, p.first_obj_header);
-    load(kPreCompactOffset, p.pre_compact_offset);
-    if (secs.count(kDescription)) {
-        const Sec& sc = secs[kDescription];
-        b.description.assign(reinterpret_cast<const char*>(data + sc.offset), sc.count);
-    }
+    sections.load<kObjOffset>(t.offset);
+    sections.load<kObjSize>(t.size);
+    sections.load<kObjNumRefs>(t.num_refs);
+    sections.load<kObjIdentity>(t.identity);
+    sections.load<kRefs>(t.refs);
+    sections.load<kRoots>(b.root_objects);
+    sections.load<kLiveWords>(p.live_words);
+    sections.load<kChunkOffset>(p.chunk_offset);
+    sections.load<kFirstObj>(p.first_obj);
+    sections.load<kFirstObjHeader>(p.first_obj_header);
+    sections.load<kPreCompactOffset>(p.pre_compact_offset);
+    sections.load<kDescription>(b.description);
+    // The plan first: it checks the header's page and heap sizes, which the object table is then checked against.
     assemble_plan(p);
     assemble_object_table(t, b.root_objects, p.heap_size);
     return b;

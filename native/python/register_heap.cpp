@@ -5,6 +5,8 @@
 #include "compactor/heap_space.hpp"
 #include "compactor/object_layout.hpp"
 #include "compactor/plan_checks.hpp"
+#include "compactor/plan_file.hpp"
+#include "compactor/plan_file_format.hpp"
 #include "compactor/verify.hpp"
 
 using namespace compactor;
@@ -116,6 +118,8 @@ void register_heap(py::module_& m) {
             py::gil_scoped_release rel;
             b = load_plan_file(path);
         }
+        // The arrays under their section names, so that the dict and the format cannot disagree.
+        auto key = [](plan_file::SectionId id) { return plan_file::kSections[id - 1].name; };
         py::dict d;
         d["heap_size"] = b.plan.heap_size;
         d["page_size"] = b.plan.page_size;
@@ -125,18 +129,18 @@ void register_heap(py::module_& m) {
         d["live_bytes"] = b.plan.live_bytes;
         d["expected_digest"] = b.expected_digest;
         d["seed"] = b.seed;
-        d["description"] = b.description;
-        d["offset"] = to_numpy(b.table.offset);
-        d["size"] = to_numpy(b.table.size);
-        d["num_refs"] = to_numpy(b.table.num_refs);
-        d["identity"] = to_numpy(b.table.identity);
-        d["refs"] = to_numpy(b.table.refs);
-        d["roots"] = to_numpy(b.root_objects);
-        d["live_words"] = to_numpy(b.plan.live_words);
-        d["chunk_offset"] = to_numpy(b.plan.chunk_offset);
-        d["first_obj"] = to_numpy(b.plan.first_obj);
-        d["first_obj_header"] = to_numpy(b.plan.first_obj_header);
-        d["pre_compact_offset"] = to_numpy(b.plan.pre_compact_offset);
+        d[key(plan_file::kDescription)] = b.description;
+        d[key(plan_file::kObjOffset)] = to_numpy(b.table.offset);
+        d[key(plan_file::kObjSize)] = to_numpy(b.table.size);
+        d[key(plan_file::kObjNumRefs)] = to_numpy(b.table.num_refs);
+        d[key(plan_file::kObjIdentity)] = to_numpy(b.table.identity);
+        d[key(plan_file::kRefs)] = to_numpy(b.table.refs);
+        d[key(plan_file::kRoots)] = to_numpy(b.root_objects);
+        d[key(plan_file::kLiveWords)] = to_numpy(b.plan.live_words);
+        d[key(plan_file::kChunkOffset)] = to_numpy(b.plan.chunk_offset);
+        d[key(plan_file::kFirstObj)] = to_numpy(b.plan.first_obj);
+        d[key(plan_file::kFirstObjHeader)] = to_numpy(b.plan.first_obj_header);
+        d[key(plan_file::kPreCompactOffset)] = to_numpy(b.plan.pre_compact_offset);
         return d;
     }, py::arg("path"), "Reads and validates a plan file (raises PlanFileError naming the problem).");
 }
