@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import struct
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import compactor
-from compactor import PlanFileError
+from compactor import PlanFileError, SystemCallError
 from compactor.marking import mark
 
 from heap_helpers import brute_force, make_heap
@@ -261,3 +262,22 @@ def test_save_is_atomic_and_leaves_no_partial_file(saved, tmp_path):
     target = tmp_path / "x.plan"
     p.save(target)
     assert sorted(os.listdir(tmp_path)) == ["x.plan"]
+
+
+def test_a_failed_save_names_the_problem_and_leaves_nothing_behind(saved, tmp_path):
+    p, _ = saved
+    taken = tmp_path / "taken"
+    taken.mkdir()  # renaming the complete temporary file onto a directory fails: the temporary file must go
+    with pytest.raises(SystemCallError, match=r"saving plan file '.*taken': renaming .* failed: .*Is a directory"):
+        p.save(taken)
+    assert sorted(os.listdir(tmp_path)) == ["taken"] and not os.listdir(taken)
+    with pytest.raises(SystemCallError, match="creating a temporary file in .*missing.* failed: .*No such file"):
+        p.save(tmp_path / "missing" / "x.plan")
+
+
+def test_a_plan_is_not_saved_with_another_heap(saved, tmp_path):
+    p, _ = saved
+    other = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=1))
+    with pytest.raises(PlanFileError, match="object table is for a heap of 2097152 bytes, the plan for one of 1048576"):
+        dataclasses.replace(p, heap=other).save(tmp_path / "x.plan")
+    assert not os.listdir(tmp_path)

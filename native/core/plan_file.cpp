@@ -1,6 +1,11 @@
-// The plan-file loader, over the one format definition (compactor/plan_file_format.hpp).
+// The plan-file loader and writer, both over the one format definition (compactor/plan_file_format.hpp).
 #include "compactor/plan_file.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -58,6 +63,73 @@ private:
     const uint8_t* data_;
     SectionEntry entries_[kNumSections] = {};
     bool present_[kNumSections] = {};
+};
+
+// A file written under a temporary name beside `path` and renamed over `path` by commit(); removed by the
+// destructor if never committed, so that a failed or interrupted save leaves nothing behind.
+class AtomicFile {
+public:
+    explicit AtomicFile(const std::string& path) : path_(path) {
+        const size_t slash = path.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+        std::string name = dir + "/.plan-XXXXXX";
+        fd_ = mkostemp(&name[0], O_CLOEXEC);
+        if (fd_ < 0) fail("creating a temporary file in '" + dir + "'");
+        tmp_ = name;
+    }
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+    ~AtomicFile() {
+        if (fd_ >= 0) ::close(fd_);
+        if (!tmp_.empty()) ::unlink(tmp_.c_str());
+    }
+
+    void write(const void* p, uint64_t n) {
+        const char* c = static_cast<const char*>(p);
+        while (n) {
+            const ssize_t w = ::write(fd_, c, n);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) fail("writing '" + tmp_ + "'");
+            c += w;
+            n -= static_cast<uint64_t>(w);
+        }
+    }
+
+    // Durable before it is visible: fsync, then the rename that makes it the file at `path`.
+    void commit() {
+        if (::fsync(fd_) != 0) fail("fsync('" + tmp_ + "')");
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) fail("closing '" + tmp_ + "'");
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("renaming '" + tmp_ + "' to '" + path_ + "'");
+        tmp_.clear();
+    }
+
+private:
+    [[noreturn]] void fail(const std::string& what) const {
+        const int err = errno;
+        throw SysError(err, sys_message("saving plan file '" + path_ + "': " + what, err));
+    }
+
+    std::string path_, tmp_;
+    int fd_ = -1;
+};
+
+// What the writer puts in each section: a pointer and an element count, checked against the format at compile time.
+class Payloads {
+public:
+    template <SectionId id, typename T>
+    void set(const T* data, uint64_t count) {
+        static_assert(sizeof(T) == kSections[id - 1].element_size, "the array's element is the section's");
+        data_[id - 1] = data;
+        count_[id - 1] = count;
+    }
+    const void* data(uint32_t i) const { return data_[i]; }
+    uint64_t count(uint32_t i) const { return count_[i]; }
+
+private:
+    const void* data_[kNumSections] = {};
+    uint64_t count_[kNumSections] = {};
 };
 
 }  // namespace
@@ -118,6 +190,71 @@ PlanBundle load_plan_file(const std::string& path) {
     } catch (const PlanError& e) {
         throw PlanError(path + ": " + e.what());
     }
+}
+
+void save_plan_file(const std::string& path, const PlanView& plan, const ObjectTableView& table,
+                    const int32_t* root_objects, uint64_t num_roots, uint64_t expected_digest, uint64_t seed,
+                    const std::string& description) {
+    validate_plan(plan);
+    validate_object_table(table, plan.heap_size);
+    root_offsets(table, root_objects, num_roots);  // throws for a root naming no object
+
+    // The file keeps the plan's two per-chunk arrays apart; the core holds them interleaved (ChunkEntry).
+    std::vector<uint64_t> live_words(plan.num_chunks);
+    std::vector<uint32_t> chunk_offset(plan.num_chunks);
+    for (uint64_t c = 0; c < plan.num_chunks; ++c) {
+        live_words[c] = plan.chunks[c].live_words;
+        chunk_offset[c] = plan.chunks[c].offset;
+    }
+    Payloads payload;
+    payload.set<kObjOffset>(table.offset, table.count);
+    payload.set<kObjSize>(table.size, table.count);
+    payload.set<kObjNumRefs>(table.num_refs, table.count);
+    payload.set<kObjIdentity>(table.identity, table.count);
+    payload.set<kRefs>(table.refs, table.num_refs_total);
+    payload.set<kRoots>(root_objects, num_roots);
+    payload.set<kLiveWords>(live_words.data(), live_words.size());
+    payload.set<kChunkOffset>(chunk_offset.data(), chunk_offset.size());
+    payload.set<kFirstObj>(plan.first_obj, plan.num_to_pages);
+    payload.set<kFirstObjHeader>(plan.first_obj_header, plan.num_to_pages);
+    payload.set<kPreCompactOffset>(plan.pre_compact_offset, plan.num_to_pages);
+    payload.set<kDescription>(description.data(), description.size());
+
+    SectionEntry entries[kNumSections];
+    uint64_t end = kFirstSectionOffset;
+    for (uint32_t i = 0; i < kNumSections; ++i) {
+        const uint64_t offset = align_section(end);
+        entries[i] = SectionEntry{kSections[i].id, kSections[i].element_size, payload.count(i), offset};
+        end = offset + payload.count(i) * kSections[i].element_size;
+    }
+    Header h{};
+    std::memcpy(h.magic, kMagic, sizeof kMagic);
+    h.version = kVersion;
+    h.header_size = sizeof(Header);
+    h.heap_size = plan.heap_size;
+    h.page_size = plan.page_size;
+    h.dense_prefix_pages = plan.dense_prefix_pages;
+    h.slide_begin = plan.slide_begin;
+    h.post_compact_end = plan.post_compact_end;
+    h.live_bytes = plan.live_bytes;
+    h.expected_digest = expected_digest;
+    h.seed = seed;
+    h.num_sections = kNumSections;
+    h.flags = 0;
+    h.file_size = end;
+
+    AtomicFile f(path);
+    f.write(&h, sizeof h);
+    f.write(entries, sizeof entries);
+    static constexpr char kPadding[kSectionAlignment] = {};
+    uint64_t pos = kFirstSectionOffset;
+    for (uint32_t i = 0; i < kNumSections; ++i) {
+        const uint64_t bytes = entries[i].count * entries[i].element_size;
+        f.write(kPadding, entries[i].offset - pos);
+        if (bytes) f.write(payload.data(i), bytes);
+        pos = entries[i].offset + bytes;
+    }
+    f.commit();
 }
 
 }  // namespace compactor

@@ -1,5 +1,5 @@
 // The heap side: object layout constants, the object table and plan as native objects (validated once), the
-// moving space, the independent graph digest, and the plan-file reader.
+// moving space, the independent graph digest, and the plan-file writer and reader.
 #include "bindings.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
@@ -111,6 +111,19 @@ void register_heap(py::module_& m) {
             }
             return py::make_tuple(g.digest, g.objects, g.bytes);
         }, "(digest, reachable objects, reachable bytes) of the graph reachable from the roots.");
+
+    m.def("save_plan_file", [](const std::string& path, const PlanData& plan, const TableBundle& table,
+                               uint64_t expected_digest, uint64_t seed, const std::string& description) {
+        if (table.heap_size != plan.heap_size)
+            throw PlanError("object table is for a heap of " + std::to_string(table.heap_size) + " bytes, the plan for one of " +
+                            std::to_string(plan.heap_size));
+        py::gil_scoped_release rel;
+        save_plan_file(path, plan.view(), table.table.view(), table.roots.data(), table.roots.size(), expected_digest,
+                       seed, description);
+    }, py::arg("path"), py::arg("plan"), py::arg("table"), py::arg("expected_digest"), py::arg("seed"),
+       py::arg("description"),
+       "Writes a plan file atomically (temporary file, then rename); PlanFileError for an inconsistent plan, "
+       "SystemCallError when the file cannot be written.");
 
     m.def("load_plan_file", [](const std::string& path) {
         PlanBundle b;
