@@ -1,5 +1,5 @@
 // The heap side: object layout constants, the object table and plan as native objects (validated once), the
-// moving space, the independent graph digest, and the plan-file writer and reader.
+// moving space, the independent graph digest, and the plan file (its format, writer and reader).
 #include "bindings.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
@@ -111,6 +111,27 @@ void register_heap(py::module_& m) {
             }
             return py::make_tuple(g.digest, g.objects, g.bytes);
         }, "(digest, reachable objects, reachable bytes) of the graph reachable from the roots.");
+
+    m.def("plan_file_format", [] {
+        auto fields = [](const auto& record) {
+            py::dict d;
+            for (const plan_file::RecordField& f : record) d[f.name] = py::make_tuple(f.offset, f.size);
+            return d;
+        };
+        py::dict sections;
+        for (const plan_file::SectionKind& k : plan_file::kSections) sections[k.name] = static_cast<uint32_t>(k.id);
+        py::dict d;
+        d["magic"] = py::bytes(plan_file::kMagic, sizeof plan_file::kMagic);
+        d["version"] = plan_file::kVersion;
+        d["header_size"] = sizeof(plan_file::Header);
+        d["section_entry_size"] = sizeof(plan_file::SectionEntry);
+        d["section_alignment"] = plan_file::kSectionAlignment;
+        d["header_fields"] = fields(plan_file::kHeaderFields);
+        d["section_entry_fields"] = fields(plan_file::kSectionEntryFields);
+        d["sections"] = sections;
+        return d;
+    }, "The plan-file format (native/include/compactor/plan_file_format.hpp): the fields of the header and of "
+       "a section entry as (offset, size), the section ids by array name.");
 
     m.def("save_plan_file", [](const std::string& path, const PlanData& plan, const TableBundle& table,
                                uint64_t expected_digest, uint64_t seed, const std::string& description) {

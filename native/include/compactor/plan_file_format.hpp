@@ -57,19 +57,25 @@ static_assert(offsetof(SectionEntry, element_size) == 4 && offsetof(SectionEntry
                   offsetof(SectionEntry, offset) == 16 && sizeof(SectionEntry) == 24,
               "the version-1 section entry of docs/plan-file.md");
 
-// A header field by name, for tests that corrupt one field of a real file (compactor._native.plan_file_format).
-struct HeaderField {
+// The fields of the two records by name, for tests that corrupt one field of a real file
+// (compactor._native.plan_file_format).
+struct RecordField {
     const char* name;
     size_t offset, size;
 };
-#define COMPACTOR_PLAN_FILE_FIELD(f) HeaderField{#f, offsetof(Header, f), sizeof(Header::f)}
-constexpr HeaderField kHeaderFields[] = {
-    COMPACTOR_PLAN_FILE_FIELD(magic), COMPACTOR_PLAN_FILE_FIELD(version), COMPACTOR_PLAN_FILE_FIELD(header_size),
-    COMPACTOR_PLAN_FILE_FIELD(heap_size), COMPACTOR_PLAN_FILE_FIELD(page_size),
-    COMPACTOR_PLAN_FILE_FIELD(dense_prefix_pages), COMPACTOR_PLAN_FILE_FIELD(slide_begin),
-    COMPACTOR_PLAN_FILE_FIELD(post_compact_end), COMPACTOR_PLAN_FILE_FIELD(live_bytes),
-    COMPACTOR_PLAN_FILE_FIELD(expected_digest), COMPACTOR_PLAN_FILE_FIELD(seed), COMPACTOR_PLAN_FILE_FIELD(num_sections),
-    COMPACTOR_PLAN_FILE_FIELD(flags), COMPACTOR_PLAN_FILE_FIELD(file_size),
+#define COMPACTOR_PLAN_FILE_FIELD(record, f) RecordField{#f, offsetof(record, f), sizeof(record::f)}
+constexpr RecordField kHeaderFields[] = {
+    COMPACTOR_PLAN_FILE_FIELD(Header, magic), COMPACTOR_PLAN_FILE_FIELD(Header, version),
+    COMPACTOR_PLAN_FILE_FIELD(Header, header_size), COMPACTOR_PLAN_FILE_FIELD(Header, heap_size),
+    COMPACTOR_PLAN_FILE_FIELD(Header, page_size), COMPACTOR_PLAN_FILE_FIELD(Header, dense_prefix_pages),
+    COMPACTOR_PLAN_FILE_FIELD(Header, slide_begin), COMPACTOR_PLAN_FILE_FIELD(Header, post_compact_end),
+    COMPACTOR_PLAN_FILE_FIELD(Header, live_bytes), COMPACTOR_PLAN_FILE_FIELD(Header, expected_digest),
+    COMPACTOR_PLAN_FILE_FIELD(Header, seed), COMPACTOR_PLAN_FILE_FIELD(Header, num_sections),
+    COMPACTOR_PLAN_FILE_FIELD(Header, flags), COMPACTOR_PLAN_FILE_FIELD(Header, file_size),
+};
+constexpr RecordField kSectionEntryFields[] = {
+    COMPACTOR_PLAN_FILE_FIELD(SectionEntry, id), COMPACTOR_PLAN_FILE_FIELD(SectionEntry, element_size),
+    COMPACTOR_PLAN_FILE_FIELD(SectionEntry, count), COMPACTOR_PLAN_FILE_FIELD(SectionEntry, offset),
 };
 #undef COMPACTOR_PLAN_FILE_FIELD
 
