@@ -14,9 +14,10 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "plan-file records are 
 
 constexpr char kMagic[8] = {'C', 'M', 'P', 'C', 'T', 'P', 'L', 'N'};
 constexpr uint32_t kVersion = 1;
-// Every section starts at a multiple of this (zero bytes pad the gap), so that a mapped file could be read in place.
+// Every section starts at a multiple of this (zero bytes pad the gap before it): every array is naturally aligned
+// within the file.
 constexpr uint64_t kSectionAlignment = 8;
-// A reader's bound on the section table: a hostile count must not make it read far past the twelve it knows.
+// The loader's bound on num_sections, checked before it reads the table (the writer writes kNumSections).
 constexpr uint32_t kMaxSections = 64;
 
 // At offset 0.
@@ -118,7 +119,7 @@ constexpr bool sections_are_indexed_by_id() {
 static_assert(sections_are_indexed_by_id(), "kSections[id - 1] describes section id");
 static_assert(kNumSections <= kMaxSections, "the writer's table fits the reader's bound");
 
-// Where the first section may start: after the header and a full section table.
+// Where the writer's first section starts: after the header and its table of all kNumSections entries.
 constexpr uint64_t kFirstSectionOffset = sizeof(Header) + kNumSections * sizeof(SectionEntry);
 
 constexpr uint64_t align_section(uint64_t offset) {
