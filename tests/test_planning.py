@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pathlib
 import struct
 
 import numpy as np
@@ -11,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import compactor
-from compactor import PlanFileError
+from compactor import PlanFileError, SystemCallError, _native
 from compactor.marking import mark
 
 from heap_helpers import brute_force, make_heap
@@ -172,6 +174,38 @@ def test_loaded_plan_collects_and_verifies(saved):
     assert r.verified and r.pages["total"] == q.num_to_pages == p.num_to_pages
 
 
+# The format as the native core defines it (native/include/compactor/plan_file_format.hpp): the corruptions below
+# are placed by its field offsets, not by a copy of them.
+FORMAT = _native.plan_file_format()
+
+
+def _header_field(name):
+    return FORMAT["header_fields"][name]  # (offset, size)
+
+
+def _entry_field(index, name):
+    offset, size = FORMAT["section_entry_fields"][name]
+    return FORMAT["header_size"] + index * FORMAT["section_entry_size"] + offset, size
+
+
+def _uint(raw, field):
+    offset, size = field
+    return int.from_bytes(raw[offset:offset + size], "little")
+
+
+def _section_index(raw, name):
+    """Where section `name` is in the file's section table."""
+    for i in range(_uint(raw, _header_field("num_sections"))):
+        if _uint(raw, _entry_field(i, "id")) == FORMAT["sections"][name]:
+            return i
+    raise AssertionError(f"no section {name}")
+
+
+def _section_data(raw, name):
+    """File offset of section `name`'s first element."""
+    return _uint(raw, _entry_field(_section_index(raw, name), "offset"))
+
+
 def _corrupt(path, tmp_path, offset, data):
     raw = bytearray(path.read_bytes())
     raw[offset:offset + len(data)] = data
@@ -185,43 +219,88 @@ def test_truncated_plan_file_is_rejected(saved, tmp_path):
     out.write_bytes(saved[1].read_bytes()[:-100])
     with pytest.raises(PlanFileError, match="truncated"):
         compactor.Plan.load(out)
+    size = FORMAT["header_size"]
+    out.write_bytes(saved[1].read_bytes()[:size - 1])
+    with pytest.raises(PlanFileError, match=f"truncated: {size - 1} bytes, the header alone is {size}"):
+        compactor.Plan.load(out)
 
 
-def test_wrong_version_is_rejected(saved, tmp_path):
-    with pytest.raises(PlanFileError, match="version 9 is not supported"):
-        compactor.Plan.load(_corrupt(saved[1], tmp_path, 8, struct.pack("<I", 9)))
+def test_padded_plan_file_is_rejected(saved, tmp_path):
+    out = tmp_path / "long.plan"
+    out.write_bytes(saved[1].read_bytes() + bytes(8))
+    with pytest.raises(PlanFileError, match="truncated or padded: header says .* bytes, file has"):
+        compactor.Plan.load(out)
 
 
-def test_bad_magic_is_rejected(saved, tmp_path):
-    with pytest.raises(PlanFileError, match="bad magic"):
-        compactor.Plan.load(_corrupt(saved[1], tmp_path, 0, b"NOTAPLAN"))
+@pytest.mark.parametrize(("field", "value", "message"), [
+    (("header", "magic"), b"NOTAPLAN", "bad magic"),
+    (("header", "version"), 9, "version 9 is not supported"),
+    (("header", "header_size"), 95, "header size field is 95"),
+    (("header", "num_sections"), 65, "section count 65 out of range"),
+    (("header", "num_sections"), 10, "missing section: pre-compact offsets"),
+    (("header", "page_size"), 12288, "page_size 12288 is not a power of two"),
+    (("header", "heap_size"), 12345, "heap_size 12345 is not a positive multiple of the page size"),
+    (("entry", 0, "id"), 99, "unknown section id 99"),
+    (("entry", 1, "id"), 1, "object offsets appears twice"),
+    (("entry", 2, "element_size"), 4, "object reference counts: element size 4"),
+    (("entry", 0, "offset"), 1 << 40, "object offsets lies outside the file"),
+    (("entry", 0, "offset"), 4, "object offsets lies outside the file"),  # not 8-aligned
+])
+def test_corrupt_header_or_section_table_is_rejected(saved, tmp_path, field, value, message):
+    offset, size = _header_field(field[1]) if field[0] == "header" else _entry_field(field[1], field[2])
+    data = value if isinstance(value, bytes) else value.to_bytes(size, "little")
+    with pytest.raises(PlanFileError, match=message):
+        compactor.Plan.load(_corrupt(saved[1], tmp_path, offset, data))
+
+
+def test_the_description_section_is_optional(saved, tmp_path):
+    p, path = saved
+    last = len(FORMAT["sections"]) - 1
+    assert _section_index(path.read_bytes(), "description") == last  # so a table one entry shorter lacks it
+    offset, size = _header_field("num_sections")
+    q = compactor.Plan.load(_corrupt(path, tmp_path, offset, last.to_bytes(size, "little")))
+    assert q.heap.origin["description"] == "" and np.array_equal(q.first_obj, p.first_obj)
 
 
 def test_out_of_range_page_array_is_rejected(saved, tmp_path):
     p, path = saved
-    raw = path.read_bytes()
-    # section 9 (first objects): find its table entry, then overwrite its first element with a huge offset
-    for i in range(12):
-        sid, es, count, off = struct.unpack_from("<IIQQ", raw, 96 + 24 * i)
-        if sid == 9:
-            break
+    off = _section_data(path.read_bytes(), "first_obj")
     with pytest.raises(PlanFileError, match=r"first_obj\[0\] out of range"):
         compactor.Plan.load(_corrupt(path, tmp_path, off, struct.pack("<I", 0xFFFFFFF0)))
 
 
 def test_reference_to_a_missing_object_is_rejected(saved, tmp_path):
-    raw = saved[1].read_bytes()
-    for i in range(12):
-        sid, es, count, off = struct.unpack_from("<IIQQ", raw, 96 + 24 * i)
-        if sid == 5:
-            break
+    off = _section_data(saved[1].read_bytes(), "refs")
     with pytest.raises(PlanFileError, match="names object"):
         compactor.Plan.load(_corrupt(saved[1], tmp_path, off, struct.pack("<i", 10**8)))
 
 
-def test_section_outside_the_file_is_rejected(saved, tmp_path):
-    with pytest.raises(PlanFileError, match="outside the file"):
-        compactor.Plan.load(_corrupt(saved[1], tmp_path, 96 + 16, struct.pack("<Q", 1 << 40)))
+def _native_table_short_of_one_size(p):
+    h = p.heap
+    return _native.ObjectTable(h.heap_size, h.offset, h.size[:-1], h.num_refs, h.identity, h.refs, h.roots)
+
+
+def _native_plan_short_of_one_first_obj(p):
+    return _native.Plan(p.heap_size, p.page_size, p.live_words, p.chunk_offset, p.first_obj[:-1], p.first_obj_header,
+                        p.pre_compact_offset, p.dense_prefix_pages, p.slide_begin, p.post_compact_end, p.live_bytes)
+
+
+@pytest.mark.parametrize(("section", "build", "message"), [
+    ("size", _native_table_short_of_one_size, "object table: arrays differ in length"),
+    ("first_obj", _native_plan_short_of_one_first_obj, "plan: per-page arrays differ in length"),
+])
+def test_arrays_of_different_lengths_are_rejected_by_the_loader_as_by_the_binding(saved, tmp_path, section, build,
+                                                                                   message):
+    """The loader and the binding's ObjectTable and Plan share one assembly of table and plan: the same message."""
+    p, path = saved
+    with pytest.raises(PlanFileError, match=message) as direct:
+        build(p)
+    raw = path.read_bytes()
+    count = _entry_field(_section_index(raw, section), "count")
+    shorter = (_uint(raw, count) - 1).to_bytes(count[1], "little")
+    with pytest.raises(PlanFileError, match=message) as loaded:
+        compactor.Plan.load(_corrupt(path, tmp_path, count[0], shorter))
+    assert str(loaded.value) == f"{tmp_path / 'bad.plan'}: {direct.value}"
 
 
 def test_missing_plan_file_is_a_clear_error(tmp_path):
@@ -229,8 +308,53 @@ def test_missing_plan_file_is_a_clear_error(tmp_path):
         compactor.Plan.load(tmp_path / "nope.plan")
 
 
+# Written by the format's first writer (compactor/planfile.py with struct.pack) from _handmade_plan(): whoever writes
+# plan files now must write these bytes, and whoever reads them must read this plan.
+VERSION_1_FILE = pathlib.Path(__file__).parent / "data" / "plan-file" / "v1-handmade.plan"
+
+
+def _handmade_plan():
+    """Two pages, the first black-dense, the second with dead objects between live ones; references, a null root."""
+    heap = make_heap([24, 32, 520, 16, 3504, 40, 16, 24, 4016], [], 8192, nrefs=[2, 0, 1, 0, 0, 1, 0, 0, 0],
+                     refs={0: [2, -1], 2: [5], 5: [7]}, roots=[0, 1, 3, 4, -1])
+    return compactor.plan(heap, page_size=4096)
+
+
+def test_save_writes_the_version_1_format_byte_for_byte(tmp_path):
+    out = tmp_path / "handmade.plan"
+    _handmade_plan().save(out)
+    assert out.read_bytes() == VERSION_1_FILE.read_bytes()
+
+
+def test_a_version_1_file_loads_as_the_plan_it_was_written_from():
+    p, q = _handmade_plan(), compactor.Plan.load(VERSION_1_FILE)
+    assert (q.dense_prefix_pages, q.slide_begin, q.post_compact_end) == (1, 4096, 4160)
+    for f in ("live_words", "chunk_offset", "first_obj", "first_obj_header", "pre_compact_offset", "live"):
+        assert np.array_equal(getattr(p, f), getattr(q, f)), f
+    assert q.expected_digest == p.heap.pristine_digest()[0]
+
+
 def test_save_is_atomic_and_leaves_no_partial_file(saved, tmp_path):
     p, _ = saved
     target = tmp_path / "x.plan"
     p.save(target)
     assert sorted(os.listdir(tmp_path)) == ["x.plan"]
+
+
+def test_a_failed_save_names_the_problem_and_leaves_nothing_behind(saved, tmp_path):
+    p, _ = saved
+    taken = tmp_path / "taken"
+    taken.mkdir()  # renaming the complete temporary file onto a directory fails: the temporary file must go
+    with pytest.raises(SystemCallError, match=r"saving plan file '.*taken': renaming .* failed: .*Is a directory"):
+        p.save(taken)
+    assert sorted(os.listdir(tmp_path)) == ["taken"] and not os.listdir(taken)
+    with pytest.raises(SystemCallError, match="creating a temporary file in .*missing.* failed: .*No such file"):
+        p.save(tmp_path / "missing" / "x.plan")
+
+
+def test_a_plan_is_not_saved_with_another_heap(saved, tmp_path):
+    p, _ = saved
+    other = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=1))
+    with pytest.raises(PlanFileError, match="object table is for a heap of 2097152 bytes, the plan for one of 1048576"):
+        dataclasses.replace(p, heap=other).save(tmp_path / "x.plan")
+    assert not os.listdir(tmp_path)

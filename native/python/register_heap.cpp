@@ -1,9 +1,12 @@
 // The heap side: object layout constants, the object table and plan as native objects (validated once), the
-// moving space, the independent graph digest, and the plan-file reader.
+// moving space, the independent graph digest, and the plan file (its format, writer and reader).
 #include "bindings.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/object_layout.hpp"
+#include "compactor/plan_checks.hpp"
+#include "compactor/plan_file.hpp"
+#include "compactor/plan_file_format.hpp"
 #include "compactor/verify.hpp"
 
 using namespace compactor;
@@ -51,17 +54,7 @@ void register_heap(py::module_& m) {
                  t->table.identity = to_vector<uint64_t>(identity, "identity");
                  t->table.refs = to_vector<int32_t>(refs, "refs");
                  t->roots = to_vector<int32_t>(roots, "roots");
-                 const size_t n = t->table.offset.size();
-                 if (t->table.size.size() != n || t->table.num_refs.size() != n || t->table.identity.size() != n)
-                     throw PlanError("object table: arrays differ in length");
-                 t->table.ref_start.resize(n + 1);
-                 t->table.ref_start[0] = 0;
-                 for (size_t i = 0; i < n; ++i) t->table.ref_start[i + 1] = t->table.ref_start[i] + t->table.num_refs[i];
-                 if (t->table.ref_start[n] != t->table.refs.size())
-                     throw PlanError("object table: refs has " + std::to_string(t->table.refs.size()) +
-                                     " entries, num_refs sums to " + std::to_string(t->table.ref_start[n]));
-                 validate_object_table(t->table.view(), heap_size);
-                 root_offsets(t->table.view(), t->roots.data(), t->roots.size());  // validates the roots
+                 assemble_object_table(t->table, t->roots, heap_size);
                  return t;
              }),
              py::arg("heap_size"), py::arg("offset"), py::arg("size"), py::arg("num_refs"), py::arg("identity"),
@@ -85,11 +78,7 @@ void register_heap(py::module_& m) {
                  p->slide_begin = slide_begin;
                  p->post_compact_end = post_compact_end;
                  p->live_bytes = live_bytes;
-                 if (p->chunk_offset.size() != p->live_words.size()) throw PlanError("plan: chunk_offset and live_words differ in length");
-                 if (p->first_obj.size() != p->first_obj_header.size() || p->first_obj.size() != p->pre_compact_offset.size())
-                     throw PlanError("plan: per-page arrays differ in length");
-                 p->derive_chunks();
-                 validate_plan(p->view());
+                 assemble_plan(*p);
                  return p;
              }),
              py::arg("heap_size"), py::arg("page_size"), py::arg("live_words"), py::arg("chunk_offset"), py::arg("first_obj"),
@@ -123,12 +112,48 @@ void register_heap(py::module_& m) {
             return py::make_tuple(g.digest, g.objects, g.bytes);
         }, "(digest, reachable objects, reachable bytes) of the graph reachable from the roots.");
 
+    m.def("plan_file_format", [] {
+        auto fields = [](const auto& record) {
+            py::dict d;
+            for (const plan_file::RecordField& f : record) d[f.name] = py::make_tuple(f.offset, f.size);
+            return d;
+        };
+        py::dict sections;
+        for (const plan_file::SectionKind& k : plan_file::kSections) sections[k.name] = static_cast<uint32_t>(k.id);
+        py::dict d;
+        d["magic"] = py::bytes(plan_file::kMagic, sizeof plan_file::kMagic);
+        d["version"] = plan_file::kVersion;
+        d["header_size"] = sizeof(plan_file::Header);
+        d["section_entry_size"] = sizeof(plan_file::SectionEntry);
+        d["section_alignment"] = plan_file::kSectionAlignment;
+        d["header_fields"] = fields(plan_file::kHeaderFields);
+        d["section_entry_fields"] = fields(plan_file::kSectionEntryFields);
+        d["sections"] = sections;
+        return d;
+    }, "The plan-file format (native/include/compactor/plan_file_format.hpp): the fields of the header and of "
+       "a section entry as (offset, size), the section ids by array name.");
+
+    m.def("save_plan_file", [](const std::string& path, const PlanData& plan, const TableBundle& table,
+                               uint64_t expected_digest, uint64_t seed, const std::string& description) {
+        if (table.heap_size != plan.heap_size)
+            throw PlanError("object table is for a heap of " + std::to_string(table.heap_size) + " bytes, the plan for one of " +
+                            std::to_string(plan.heap_size));
+        py::gil_scoped_release rel;
+        save_plan_file(path, plan.view(), table.table.view(), table.roots.data(), table.roots.size(), expected_digest,
+                       seed, description);
+    }, py::arg("path"), py::arg("plan"), py::arg("table"), py::arg("expected_digest"), py::arg("seed"),
+       py::arg("description"),
+       "Writes a plan file atomically (temporary file, then rename); PlanFileError for an inconsistent plan, "
+       "SystemCallError when the file cannot be written.");
+
     m.def("load_plan_file", [](const std::string& path) {
         PlanBundle b;
         {
             py::gil_scoped_release rel;
             b = load_plan_file(path);
         }
+        // The arrays under their section names, so that the dict and the format cannot disagree.
+        auto key = [](plan_file::SectionId id) { return plan_file::kSections[id - 1].name; };
         py::dict d;
         d["heap_size"] = b.plan.heap_size;
         d["page_size"] = b.plan.page_size;
@@ -138,18 +163,18 @@ void register_heap(py::module_& m) {
         d["live_bytes"] = b.plan.live_bytes;
         d["expected_digest"] = b.expected_digest;
         d["seed"] = b.seed;
-        d["description"] = b.description;
-        d["offset"] = to_numpy(b.table.offset);
-        d["size"] = to_numpy(b.table.size);
-        d["num_refs"] = to_numpy(b.table.num_refs);
-        d["identity"] = to_numpy(b.table.identity);
-        d["refs"] = to_numpy(b.table.refs);
-        d["roots"] = to_numpy(b.root_objects);
-        d["live_words"] = to_numpy(b.plan.live_words);
-        d["chunk_offset"] = to_numpy(b.plan.chunk_offset);
-        d["first_obj"] = to_numpy(b.plan.first_obj);
-        d["first_obj_header"] = to_numpy(b.plan.first_obj_header);
-        d["pre_compact_offset"] = to_numpy(b.plan.pre_compact_offset);
+        d[key(plan_file::kDescription)] = b.description;
+        d[key(plan_file::kObjOffset)] = to_numpy(b.table.offset);
+        d[key(plan_file::kObjSize)] = to_numpy(b.table.size);
+        d[key(plan_file::kObjNumRefs)] = to_numpy(b.table.num_refs);
+        d[key(plan_file::kObjIdentity)] = to_numpy(b.table.identity);
+        d[key(plan_file::kRefs)] = to_numpy(b.table.refs);
+        d[key(plan_file::kRoots)] = to_numpy(b.root_objects);
+        d[key(plan_file::kLiveWords)] = to_numpy(b.plan.live_words);
+        d[key(plan_file::kChunkOffset)] = to_numpy(b.plan.chunk_offset);
+        d[key(plan_file::kFirstObj)] = to_numpy(b.plan.first_obj);
+        d[key(plan_file::kFirstObjHeader)] = to_numpy(b.plan.first_obj_header);
+        d[key(plan_file::kPreCompactOffset)] = to_numpy(b.plan.pre_compact_offset);
         return d;
     }, py::arg("path"), "Reads and validates a plan file (raises PlanFileError naming the problem).");
 }

@@ -17,6 +17,7 @@
 #include "compactor/heap_space.hpp"
 #include "compactor/install_floor.hpp"
 #include "compactor/mapping.hpp"
+#include "compactor/plan_file.hpp"
 #include "compactor/result_json.hpp"
 #include "compactor/uffd.hpp"
 #include "compactor/verify.hpp"

@@ -9,6 +9,7 @@
 #include "compactor/heap_image.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/page_compaction.hpp"
+#include "compactor/plan_file.hpp"
 #include "compactor/verify.hpp"
 
 using namespace compactor;

@@ -10,9 +10,9 @@ mkdir -p "$out"
 CXX="${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++)}"
 "$CXX" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root/native/include" "$here/fuzz_plan_file.cpp" \
-  "$root/native/core/plan_file.cpp" "$root/native/core/plan.cpp" "$root/native/core/heap_image.cpp" \
-  "$root/native/core/heap_space.cpp" "$root/native/core/mapping.cpp" "$root/native/core/errors.cpp" \
-  "$root/native/core/page_compaction.cpp" "$root/native/core/verify.cpp" -o "$out/fuzz_plan_file"
+  "$root/native/core/plan_file.cpp" "$root/native/core/plan.cpp" "$root/native/core/plan_checks.cpp" \
+  "$root/native/core/heap_image.cpp" "$root/native/core/heap_space.cpp" "$root/native/core/mapping.cpp" \
+  "$root/native/core/errors.cpp" "$root/native/core/page_compaction.cpp" "$root/native/core/verify.cpp" -o "$out/fuzz_plan_file"
 mkdir -p "$out/corpus"
 # Run from outside the source tree so that the installed compactor (with its native module) is imported.
 (cd "$out" && "${PYTHON:-python3}" "$here/make_corpus.py" "$out/corpus")

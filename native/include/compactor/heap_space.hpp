@@ -35,20 +35,6 @@ struct PlanData {
     void derive_chunks();
 };
 
-// Everything a plan file carries: the heap (object table and roots), the plan, and the expected digest.
-struct PlanBundle {
-    ObjectTable table;
-    std::vector<int32_t> root_objects;
-    PlanData plan;
-    uint64_t expected_digest = 0;  // graph digest of the pristine heap
-    uint64_t seed = 0;
-    std::string description;       // free text from the planner (heap spec)
-};
-
-// Loads and validates a plan file; throws PlanError naming the problem (truncated, wrong version, out of range).
-PlanBundle load_plan_file(const std::string& path);
-PlanBundle parse_plan_file(const uint8_t* data, size_t size);
-
 // The moving space: one anonymous mapping that holds the heap image, plus the root array outside it.
 class HeapSpace {
 public:
