@@ -335,7 +335,7 @@ class Heap:
         return self._pristine_digest
 
     def describe(self) -> dict:
-        if self.origin and "description" in self.origin:
+        if self.origin and self.origin.get("description"):  # a file without one describes its heap anew
             return json.loads(self.origin["description"])
         d: Dict[str, Any] = {"heap_bytes": self.heap_size, "objects": self.num_objects, "used_bytes": self.used_end,
              "roots": int(self.roots.size), "references": int(self.refs.size)}

@@ -63,7 +63,8 @@ def test_every_strategy_fault_mode_and_profile_collects_what_the_profile_did(hea
 def test_a_corrupted_new_object_is_named_by_the_verifier(heap8):
     """The test hook flips a payload word of mutator 0's first allocation: the verifier names that object."""
     heap, plan = heap8
-    with pytest.raises(HeapCorruption, match=r"new object 0x8000000000000000 \(allocation 0 of mutator 0\).*payload word 0"):
+    named = r"new object 0x8000000000000000 \(allocation 0 of mutator 0\).*payload word 0"
+    with pytest.raises(HeapCorruption, match=named):
         run(heap, plan, "copy", alloc_rate=400_000_000, corrupt_new_object=True)
     assert run(heap, plan, "copy", alloc_rate=400_000_000).raw["new_objects_verified"] > 0
 
