@@ -1,6 +1,6 @@
 """Type stubs for compactor._native (the C++ core). Public API: compactor.uffd, compactor.collect & co."""
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -92,7 +92,7 @@ class CollectorConfig:
     backoff: str
     mutators: int
     batch: int
-    move_min_run: int
+    move_min_run: Union[int, str]  # "auto" or a number of pages
     claim_ahead: bool
     seed: int
     hops: int
@@ -102,6 +102,14 @@ class CollectorConfig:
     watchdog: float  # alias of watchdog_seconds
     user_mode_only: bool
     write_fraction: float
+    think_ns: int
+    think: str
+    frame_hz: float
+    frame_duty: float
+    alloc_rate: int
+    tlab: int
+    pre_pause_ms: float
+    corrupt_new_object: bool
     gc_cpu: int
     mutator_cpus: List[int]
     inject_errno: int
@@ -120,5 +128,6 @@ def parse_hprof(data: Any) -> Dict[str, Any]: ...
 def measure_install_floor(pages: int, repetitions: int) -> List[Dict[str, Any]]: ...
 def measure_compaction_floor(space: HeapSpace, plan: Plan, repetitions: int) -> List[Dict[str, Any]]: ...
 def measure_move_prices(fresh: bool = False) -> Dict[str, Any]: ...
+def set_collector_move_prices(prices: Optional[Dict[str, Any]]) -> None: ...
 def move_is_cheaper(prices: Dict[str, Any], pages: int, another_thread_on_cpu: bool) -> bool: ...
 def break_even_run(prices: Dict[str, Any], another_thread_on_cpu: bool) -> Optional[int]: ...

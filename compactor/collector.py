@@ -31,9 +31,11 @@ _DEFAULTS = CollectorConfig()
 def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults, mutators: int = _DEFAULTS.mutators,
                 *, inject: Optional[str] = None, **options) -> "_native.CollectorConfig":
     """A validated :class:`CollectorConfig`: the core's defaults with ``options`` set (names as its attributes:
-    access, hops, write_fraction, batch, move_min_run, claim_ahead, backoff, gc_cpu, mutator_cpus,
+    access, hops, write_fraction, think_ns, think, frame_hz, frame_duty, alloc_rate, tlab, pre_pause_ms, batch,
+    move_min_run ("auto" or a number of pages), claim_ahead, backoff, gc_cpu, mutator_cpus,
     release_chunk, swapped, seed, watchdog_seconds (or watchdog), user_mode_only, max_samples, inject_errno,
-    inject_fraction, stall_seconds, late_access_seconds; :func:`option_table` describes each). Raises ValueError
+    inject_fraction, stall_seconds, late_access_seconds, corrupt_new_object; :func:`option_table` describes
+    each). Raises ValueError
     naming an unknown option, or the option out of range with the allowed range."""
     cfg = CollectorConfig()
     if inject not in _INJECT:

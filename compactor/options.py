@@ -18,6 +18,8 @@ def option_table() -> List[dict]:
 
 
 def _values(o: dict) -> str:
+    if o["type"] == "uint-or-auto":
+        return f"`auto` \\| {o['lowest']} to {o['highest']} {o['unit']}".rstrip()
     if o["choices"]:
         return " \\| ".join(f"`{c}`" for c in o["choices"])
     if o["type"] == "bool":

@@ -36,7 +36,12 @@ BAD_COLLECT_OPTIONS = [
     ({"late_access_seconds": 1e9}, "late_access_seconds must lie in"),
     ({"gc_cpu": 999}, "gc_cpu names CPU 999"),
     ({"mutator_cpus": [0, 999]}, "mutator_cpus names CPU 999"),
-    ({"move_min_run": 0}, "move_min_run must lie in [1, 4096]"),
+    ({"move_min_run": 0}, "move_min_run must be 'auto' or a number of pages >= 1"),
+    ({"move_min_run": 5000}, "move_min_run must be auto or lie in [1, 4096] pages"),
+    ({"move_min_run": "fast"}, "move_min_run must be 'auto' or a number of pages"),
+    ({"think": "daydream"}, "unknown think 'daydream' (choose busy or sleep)"),
+    ({"tlab": 4100}, "tlab must be a multiple of 8 bytes"),
+    ({"frame_duty": 0.0}, "frame_duty must lie in [0.01, 1]"),
     ({"hops": 65}, "hops must lie in [0, 64]"),
     ({"max_samples": 2 ** 40}, "max_samples must lie in"),
     ({"seed": -3}, "seed must be a non-negative integer"),
@@ -84,6 +89,8 @@ def test_every_bad_collect_option_is_a_value_error_naming_it():
     (["--strategy", "teleport"], "unknown strategy 'teleport'"),
     (["--repeat", "0"], "--repeat must lie in [1, 10000]"),
     (["--hops", "65"], "hops must lie in [0, 64]"),
+    (["--move-min-run", "0"], "move_min_run takes auto or a number of pages >= 1"),
+    (["--think", "daydream"], "unknown think 'daydream'"),
     (["--frobnicate"], "unknown option --frobnicate"),
 ])
 def test_runner_refuses_bad_flags_with_the_same_checks(flags, message, tmp_path):

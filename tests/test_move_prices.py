@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import compactor
 from compactor import _native
 
 from conftest import has_tlb_row, require, run_python
@@ -222,3 +223,65 @@ def test_concurrent_first_calls_share_one_measurement(need_move):
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert len(got) == 4 and all(g == got[0] for g in got)
+
+
+# ---- The priced policy in collections: hybrid with move_min_run="auto" follows the prices it is given.
+
+FREE_SHOOTDOWNS = {"copy_ns_per_page": 900.0, "copy_ns_per_ioctl": 700.0, "move_ns_per_page": 100.0,
+                   "move_ns_per_ioctl": 800.0, "shootdown_ns": 0.0}
+DEAR_SHOOTDOWNS = dict(FREE_SHOOTDOWNS, shootdown_ns=1e9)
+COPY_CHEAPER = dict(FREE_SHOOTDOWNS, copy_ns_per_page=10.0, move_ns_per_page=1000.0)
+
+
+@pytest.fixture
+def what_if():
+    """Sets the prices hybrid's auto policy follows for one test, and restores the measured ones after it."""
+    yield _native.set_collector_move_prices
+    _native.set_collector_move_prices(None)
+
+
+@pytest.fixture(scope="module")
+def heap16():
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="16MiB", live_fraction=0.5, seed=11))
+    return heap, compactor.plan(heap)
+
+
+def test_free_shootdowns_make_hybrid_move_every_page_mutators_included(what_if, heap16, need_move):
+    """Shootdowns priced at 0 (as arm64's broadcast TLBI): the GC's runs and the mutators' single pages MOVE."""
+    heap, plan = heap16
+    what_if(FREE_SHOOTDOWNS)
+    r = compactor.collect(heap, "hybrid", mutators=2, plan=plan)
+    assert r.raw["priced_policy"]["break_even_run_under_load"] == 1
+    assert r.pages["by_mutators"] > 0 and r.pages["copy"] == 0 and r.pages["move"] > 0
+    assert r.pages["copy_short_run"] == 0
+
+
+def test_dear_shootdowns_make_hybrid_copy_while_a_mutator_computes_and_move_alone(what_if, heap16, need_move):
+    """A shootdown priced at 1 s: with a busy mutator on a CPU nothing is MOVEd; with no mutator all is."""
+    heap, plan = heap16
+    what_if(DEAR_SHOOTDOWNS)
+    loaded = compactor.collect(heap, "hybrid", mutators=1, plan=plan, think_ns=50_000, think="busy")
+    assert loaded.raw["priced_policy"]["break_even_run_under_load"] > _native.MAX_BATCH  # longer than any run
+    assert loaded.counters["ioctl_move"] == 0 and loaded.pages["copy"] > 0
+    assert sum(loaded.raw["gc_runs_by_length_log2"]["moved"]) == 0
+    alone = compactor.collect(heap, "hybrid", mutators=0, plan=plan)
+    assert alone.pages["copy"] == 0 and alone.pages["copy_short_run"] == 0
+    assert alone.counters["bytes_moved"] > 0  # runs COPYd alone are those the recycle pool had no pages for
+
+
+def test_copy_cheaper_per_page_makes_hybrid_never_move(what_if, heap16, need_move):
+    """MOVE priced above COPY per page: no run is long enough, alone or not; the prices are reported as given."""
+    heap, plan = heap16
+    what_if(COPY_CHEAPER)
+    r = compactor.collect(heap, "hybrid", mutators=0, plan=plan)
+    policy = r.raw["priced_policy"]
+    assert policy["prices"]["measured"] is False and policy["prices"]["move_ns_per_page"] == 1000.0
+    assert policy["break_even_run_alone"] is None and r.counters["ioctl_move"] == 0
+
+
+def test_a_fixed_move_min_run_ignores_the_prices(what_if, heap16, need_move):
+    """move_min_run=64 is the fixed policy: no prices are reported and mutators' pages COPY whatever they cost."""
+    heap, plan = heap16
+    what_if(FREE_SHOOTDOWNS)
+    r = compactor.collect(heap, "hybrid", mutators=2, plan=plan, move_min_run=64)
+    assert r.raw["priced_policy"] is None and r.pages["move"] == 0

@@ -9,7 +9,6 @@ import statistics
 import pytest
 
 import compactor
-from compactor.collector import make_config
 
 from conftest import has_tlb_row, require
 
@@ -57,14 +56,14 @@ def test_hybrid_avoids_the_shootdowns_move_pays_under_load(heap16, need_move):
 
 
 def test_hybrid_moves_long_runs_when_alone_and_mutators_copy(heap16, need_move):
-    """Hybrid: alone, the GC MOVEs in long runs; under load, mutators COPY and every MOVE is a run of >= move_min_run
-    pages (counted in this machine's pages)."""
+    """Fixed hybrid: alone, the GC MOVEs in long runs; under load, mutators COPY and every MOVE is a run of
+    >= move_min_run pages (counted in this machine's pages)."""
     heap, plan = heap16
     ps = compactor.uffd.PAGE_SIZE
     alone = compactor.collect(heap, "hybrid", mutators=0, plan=plan, batch=64)
     assert alone.pages["move_batched"] > plan.num_to_pages // 2
-    loaded = compactor.collect(heap, "hybrid", mutators=2, plan=plan, batch=64)
-    min_run = make_config("hybrid").move_min_run
+    min_run = 64  # the fixed policy (move_min_run="auto" is priced: tests/test_move_prices.py)
+    loaded = compactor.collect(heap, "hybrid", mutators=2, plan=plan, batch=64, move_min_run=min_run)
     # No single-page MOVE ever: mutators install with COPY, and the GC MOVEs only runs of >= move_min_run pages.
     assert loaded.pages["move"] == 0
     assert loaded.pages["by_mutators"] > 0 and loaded.pages["copy"] >= loaded.pages["by_mutators"]

@@ -112,6 +112,9 @@ void validate(const CollectorConfig& c, uint64_t page_size) {
     if (c.release_chunk % page_size)
         throw std::invalid_argument("release_chunk must be a multiple of the page size (" + std::to_string(page_size) +
                                     " bytes), got " + std::to_string(c.release_chunk));
+    if (c.move_min_run.pages > kMaxBatch)
+        throw std::invalid_argument("move_min_run must be auto or lie in [1, " + std::to_string(kMaxBatch) +
+                                    "] pages, got " + std::to_string(c.move_min_run.pages));
     if (c.tlab % 8)
         throw std::invalid_argument("tlab must be a multiple of 8 bytes, got " + std::to_string(c.tlab));
     if (c.inject_errno != 0 && c.inject_errno != EAGAIN && c.inject_errno != EBUSY && c.inject_errno != ENOMEM &&

@@ -11,6 +11,7 @@
 
 #include "compactor/collector.hpp"
 #include "compactor/mapping.hpp"
+#include "compactor/move_prices.hpp"
 #include "compactor/uffd.hpp"
 #include "page_states.hpp"
 
@@ -62,6 +63,9 @@ struct Context {
     const uint32_t* roots = nullptr;
     uint64_t num_roots = 0;
     const Userfaultfd* uffd = nullptr;
+    // hybrid with move_min_run auto: the prices its decisions follow (this machine's, or a what-if's).
+    bool priced = false;
+    MovePrices prices;
     std::unique_ptr<PageStates> page_states;  // every to-space page's state (page_states.hpp)
 
     // From-space reclamation: [reclaim_boundary, heap_size) is no longer read by any compaction.
@@ -137,17 +141,32 @@ inline bool read_pagemap(int fd, uint64_t addr, uint64_t ps, uint64_t* entries, 
     return fd >= 0 && ::pread(fd, entries, static_cast<size_t>(want), static_cast<off_t>(addr / ps * 8)) == want;
 }
 
+// Whether a MOVE now pays a TLB shootdown: another thread of this process is on a CPU. For the GC thread that is a
+// mutator not asleep; for a mutator or the fault thread, the GC thread always is.
+inline bool another_thread_on_cpu(const Context& ctx, bool by_gc) {
+    return !by_gc || ctx.mutators_on_cpu.load(std::memory_order_relaxed) > 0;
+}
+
 // Whether a run of `pages` contiguous to-space pages is installed with MOVE (else COPY): the strategy's policy,
 // in one place. `by_gc`: the GC thread installs it (mutators and the fault thread install single pages).
 inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc) {
     switch (ctx.strategy) {
         case Strategy::Move:
         case Strategy::MoveAlloc: return true;
-        // Hybrid: MOVE where it costs no shootdown IPI — the GC thread's runs while no mutator runs, else only
-        // runs long enough to amortize one flush (move_min_run); mutators' single pages always COPY.
-        case Strategy::Hybrid: return by_gc && (ctx.cfg.mutators == 0 || pages >= ctx.cfg.move_min_run);
+        case Strategy::Hybrid:
+            // Priced (move_min_run auto): MOVE when it is cheaper at this machine's prices, the shootdown included
+            // when another thread is on a CPU. Fixed: MOVE where it costs no shootdown IPI (the GC thread's runs
+            // while no mutator runs), else only runs of at least move_min_run pages; mutators' pages COPY.
+            if (ctx.priced) return move_is_cheaper(ctx.prices, pages, another_thread_on_cpu(ctx, by_gc));
+            return by_gc && (ctx.cfg.mutators == 0 || pages >= ctx.cfg.move_min_run.pages);
         default: return false;
     }
+}
+
+// hybrid: the shortest GC run it MOVEs now (kMoveNever: none; 0 without mutators under the fixed policy).
+inline uint64_t hybrid_min_run(const Context& ctx) {
+    if (ctx.priced) return break_even_run(ctx.prices, another_thread_on_cpu(ctx, true));
+    return ctx.cfg.mutators > 0 ? ctx.cfg.move_min_run.pages : 0;
 }
 
 // Records why the run must stop (first caller wins) and raises the abort flag. Async-signal-safe.

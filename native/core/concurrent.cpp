@@ -277,8 +277,7 @@ private:
         // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all over the
         // to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of into a cold
         // recycled page, until a run reaches move_min_run again.
-        const bool short_expected = ctx_.strategy == Strategy::Hybrid && ctx_.cfg.mutators > 0 &&
-                                    last_run_pages_ < ctx_.cfg.move_min_run;
+        const bool short_expected = ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_);
         switch (short_expected ? Strategy::Copy : ctx_.strategy) {
             case Strategy::Copy:
                 run_.region = tc_.buffer;
@@ -341,6 +340,8 @@ private:
         const InstallReason why = run_.pool_empty ? InstallReason::PoolEmpty
                                : ctx_.strategy == Strategy::Hybrid ? InstallReason::ShortRun : InstallReason::Compacted;
         last_run_pages_ = run_.pages;
+        const int bucket = 63 - __builtin_clzll(run_.pages);
+        (move ? c_.runs_moved : c_.runs_copied)[bucket < kRunLengthBuckets ? bucket : kRunLengthBuckets - 1] += 1;
         const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
         if (ok) {
             for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
@@ -497,6 +498,12 @@ private:
         ctx_.num_roots = space_.roots().size();
         ctx_.dense_end = plan_.dense_prefix_pages * ps_;
         ctx_.page_states = std::make_unique<PageStates>(ctx_.num_pages);
+        if (strategy == Strategy::Hybrid && cfg_.move_min_run.is_auto()) {  // measured once per process (~10 ms)
+            ctx_.priced = true;
+            ctx_.prices = collector_move_prices();
+            stats_.priced = true;
+            stats_.prices = ctx_.prices;
+        }
         ctx_.pagemap_fd = pagemap_.fd;
     }
 

@@ -21,6 +21,7 @@ std::string to_text(FaultMode v) { return fault_mode_name(v); }
 std::string to_text(Access v) { return access_name(v); }
 std::string to_text(Backoff v) { return backoff_name(v); }
 std::string to_text(Think v) { return think_name(v); }
+std::string to_text(RunLength v) { return v.is_auto() ? "auto" : std::to_string(v.pages); }
 std::string to_text(bool v) { return v ? "true" : "false"; }
 std::string to_text(const std::vector<int>& v) {
     std::string s;
@@ -77,6 +78,20 @@ void from_text(const std::string& t, T& v) {
                                     t + "'");
     v = static_cast<T>(x);
 }
+void from_text(const std::string& t, RunLength& v) {
+    if (t == "auto") {
+        v = RunLength{};
+        return;
+    }
+    unsigned pages = 0;
+    try {
+        from_text(t, pages);
+    } catch (const std::invalid_argument&) {
+        throw std::invalid_argument("takes auto or a number of pages, got '" + t + "'");
+    }
+    if (pages == 0) throw std::invalid_argument("takes auto or a number of pages >= 1, got '" + t + "'");
+    v = RunLength{pages};
+}
 void from_text(const std::string& t, std::vector<int>& v) {
     v.clear();
     size_t pos = 0;
@@ -92,6 +107,7 @@ void from_text(const std::string& t, std::vector<int>& v) {
 
 template <typename T> const char* type_name(const T&) {
     if constexpr (std::is_same_v<T, bool>) return "bool";
+    else if constexpr (std::is_same_v<T, RunLength>) return "uint-or-auto";
     else if constexpr (std::is_same_v<T, std::vector<int>>) return "cpus";
     else if constexpr (std::is_floating_point_v<T>) return "real";
     else if constexpr (std::is_unsigned_v<T>) return "uint";
@@ -108,6 +124,7 @@ std::vector<std::string> choices(const FaultMode&) { return {"sigbus", "thread"}
 std::vector<std::string> choices(const Access&) { return {"random", "sequential", "hot-set"}; }
 std::vector<std::string> choices(const Backoff&) { return {"art", "futex"}; }
 std::vector<std::string> choices(const Think&) { return {"busy", "sleep"}; }
+std::vector<std::string> choices(const RunLength&) { return {"auto"}; }
 template <typename T> std::vector<std::string> choices(const T&) { return {}; }
 
 template <typename T> constexpr bool is_ranged = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
@@ -117,6 +134,9 @@ void fill_range(OptionInfo& o, L lo, H hi) {
     if constexpr (is_ranged<T>) {
         o.lowest = to_text(static_cast<T>(lo));
         o.highest = to_text(static_cast<T>(hi));
+    } else if constexpr (std::is_same_v<T, RunLength>) {
+        o.lowest = to_text(static_cast<unsigned>(lo));
+        o.highest = to_text(static_cast<unsigned>(hi));
     }
 }
 
@@ -173,7 +193,7 @@ std::string config_json(const CollectorConfig& cfg) {
     std::string s = "{";
     for (const OptionInfo& o : config_options()) {
         const std::string t = option_text(cfg, o.name);
-        const bool quoted = o.type == "enum" || o.type == "cpus";
+        const bool quoted = o.type == "enum" || (o.type == "uint-or-auto" && t == "auto");
         s += (s.size() > 1 ? ", " : "") + json_escape(o.name) + ": ";
         s += o.type == "cpus" ? "[" + t + "]" : quoted ? json_escape(t) : t;
     }

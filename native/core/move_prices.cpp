@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <sched.h>
 #include <string>
@@ -208,6 +209,26 @@ const MovePrices& machine_move_prices() {
     // uninitialized, so the next call measures again.
     static const MovePrices prices = measure_move_prices();
     return prices;
+}
+
+namespace {
+std::mutex g_what_if_lock;
+bool g_what_if = false;
+MovePrices g_what_if_prices;
+}  // namespace
+
+void set_collector_move_prices(const MovePrices* p) {
+    std::lock_guard<std::mutex> lock(g_what_if_lock);
+    g_what_if = p != nullptr;
+    if (p) g_what_if_prices = *p;
+}
+
+MovePrices collector_move_prices() {
+    {
+        std::lock_guard<std::mutex> lock(g_what_if_lock);
+        if (g_what_if) return g_what_if_prices;
+    }
+    return machine_move_prices();
 }
 
 double copy_cost_ns(const MovePrices& p, uint64_t pages) {

@@ -129,6 +129,18 @@ std::string collection_json(const CollectionOutcome& out) {
     };
     Obj runs;
     runs.kv("moved", histogram(s.runs_moved, kRunLengthBuckets)).kv("copied", histogram(s.runs_copied, kRunLengthBuckets));
+    Obj policy;  // hybrid's priced policy: the prices and the break-even runs they imply ("null": never)
+    if (s.priced) {
+        const MovePrices& p = s.prices;
+        Obj prices;
+        prices.kv("copy_ns_per_page", num(p.copy_ns_per_page)).kv("copy_ns_per_ioctl", num(p.copy_ns_per_ioctl))
+            .kv("move_ns_per_page", num(p.move_ns_per_page)).kv("move_ns_per_ioctl", num(p.move_ns_per_ioctl))
+            .kv("shootdown_ns", num(p.shootdown_ns)).kv("measured_ms", num(p.measured_ms))
+            .kv("measured", p.measured ? "true" : "false");
+        auto run = [](uint64_t n) { return n == kMoveNever ? std::string("null") : num(n); };
+        policy.kv("prices", prices.str()).kv("break_even_run_alone", run(break_even_run(p, false)))
+            .kv("break_even_run_under_load", run(break_even_run(p, true)));
+    }
     char digest[24];
     snprintf(digest, sizeof digest, "0x%016" PRIx64, out.verify.after.digest);
     Obj o;
@@ -142,6 +154,7 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("fault_latency_us", lat.str()).kv("latency_histogram_log2_ns", hist)
         .kv("suspend_s", num(s.suspend_s)).kv("app_slow_path_s", num(s.app_slow_path_s))
         .kv("mutator_view", mutator_view_json(s)).kv("gc_runs_by_length_log2", runs.str())
+        .kv("priced_policy", s.priced ? policy.str() : "null")
         .kv("verified", out.verify.verified ? "true" : "false").kv("digest", json_escape(digest))
         .kv("reachable_objects", num(out.verify.after.objects)).kv("reachable_bytes", num(out.verify.after.bytes))
         .kv("fillers", num(out.verify.fillers)).kv("new_objects_verified", num(out.verify.new_objects));

@@ -19,7 +19,25 @@ using Class = py::class_<CollectorConfig>;
 // refuse negative or too large values with a ValueError naming the option (pybind would wrap or TypeError).
 template <typename T>
 void bind_option(Class& c, const char* name, T CollectorConfig::*member, const char* doc) {
-    if constexpr (std::is_enum_v<T>) {
+    if constexpr (std::is_same_v<T, RunLength>) {  // "auto" or a number of pages
+        c.def_property(
+            name, [member](const CollectorConfig& cfg) -> py::object {
+                if ((cfg.*member).is_auto()) return py::str("auto");
+                return py::int_((cfg.*member).pages);
+            },
+            [member, name](CollectorConfig& cfg, const py::object& v) {
+                if (py::isinstance<py::str>(v) && v.cast<std::string>() == "auto") {
+                    cfg.*member = RunLength{};
+                } else if (py::isinstance<py::int_>(v) && !py::isinstance<py::bool_>(v) && v.cast<long long>() >= 1 &&
+                           v.cast<long long>() <= std::numeric_limits<unsigned>::max()) {
+                    cfg.*member = RunLength{v.cast<unsigned>()};
+                } else {
+                    throw py::value_error(std::string(name) + " must be 'auto' or a number of pages >= 1, got " +
+                                          py::repr(v).cast<std::string>());
+                }
+            },
+            doc);
+    } else if constexpr (std::is_enum_v<T>) {
         (void)member;
         const std::string option = name;
         c.def_property(

@@ -57,6 +57,17 @@ void register_prices(py::module_& m) {
           "This machine's COPY and MOVE prices in ns (per page, per ioctl, and MOVE's shootdown while another thread "
           "runs): measured once per process and cached, or measured anew with fresh=True (the cache is kept). Raises "
           "UffdUnavailable without UFFDIO_MOVE.");
+    m.def("set_collector_move_prices", [](const py::object& prices) {
+        if (prices.is_none()) {
+            set_collector_move_prices(nullptr);
+            return;
+        }
+        MovePrices p = prices_from(prices.cast<py::dict>());
+        p.measured = false;
+        set_collector_move_prices(&p);
+    }, py::arg("prices"),
+          "Makes hybrid's auto policy follow these prices instead of this machine's (a what-if, e.g. free "
+          "shootdowns as on arm64); None restores the measured ones.");
     m.def("move_is_cheaper", [](const py::dict& prices, uint64_t pages, bool another_thread_on_cpu) {
         return move_is_cheaper(prices_from(prices), pages, another_thread_on_cpu);
     }, py::arg("prices"), py::arg("pages"), py::arg("another_thread_on_cpu"),

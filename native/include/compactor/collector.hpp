@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compactor/heap_space.hpp"
+#include "compactor/move_prices.hpp"
 #include "compactor/verify.hpp"
 
 namespace compactor {
@@ -19,6 +20,13 @@ enum class Access { Random, Sequential, HotSet };
 // How a thread waits for a page another thread owns: ART's BackOff (at most 5 sched_yield, then nanosleep of
 // 10 us x (i - 5)), or blocking on a futex that every page installation wakes.
 enum class Backoff { Art, Futex };
+// hybrid's shortest run MOVEd while another thread runs: a number of pages, or auto (0), priced from the machine
+// (move_prices.hpp: MOVE a run when shootdown + its MOVE costs less than its COPY).
+struct RunLength {
+    unsigned pages = 0;
+    bool is_auto() const { return pages == 0; }
+};
+
 // How a mutator spends its think time between access chains: computing on its CPU, or blocked off it.
 enum class Think { Busy, Sleep };
 // Test hooks: a fraction of COPY/MOVE ioctls fails with an errno before reaching the kernel (EAGAIN, EBUSY,
@@ -82,7 +90,7 @@ struct Counters {
     // Allocation: objects and bytes allocated in the phase, TLABs taken, allocations refused (the free space was
     // used up); UI mutators: frames, and frames whose accesses ran past the next vsync.
     uint64_t new_objects, allocated_bytes, tlabs, alloc_failures, frames, frames_late;
-    // hybrid: runs installed by the GC thread with MOVE and with COPY, by length (bucket i: 2^i <= pages < 2^(i+1)).
+    // Runs the GC thread installed with MOVE and with COPY, by length (hybrid's decisions) (bucket i: 2^i <= pages < 2^(i+1)).
     uint64_t runs_moved[kRunLengthBuckets], runs_copied[kRunLengthBuckets];
 
     void add(const Counters& o);
@@ -119,6 +127,8 @@ struct CollectionStats : Counters {
     // Per mutator: the offsets of the objects it allocated during the phase, in allocation order (identities and
     // contents follow from the mutator and the allocation number: object_layout.hpp).
     std::vector<std::vector<uint32_t>> new_object_offsets;
+    bool priced = false;         // hybrid followed `prices` (move_min_run auto)
+    MovePrices prices;
     double suspend_s = 0;        // raising the pause's checkpoint until every mutator had parked
     double app_slow_path_s = 0;  // end of the pause until every to-space page was mapped (AppSlowPathDuringGc)
 };

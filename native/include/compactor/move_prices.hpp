@@ -73,4 +73,10 @@ inline constexpr uint64_t kMoveNever = std::numeric_limits<uint64_t>::max();
 // page) the converse holds as well.
 uint64_t break_even_run(const MovePrices& p, bool another_thread_on_cpu);
 
+// The prices hybrid's auto policy follows: this machine's (machine_move_prices()), unless a what-if replaced them
+// (set_collector_move_prices: "if shootdowns were free, as with arm64's broadcast TLBI"; tests inject prices so).
+// nullptr restores the measured ones. Thread-safe.
+void set_collector_move_prices(const MovePrices* p);
+MovePrices collector_move_prices();
+
 }  // namespace compactor
