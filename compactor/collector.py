@@ -65,7 +65,8 @@ class CollectionResult:
     resolved, the time they spent resolving faults (sum, p50/p99, longest stall), their access rate during the
     phase against the rate just before the pause, ART's AppSlowPathDuringGc window (end of the pause to the last
     to-space page mapped), the time to suspend them for the pause, fresh pages by method (zeropage,
-    zero_and_move, copy), objects and bytes allocated, and for UI mutators frames and late frames."""
+    zero_and_move, copy) and the handler's time per fresh page, objects and bytes allocated, and for UI mutators
+    frames and late frames."""
 
     verified: bool
     strategy: str

@@ -100,6 +100,33 @@ std::vector<FloorMeasurement> measure_install_floor(uint64_t pages, unsigned rep
         {"copy_batch_64_yielding_sibling",
          "UFFDIO_COPY, 64 pages per ioctl, while another thread of this process calls sched_yield", 64, false, true,
          per_call_loop(64, false, false)},
+        // A fresh page above the post-compact end, as an allocating mutator's first touch needs it, followed by that
+        // mutator's first store into it: the three ways the collector installs one.
+        {"fresh_zeropage", "fresh page: UFFDIO_ZEROPAGE, then the first store (a write fault allocates the page)", 1,
+         false, false,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) {
+                 must(uffd.zeropage(r.dst.address() + off, ps, 0), "ZEROPAGE");
+                 *reinterpret_cast<volatile uint64_t*>(r.dst.data() + off) = 1;
+             }
+         }},
+        {"fresh_zero_and_move", "fresh page: zero a recycled page, UFFDIO_MOVE it (ZeroAndMoveFreePage), store", 1,
+         true, true,
+         [&](Region& r) {
+             for (uint64_t off = 0; off < len; off += ps) {
+                 std::memset(r.src.data() + off, 0, ps);
+                 must(uffd.move(r.dst.address() + off, r.src.address() + off, ps, 0), "MOVE");
+                 *reinterpret_cast<volatile uint64_t*>(r.dst.data() + off) = 1;
+             }
+         }},
+        {"fresh_zero_and_copy", "fresh page: UFFDIO_COPY of a zeroed buffer, then the first store", 1, false, false,
+         [&](Region& r) {
+             std::memset(r.src.data(), 0, ps);
+             for (uint64_t off = 0; off < len; off += ps) {
+                 must(uffd.copy(r.dst.address() + off, r.src.address(), ps, 0), "COPY");
+                 *reinterpret_cast<volatile uint64_t*>(r.dst.data() + off) = 1;
+             }
+         }},
         {"write_then_move", "write a fresh page, then UFFDIO_MOVE it (the page must be allocated)", 1, true, false,
          [&](Region& r) {
              for (uint64_t off = 0; off < len; off += ps) {

@@ -351,7 +351,9 @@ bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     const bool fresh = page >= ctx.plan.num_to_pages;  // above the post-compact end: no live data
     const bool can_resolve = tc != nullptr || fresh;
     if (can_resolve && ctx.page_states->try_claim_for_mutator(page)) {
+        const uint64_t t0 = fresh && tc ? now_ns() : 0;
         const bool ok = fresh ? install_fresh_page(ctx, tc, page) : resolve_claimed(ctx, *tc, page);
+        if (t0) tc->counters.fresh_install_ns += now_ns() - t0;
         if (ok) {
             if (tc && !fresh) tc->counters.pages_by_mutators += 1;
             ctx.page_states->mark_mapped(page);

@@ -74,7 +74,9 @@ std::string mutator_view_json(const CollectionStats& s) {
         .kv("accesses_per_s_before", num(before)).kv("accesses_per_s_during", num(during))
         .kv("rate_during_vs_before", num(during / before))
         .kv("app_slow_path_ms", num(s.app_slow_path_s * 1e3)).kv("suspend_ms", num(s.suspend_s * 1e3))
-        .kv("fresh_pages", fresh.str()).kv("new_objects", num(s.new_objects)).kv("allocated_bytes", num(s.allocated_bytes))
+        .kv("fresh_pages", fresh.str())
+        .kv("fresh_install_ns_per_page", num(ratio(s.fresh_install_ns, s.pages_zeropage + s.pages_fresh_zero_and_move +
+                                                                           s.pages_fresh_copy))).kv("new_objects", num(s.new_objects)).kv("allocated_bytes", num(s.allocated_bytes))
         .kv("alloc_failures", num(s.alloc_failures)).kv("frames", num(s.frames)).kv("frames_late", num(s.frames_late));
     return o.str();
 }
@@ -100,7 +102,7 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("gc_voluntary_switches", num(s.gc_voluntary_switches))
         .kv("gc_involuntary_switches", num(s.gc_involuntary_switches)).kv("faults_handled", num(s.faults_handled))
         .kv("mutator_accesses", num(s.mutator_accesses)).kv("mutator_writes", num(s.mutator_writes))
-        .kv("futex_waits", num(s.futex_waits)).kv("fault_ns", num(s.fault_ns))
+        .kv("futex_waits", num(s.futex_waits)).kv("fault_ns", num(s.fault_ns)).kv("fresh_install_ns", num(s.fresh_install_ns))
         .kv("pre_pause_accesses", num(s.pre_pause_accesses)).kv("pre_pause_ns", num(s.pre_pause_ns))
         .kv("phase_accesses", num(s.phase_accesses)).kv("phase_ns", num(s.phase_ns))
         .kv("new_objects", num(s.new_objects)).kv("allocated_bytes", num(s.allocated_bytes)).kv("tlabs", num(s.tlabs))

@@ -82,7 +82,9 @@ struct Counters {
     uint64_t latency_histogram[kLatencyBuckets];
     // Fresh pages above the post-compact end, first touched by allocating mutators, by method (the zero page is
     // pages_zeropage): a zeroed page MOVEd in (ZeroAndMoveFreePage), or COPYd when that MOVE answered EBUSY.
-    uint64_t pages_fresh_zero_and_move, pages_fresh_copy;
+    // fresh_install_ns: the time spent installing them (the handler's part: a store into a ZEROPAGE page then takes
+    // a second, ordinary write fault that no handler sees; the install floor's fresh_* rows include it).
+    uint64_t pages_fresh_zero_and_move, pages_fresh_copy, fresh_install_ns;
     // What the app sees. fault_ns: time mutators spent in fault resolution (the sum of the latency samples).
     // Accesses and time per mutator before the pause (pre_pause_ms) and during the phase: from the end of the
     // pause to the moment every to-space page was mapped (ART's AppSlowPathDuringGc window).
