@@ -82,6 +82,8 @@ class CollectionResult:
     mutator_view: Dict[str, object]
     raw: dict
     latency_samples_ns: np.ndarray = field(repr=False)
+    # Every logged mutator write: rows of (identity, payload word, old value, new value), uint64.
+    mutator_writes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), dtype=np.uint64))
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.raw.items() if k not in ("latency_samples_ns",)}
@@ -130,8 +132,9 @@ def collect(heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.fa
     timings["pause"] = raw["pause_s"]
     timings["compaction"] = raw["gc_thread_s"]
     samples = raw.pop("latency_samples_ns")
+    writes = raw.pop("mutator_writes")
     return CollectionResult(verified=bool(raw["verified"]), strategy=raw["strategy"], faults=raw["faults"],
                             mutators=int(raw["mutators"]), timings=timings, gc_thread_seconds=raw["gc_thread_s"],
                             pause_seconds=raw["pause_s"], pages=raw["pages"], fault_latency_us=raw["fault_latency_us"],
                             counters=raw["counters"], fallback=raw["fallback"], mutator_view=raw["mutator_view"],
-                            raw=raw, latency_samples_ns=samples)
+                            raw=raw, latency_samples_ns=samples, mutator_writes=writes)

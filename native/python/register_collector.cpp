@@ -118,6 +118,11 @@ void register_collector(py::module_& m) {
         py::array_t<uint64_t> samples(static_cast<py::ssize_t>(v.size()));
         if (!v.empty()) std::memcpy(samples.mutable_data(), v.data(), v.size() * 8);
         d["latency_samples_ns"] = samples;
+        // Every logged mutator write as rows (identity, payload word, old value, new value), in each mutator's order.
+        const auto& w = out.stats.writes;
+        py::array_t<uint64_t> writes({static_cast<py::ssize_t>(w.size()), static_cast<py::ssize_t>(4)});
+        if (!w.empty()) std::memcpy(writes.mutable_data(), w.data(), w.size() * sizeof(PayloadWrite));
+        d["mutator_writes"] = writes;
         d["expected_digest"] = out.expected_digest;
         return d;
     },

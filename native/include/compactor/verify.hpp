@@ -24,6 +24,7 @@ struct PayloadWrite {
     uint64_t old_value;
     uint64_t new_value;
 };
+static_assert(sizeof(PayloadWrite) == 4 * sizeof(uint64_t), "the binding hands writes to numpy as rows of 4 words");
 
 // The additive payload term of the digest; a write changes the digest by term(new) - term(old).
 uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value);
