@@ -20,7 +20,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 
-    return importlib.import_module(commands[argv[0]]).main(argv[1:])
+    rc: int = importlib.import_module(commands[argv[0]]).main(argv[1:])  # every command's main() returns its status
+    return rc
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Set
 
 # Compared between the source folder and an installed copy: every Python file of the package, and the native
 # core's sources against the copy the installed package carries (device/runner_src: what its binary was built from).
@@ -39,7 +39,7 @@ def installed_copies(source: Path) -> List[Path]:
 
 def differing_files(source: Path, installed: Path) -> List[str]:
     """Relative paths of the package's Python files that differ between the two folders (or exist in one only)."""
-    def files(root: Path):
+    def files(root: Path) -> Set[str]:
         return {p.relative_to(root).as_posix() for pat in _COMPARED for p in root.rglob(pat)
                 if "__pycache__" not in p.parts}
 
@@ -48,7 +48,7 @@ def differing_files(source: Path, installed: Path) -> List[str]:
     diff += sorted(f for f in a & b if (source / f).read_bytes() != (installed / f).read_bytes())
     carried = installed / "device" / "runner_src"
     if carried.is_dir() and (source.parent / "native").is_dir():
-        def native(root: Path):
+        def native(root: Path) -> Dict[str, Path]:
             return {p.relative_to(root).as_posix(): p for sub in _NATIVE for p in (root / sub).rglob("*")
                     if p.is_file()}
 

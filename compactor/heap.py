@@ -14,11 +14,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _native
 from .layout import MAX_HEAP_SIZE, MIN_OBJECT_SIZE, identity_of, max_refs, payload_offset
 
 GARBAGE_PATTERNS = ("uniform", "clustered", "dense-prefix")
+
+StrPath = Union[str, "os.PathLike[str]"]  # a path as open() takes it
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
@@ -81,13 +84,13 @@ class HeapSpec:
             if not self.sizes or any(s < MIN_OBJECT_SIZE or s % 8 for s in self.sizes):
                 raise ValueError(f"object sizes must be multiples of 8 and at least {MIN_OBJECT_SIZE}: {self.sizes}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
         d["sizes"] = self.sizes if isinstance(self.sizes, str) else list(self.sizes)
         return d
 
 
-def _art_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
+def _art_sizes(rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
     kind = rng.random(n)
     small = 16 + 8 * rng.integers(0, 7, n)                      # 16..64 B
     medium = 72 + 8 * rng.integers(0, 24, n)                    # 72..256 B
@@ -95,13 +98,14 @@ def _art_sizes(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.where(kind < 0.80, small, np.where(kind < 0.95, medium, arrays)).astype(np.int64)
 
 
-def _sample_sizes(spec: HeapSpec, rng: np.random.Generator, n: int) -> np.ndarray:
+def _sample_sizes(spec: HeapSpec, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
     if spec.sizes == "art":
         return _art_sizes(rng, n)
     return rng.choice(np.asarray(spec.sizes, dtype=np.int64), size=n)
 
 
-def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: np.ndarray, used_end: int) -> np.ndarray:
+def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: npt.NDArray[np.int64],
+                   used_end: int) -> npt.NDArray[np.bool_]:
     n = offset.size
     p = spec.live_fraction
     if spec.garbage == "uniform":
@@ -125,7 +129,8 @@ def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: np.ndarray,
 class _GraphView:
     """The fields mark_reachable reads, for a reference graph that is not (yet) a Heap."""
 
-    def __init__(self, num_refs: np.ndarray, refs: np.ndarray, roots: np.ndarray) -> None:
+    def __init__(self, num_refs: npt.NDArray[np.integer[Any]], refs: npt.NDArray[np.integer[Any]],
+                 roots: npt.NDArray[np.integer[Any]]) -> None:
         self.num_refs, self.refs, self.roots = num_refs, refs, roots
         self.num_objects = int(num_refs.size)
         self.ref_start = np.zeros(self.num_objects + 1, dtype=np.int64)
@@ -140,9 +145,9 @@ class Heap:
     ``roots`` (i32 object indices).
     """
 
-    def __init__(self, heap_size: int, offset: np.ndarray, size: np.ndarray, num_refs: np.ndarray,
-                 identity: np.ndarray, refs: np.ndarray, roots: np.ndarray, spec: Optional[HeapSpec] = None,
-                 origin: Optional[dict] = None) -> None:
+    def __init__(self, heap_size: int, offset: npt.ArrayLike, size: npt.ArrayLike, num_refs: npt.ArrayLike,
+                 identity: npt.ArrayLike, refs: npt.ArrayLike, roots: npt.ArrayLike, spec: Optional[HeapSpec] = None,
+                 origin: Optional[Dict[str, Any]] = None) -> None:
         self.heap_size = int(heap_size)
         self.offset = np.ascontiguousarray(offset, dtype=np.uint32)
         self.size = np.ascontiguousarray(size, dtype=np.uint32)
@@ -166,7 +171,7 @@ class Heap:
 
     # -- a real heap ----------------------------------------------------------------------------------------
     @classmethod
-    def from_hprof(cls, path, *, heap: str = "app", scale: int = 1, live_fraction: Optional[float] = None,
+    def from_hprof(cls, path: StrPath, *, heap: str = "app", scale: int = 1, live_fraction: Optional[float] = None,
                    seed: int = 0, page_size: Optional[int] = None) -> "Heap":
         """A heap built from an HPROF dump: one object per instance, object array and primitive array of ``heap``
         ("app", "zygote", "image", "all"; a JVM dump has one heap), with its real size (ART-like, see
@@ -334,9 +339,10 @@ class Heap:
             self._pristine_digest = (a, b, c)
         return self._pristine_digest
 
-    def describe(self) -> dict:
+    def describe(self) -> Dict[str, Any]:
         if self.origin and self.origin.get("description"):  # a file without one describes its heap anew
-            return json.loads(self.origin["description"])
+            described: Dict[str, Any] = json.loads(self.origin["description"])
+            return described
         d: Dict[str, Any] = {"heap_bytes": self.heap_size, "objects": self.num_objects, "used_bytes": self.used_end,
              "roots": int(self.roots.size), "references": int(self.refs.size)}
         if self.spec is not None:

@@ -17,12 +17,16 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import TYPE_CHECKING, Any, Dict
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _native
 from .errors import HprofError
+
+if TYPE_CHECKING:
+    from .heap import StrPath
 
 HEAP_CHOICES = ("app", "zygote", "image", "all")
 _HEAP_IDS = {"app": ord("A"), "zygote": ord("Z"), "image": ord("I")}
@@ -43,13 +47,13 @@ class HprofGraph:
     id_size: int
     heaps: Dict[str, int]            # objects per heap in the whole dump
     chosen: str
-    ids: np.ndarray                  # uint64
-    kind: np.ndarray                 # uint8: 0 instance, 1 object array, 2 primitive array
-    class_id: np.ndarray             # uint64 (0 for primitive arrays)
-    size: np.ndarray                 # int64: ART-like object size, 8-byte aligned
-    ref_start: np.ndarray            # int64, count + 1
-    refs: np.ndarray                 # int64 object indices in this graph, -1 = null
-    roots: np.ndarray                # int64 object indices (unique)
+    ids: npt.NDArray[np.uint64]
+    kind: npt.NDArray[np.uint8]      # 0 instance, 1 object array, 2 primitive array
+    class_id: npt.NDArray[np.uint64]  # 0 for primitive arrays
+    size: npt.NDArray[np.int64]      # ART-like object size, 8-byte aligned
+    ref_start: npt.NDArray[np.int64]  # count + 1
+    refs: npt.NDArray[np.int64]      # object indices in this graph, -1 = null
+    roots: npt.NDArray[np.int64]     # object indices (unique)
     root_kinds: Dict[str, int]       # roots by what made them roots
     external_refs: int               # references to objects outside the chosen heap(s): kept out (they never move)
     dangling_refs: int               # references to IDs the dump does not hold
@@ -60,14 +64,14 @@ class HprofGraph:
         return int(self.ids.size)
 
 
-def _heap_name(d: dict, hid: int) -> str:
-    name = d["strings"].get(d["heap_name"].get(hid, -1), b"").decode(errors="replace")
+def _heap_name(d: Dict[str, Any], hid: int) -> str:
+    name: str = d["strings"].get(d["heap_name"].get(hid, -1), b"").decode(errors="replace")
     if name:
         return name
     return {v: k for k, v in _HEAP_IDS.items()}.get(hid, "default" if hid == 0 else f"heap {hid}")
 
 
-def parse(path) -> dict:
+def parse(path: StrPath) -> Dict[str, Any]:
     """The raw parse of a dump file (the native parser's arrays)."""
     path = os.fspath(path)
     size = os.path.getsize(path)
@@ -80,7 +84,7 @@ def parse(path) -> dict:
         return _native.parse_hprof(m)
 
 
-def read_hprof(path, heap: str = "app") -> HprofGraph:
+def read_hprof(path: StrPath, heap: str = "app") -> HprofGraph:
     """The object graph of ``heap`` ("app", "zygote", "image" or "all"; a dump without Android's heap records has
     one heap, taken whatever ``heap`` says). Raises HprofError (a ValueError) for a malformed dump, ValueError for
     an unknown or absent heap."""
@@ -100,7 +104,7 @@ def read_hprof(path, heap: str = "app") -> HprofGraph:
         chosen_mask = obj_heap == want[0]
         chosen = heap
 
-    all_ids = d["obj_id"]
+    all_ids: npt.NDArray[np.uint64] = d["obj_id"]
     sel = np.flatnonzero(chosen_mask)
     order = sel[np.argsort(all_ids[sel], kind="stable")]
     ids = all_ids[order]
@@ -134,14 +138,15 @@ def read_hprof(path, heap: str = "app") -> HprofGraph:
 
     # Roots: the dump's GC roots, references from class statics (ART's classes live outside the moving space),
     # and objects of the chosen heap referenced from objects of the other heaps (which never move).
-    def index_of(id_array) -> np.ndarray:
-        id_array = np.asarray(id_array, dtype=np.uint64)
+    def index_of(id_list: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        id_array = np.asarray(id_list, dtype=np.uint64)
         if not ids.size or not id_array.size:
             return np.zeros(0, dtype=np.int64)
         i = np.minimum(np.searchsorted(ids, id_array), ids.size - 1)
-        return i[ids[i] == id_array].astype(np.int64)
+        found: npt.NDArray[np.int64] = i[ids[i] == id_array].astype(np.int64)  # numpy types the mask as Any
+        return found
 
-    root_kinds = {}
+    root_kinds: Dict[str, int] = {}
     gc_roots = index_of(d["root_id"])
     root_kinds["gc roots"] = int(np.unique(gc_roots).size)
     statics = index_of([r for c in d["classes"] for r in c["static_refs"]])
@@ -157,7 +162,7 @@ def read_hprof(path, heap: str = "app") -> HprofGraph:
     root_kinds["referenced from other heaps"] = int(np.unique(from_outside).size)
     roots = np.unique(np.concatenate([gc_roots, statics, from_outside]))
 
-    class_names = {}
+    class_names: Dict[int, str] = {}
     for cid, sid in d["class_name"].items():
         text = d["strings"].get(sid)
         if text is not None:
@@ -168,7 +173,7 @@ def read_hprof(path, heap: str = "app") -> HprofGraph:
                       dangling_refs=dangling_refs, class_names=class_names)
 
 
-def describe(graph: HprofGraph) -> dict:
+def describe(graph: HprofGraph) -> Dict[str, Any]:
     """What the report shows beside the synthetic heap: counts, size histogram, references per object."""
     nrefs = np.diff(graph.ref_start)
     edges = [0, 16, 32, 64, 128, 256, 1024, 4096, 1 << 62]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from . import _native
 from .errors import UffdUnavailable
@@ -13,10 +13,10 @@ from .swap import probe as swap_probe
 from .uffd import PAGE_SIZE, probe
 
 
-def environment(user_mode_only: bool = True) -> dict:
+def environment(user_mode_only: bool = True) -> Dict[str, Any]:
     """Kernel release, architecture, page size, how userfaultfd was opened, the feature names, and whether MOVE,
     SIGBUS and MREMAP_DONTUNMAP are usable."""
-    env = {
+    env: Dict[str, Any] = {
         "kernel": platform.release(),
         "arch": platform.machine(),
         "page_size": PAGE_SIZE,
@@ -35,8 +35,10 @@ def environment(user_mode_only: bool = True) -> dict:
     return env
 
 
-def render(env: dict) -> str:
-    yes = lambda b: "yes" if b else "no"  # noqa: E731
+def render(env: Dict[str, Any]) -> str:
+    def yes(b: object) -> str:
+        return "yes" if b else "no"
+
     lines = [
         f"kernel            {env['kernel']} ({env['arch']}), page size {env['page_size']} bytes, {env['cpus']} cpus",
     ]
@@ -58,7 +60,7 @@ def render(env: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m compactor info", description=__doc__)

@@ -8,7 +8,12 @@ References are heap offsets (32-bit, "compressed"); ``NULL_REF`` is null.
 
 from __future__ import annotations
 
+from typing import Any, Union, overload
+
 import numpy as np
+import numpy.typing as npt
+
+_Ints = npt.NDArray[np.integer[Any]]
 
 CHUNK_SIZE = 512  # bytes per live-bytes chunk (ART's kOffsetChunkSize): one 64-bit bitmap word
 NULL_REF = 0xFFFFFFFF
@@ -24,34 +29,48 @@ MAX_HEAP_SIZE = 0xFFFFFFF8
 OBJECT_HEADER_DTYPE = np.dtype([("size", "<u4"), ("num_refs", "<u2"), ("klass", "<u2"), ("identity", "<u8")])
 
 
-def payload_offset(num_refs):
+@overload
+def payload_offset(num_refs: int) -> int: ...
+@overload
+def payload_offset(num_refs: _Ints) -> npt.NDArray[np.integer[Any]]: ...
+def payload_offset(num_refs: Union[int, _Ints]) -> Union[int, npt.NDArray[np.integer[Any]]]:
     """Byte offset of the first payload word (works on ints and numpy arrays)."""
     return REFS_OFFSET + ((4 * num_refs + 7) & ~7)
 
 
-def max_refs(size):
+@overload
+def max_refs(size: int) -> int: ...
+@overload
+def max_refs(size: _Ints) -> npt.NDArray[np.integer[Any]]: ...
+def max_refs(size: Union[int, _Ints]) -> Union[int, npt.NDArray[np.integer[Any]]]:
     """How many reference slots an object of ``size`` bytes can hold."""
     return (size - REFS_OFFSET) // 4
 
 
-def pack_header(size, num_refs, klass=CLASS_OBJECT):
+def pack_header(size: npt.ArrayLike, num_refs: npt.ArrayLike, klass: npt.ArrayLike = CLASS_OBJECT
+                ) -> npt.NDArray[np.uint64]:
     """The 8-byte header word(s) as uint64 (works on arrays)."""
-    return (np.asarray(size, dtype=np.uint64)
-            | (np.asarray(num_refs, dtype=np.uint64) << np.uint64(32))
-            | (np.asarray(klass, dtype=np.uint64) << np.uint64(48)))
+    # numpy's stubs type `|` and `<<` of uint64 arrays as Any: the annotation states what they are.
+    header: npt.NDArray[np.uint64] = (np.asarray(size, dtype=np.uint64)
+                                      | (np.asarray(num_refs, dtype=np.uint64) << np.uint64(32))
+                                      | (np.asarray(klass, dtype=np.uint64) << np.uint64(48)))
+    return header
 
 
-def identity_of(index, tag: int):
+def identity_of(index: npt.ArrayLike, tag: int) -> npt.NDArray[np.uint64]:
     """Object identities: the generator's tag in the high 32 bits, index + 1 in the low 32 bits."""
-    return (np.uint64(tag) << np.uint64(32)) | (np.asarray(index, dtype=np.uint64) + np.uint64(1))
+    ids: npt.NDArray[np.uint64] = ((np.uint64(tag) << np.uint64(32))
+                                   | (np.asarray(index, dtype=np.uint64) + np.uint64(1)))
+    return ids
 
 
 _POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def popcount64(words: np.ndarray) -> np.ndarray:
+def popcount64(words: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Per-element population count of a uint64 array."""
-    words = np.ascontiguousarray(words, dtype=np.uint64)
+    w = np.ascontiguousarray(words, dtype=np.uint64)
     if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(words).astype(np.int64)
-    return _POP8[words.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.int64)
+        return np.bitwise_count(w).astype(np.int64)
+    counts: npt.NDArray[np.int64] = _POP8[w.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.int64)
+    return counts

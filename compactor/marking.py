@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from .layout import CHUNK_SIZE, popcount64
+
+if TYPE_CHECKING:
+    from .heap import Heap
+
+
+class ReferenceGraph(Protocol):
+    """What mark_reachable reads: a Heap, or heap._GraphView for a graph that is not (yet) a Heap."""
+
+    @property
+    def num_objects(self) -> int: ...
+    @property
+    def roots(self) -> npt.NDArray[np.integer[Any]]: ...  # object indices, -1 = null
+    @property
+    def ref_start(self) -> npt.NDArray[np.integer[Any]]: ...  # count + 1 entries
+    @property
+    def num_refs(self) -> npt.NDArray[np.integer[Any]]: ...
+    @property
+    def refs(self) -> npt.NDArray[np.integer[Any]]: ...  # object indices, -1 = null
 
 
 @dataclass
 class MarkResult:
-    live: np.ndarray          # bool per object
-    live_words: np.ndarray    # uint64 per 512-byte chunk: bit b of word c = 8-byte word 64*c + b is live
-    chunk_live_bytes: np.ndarray  # int64 per chunk
+    live: npt.NDArray[np.bool_]         # bool per object
+    live_words: npt.NDArray[np.uint64]  # uint64 per 512-byte chunk: bit b of word c = 8-byte word 64*c + b is live
+    chunk_live_bytes: npt.NDArray[np.int64]  # int64 per chunk
     live_bytes: int
     live_objects: int
 
 
-def mark_reachable(heap) -> np.ndarray:
+def mark_reachable(heap: ReferenceGraph) -> npt.NDArray[np.bool_]:
     """Breadth-first marking over the reference graph, one frontier at a time (vectorized)."""
     n = heap.num_objects
     marked = np.zeros(n, dtype=bool)
@@ -41,7 +61,7 @@ def mark_reachable(heap) -> np.ndarray:
     return marked
 
 
-def live_words_bitmap(heap, live: np.ndarray) -> np.ndarray:
+def live_words_bitmap(heap: Heap, live: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint64]:
     """One bit per live 8-byte word, packed little-endian into one uint64 per 512-byte chunk."""
     words = heap.heap_size // 8
     start = heap.offset[live].astype(np.int64) // 8
@@ -57,7 +77,7 @@ def live_words_bitmap(heap, live: np.ndarray) -> np.ndarray:
     return packed.view("<u8").astype(np.uint64, copy=False)
 
 
-def mark(heap) -> MarkResult:
+def mark(heap: Heap) -> MarkResult:
     live = mark_reachable(heap)
     bitmap = live_words_bitmap(heap, live)
     assert bitmap.size == heap.heap_size // CHUNK_SIZE

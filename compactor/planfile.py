@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING, Any, Dict
 
 from . import _native
 
+if TYPE_CHECKING:
+    from .heap import StrPath
+    from .planning import Plan
 
-def write_plan_file(plan, path) -> None:
+
+def write_plan_file(plan: Plan, path: StrPath) -> None:
     """Writes ``plan`` (a planning.Plan, and its heap) to ``path`` atomically: the native writer fills a temporary
     file beside it and renames it into place, so no partial file is ever left (PlanFileError for an inconsistent
     plan, SystemCallError when the file cannot be written). A heap loaded from a plan file keeps that file's
@@ -25,7 +30,7 @@ def write_plan_file(plan, path) -> None:
     _native.save_plan_file(os.fspath(path), plan.native, heap.native_table, digest, seed, desc)
 
 
-def read_plan_file(path) -> dict:
+def read_plan_file(path: StrPath) -> Dict[str, Any]:
     """The fields and arrays of a plan file, read and validated by the native core (raises PlanFileError naming the
     problem). planning.Plan.load rebuilds the plan and its heap from them."""
     return _native.load_plan_file(os.fspath(path))

@@ -8,12 +8,13 @@ The native core executes the arrays produced here; it never re-plans.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _native
-from .heap import Heap
+from .heap import Heap, StrPath
 from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
 from .marking import MarkResult, mark
 from .planfile import read_plan_file, write_plan_file
@@ -29,12 +30,12 @@ class Plan:
 
     heap: Heap
     page_size: int
-    live: np.ndarray               # bool per object (the marking result)
-    live_words: np.ndarray         # uint64 per chunk
-    chunk_offset: np.ndarray       # uint32 per chunk: post-compact offset of the chunk's first live word
-    first_obj: np.ndarray          # uint32 per to-space page
-    first_obj_header: np.ndarray   # uint64 per to-space page
-    pre_compact_offset: np.ndarray # uint32 per to-space page
+    live: npt.NDArray[np.bool_]                 # bool per object (the marking result)
+    live_words: npt.NDArray[np.uint64]          # uint64 per chunk
+    chunk_offset: npt.NDArray[np.uint32]        # uint32 per chunk: post-compact offset of the chunk's first live word
+    first_obj: npt.NDArray[np.uint32]           # uint32 per to-space page
+    first_obj_header: npt.NDArray[np.uint64]    # uint64 per to-space page
+    pre_compact_offset: npt.NDArray[np.uint32]  # uint32 per to-space page
     dense_prefix_pages: int
     slide_begin: int
     post_compact_end: int
@@ -59,7 +60,8 @@ class Plan:
                                         self.live_bytes)
         return self._native
 
-    def post_compact_offsets(self, objects: Optional[np.ndarray] = None) -> np.ndarray:
+    def post_compact_offsets(self, objects: Optional[npt.NDArray[np.integer[Any]]] = None
+                             ) -> npt.NDArray[np.int64]:
         """ART's formula for the given live objects (default: all live objects, in address order)."""
         if objects is None:
             objects = np.flatnonzero(self.live)
@@ -70,13 +72,13 @@ class Plan:
         slid = self.chunk_offset[c].astype(np.int64) + 8 * popcount64(below)
         return np.where(x < self.slide_begin, x, slid)
 
-    def save(self, path) -> None:
+    def save(self, path: StrPath) -> None:
         """Writes this plan and its heap to one self-contained plan file (docs/plan-file.md), atomically. A plan
         loaded from a file is saved byte for byte as it was read."""
         write_plan_file(self, path)
 
     @staticmethod
-    def load(path) -> "Plan":
+    def load(path: StrPath) -> "Plan":
         """Reads a plan file (validated field by field by the native core: PlanFileError names the problem) and
         rebuilds the heap it carries, keeping the file's description and seed."""
         d = read_plan_file(path)
@@ -92,13 +94,13 @@ class Plan:
                     slide_begin=d["slide_begin"], post_compact_end=d["post_compact_end"], live_bytes=d["live_bytes"],
                     expected_digest=d["expected_digest"])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"page_size": self.page_size, "heap_bytes": self.heap_size, "live_bytes": self.live_bytes,
                 "post_compact_end": self.post_compact_end, "to_space_pages": self.num_to_pages,
                 "dense_prefix_pages": self.dense_prefix_pages, "slide_begin": self.slide_begin}
 
 
-def plan(heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = None) -> Plan:
+def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = None) -> Plan:
     """Marks (unless ``marking`` is given) and plans the compaction of ``heap`` for pages of ``page_size`` bytes
     (default: this kernel's)."""
     from .uffd import PAGE_SIZE

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from .heap import parse_size
 
@@ -46,7 +46,7 @@ class SwapInfo:
     root: bool = False
     configured_by_us: Optional[str] = None  # the zram device this process set up, if any
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         return {"active": [d.__dict__ for d in self.active], "zram": self.zram, "zram_devices": self.zram_devices,
                 "root": self.root, "configured_by_us": self.configured_by_us}
 
@@ -86,7 +86,7 @@ def _run(*cmd: str) -> None:
         raise SwapError(f"{' '.join(cmd)} failed: {(p.stderr or p.stdout).strip()}")
 
 
-def _free_zram_device() -> tuple:
+def _free_zram_device() -> Tuple[str, bool]:
     """(name, hot_added): an unused zram device (disksize 0), hot-adding one when all are in use."""
     for dev in sorted(Path("/sys/block").glob("zram*")):
         try:
@@ -101,7 +101,7 @@ def _free_zram_device() -> tuple:
 
 
 @contextlib.contextmanager
-def zram_swap(size="512MiB") -> Iterator[SwapInfo]:
+def zram_swap(size: Union[str, int] = "512MiB") -> Iterator[SwapInfo]:
     """A zram swap device of ``size`` for the duration of the block, restored afterwards (also on errors).
     Swap already active: it is used as it is. Raises SwapError when this user is not root or the kernel has no
     zram."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import Dict, FrozenSet, Iterable, List, Optional
 
 import numpy as np
 
@@ -42,7 +42,7 @@ PAGEFAULT_FLAG_WP = 1 << 1
 PAGEFAULT_FLAG_MINOR = 1 << 2
 
 
-def _names(bits: int, table: dict) -> frozenset:
+def _names(bits: int, table: Dict[str, int]) -> FrozenSet[str]:
     return frozenset(name for name, bit in table.items() if bits & bit)
 
 
@@ -52,7 +52,7 @@ class Features:
 
     bits: int
     ioctls: int
-    names: frozenset
+    names: FrozenSet[str]
     opened_by: str = ""
 
     def __contains__(self, name: object) -> bool:
@@ -128,11 +128,11 @@ class Userfaultfd:
         return self._u.fileno()
 
     @property
-    def features(self) -> frozenset:
+    def features(self) -> FrozenSet[str]:
         return _names(self._u.features, _FEATURE_BITS)
 
     @property
-    def available(self) -> frozenset:
+    def available(self) -> FrozenSet[str]:
         return _names(self._u.available, _FEATURE_BITS)
 
     @property
@@ -141,7 +141,7 @@ class Userfaultfd:
 
     # -- ranges ----------------------------------------------------------------------------------------
     def register(self, start: int, length: int, *, missing: bool = True, wp: bool = False,
-                 minor: bool = False) -> frozenset:
+                 minor: bool = False) -> FrozenSet[str]:
         """Registers a range; returns the names of the ioctls allowed on it."""
         _check_range("register", start, length)
         mode = ((REGISTER_MODE_MISSING if missing else 0) | (REGISTER_MODE_WP if wp else 0)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import List, Optional
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m compactor.device")
     sub = ap.add_subparsers(dest="cmd", required=True)
     em = sub.add_parser("emulator", help="an emulated arm64 device (qemu) reachable over ADB on 127.0.0.1")

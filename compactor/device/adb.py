@@ -12,9 +12,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Iterable, List, Optional, Set, Union
 
 REMOTE_DIR = "/data/local/tmp/compactor"
+StrPath = Union[str, "os.PathLike[str]"]  # a local path
 
 
 class DeviceError(RuntimeError):
@@ -47,7 +48,7 @@ def vendor_key_paths() -> List[Path]:
     return keys
 
 
-_warned_keys: set = set()
+_warned_keys: Set[Path] = set()
 
 
 def ensure_user_key() -> Path:
@@ -86,7 +87,7 @@ def ensure_user_key() -> Path:
     return key
 
 
-def load_signers() -> list:
+def load_signers() -> List[Any]:  # adb_shell PythonRSASigner objects (adb_shell ships no types)
     """Signers for the user's key (generated when missing) and then each key of ``$ADB_VENDOR_KEYS``, tried in this
     order by the connection, as adb does."""
     from adb_shell.auth.sign_pythonrsa import PythonRSASigner
@@ -149,11 +150,11 @@ class Device:
     def __enter__(self) -> "Device":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- commands -------------------------------------------------------------------------------------------
-    def run(self, argv, timeout: float = 600.0, check: bool = False) -> CommandResult:
+    def run(self, argv: Iterable[object], timeout: float = 600.0, check: bool = False) -> CommandResult:
         """Runs argv (each word quoted for the device's shell); captures stdout, stderr and the exit status."""
         cmd = " ".join(shlex.quote(str(a)) for a in argv)
         marker = "__compactor_rc__"
@@ -192,20 +193,20 @@ class Device:
             return None
         return r.stdout.split()[0] if r.stdout.split() else None
 
-    def push(self, local, remote: str, mode: int = 0o100644, skip_if_same: bool = True) -> bool:
+    def push(self, local: StrPath, remote: str, mode: int = 0o100644, skip_if_same: bool = True) -> bool:
         """Pushes `local` to `remote` unless an identical copy (sha256) is there already; returns True if pushed."""
-        local = Path(local)
+        path = Path(local)
         if skip_if_same:
-            digest = hashlib.sha256(local.read_bytes()).hexdigest()
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if self.sha256(remote) == digest:
                 self.run(["chmod", format(mode & 0o7777, "o"), remote], check=True)
                 return False
         self.run(["mkdir", "-p", os.path.dirname(remote)], check=True)
-        self._dev.push(str(local), remote, st_mode=mode, read_timeout_s=self.timeout * 6)
+        self._dev.push(str(path), remote, st_mode=mode, read_timeout_s=self.timeout * 6)
         self.run(["chmod", format(mode & 0o7777, "o"), remote], check=True)  # adbd may not apply st_mode
         return True
 
-    def pull(self, remote: str, local) -> None:
+    def pull(self, remote: str, local: StrPath) -> None:
         try:
             self._dev.pull(remote, str(local), read_timeout_s=self.timeout * 60)
         except Exception as e:  # adb-shell's transport and protocol errors

@@ -26,7 +26,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .cache import CacheError, cache_home, check_private, private_dir
 
@@ -88,7 +88,7 @@ def checked_assets(assets: Dict[str, Path]) -> Dict[str, Path]:
 
 def _host_mirror() -> str:
     """The Debian archive URI this host's apt uses (so that nothing here names a mirror of its own)."""
-    candidates = []
+    candidates: List[str] = []
     for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
         if not path.is_file() or path.name.endswith(("disabled-by-farm", ".save")):
             continue
@@ -192,7 +192,7 @@ def _cpio_newc(root: Path) -> bytes:
     return out.getvalue()
 
 
-def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict[str, Path]:
+def build_assets(kernel: str = "6.12", page_size: str = "4k", log: Callable[[str], object] = print) -> Dict[str, Path]:
     """Builds (once) the kernel Image and initramfs for this kernel and page size; returns their paths."""
     key = (kernel, page_size)
     if key not in KERNELS:
@@ -264,7 +264,7 @@ def build_assets(kernel: str = "6.12", page_size: str = "4k", log=print) -> Dict
     return checked_assets({"kernel": image, "initrd": initrd})
 
 
-def _module_closure(kroot: Path, wanted: List[str]) -> List[tuple]:
+def _module_closure(kroot: Path, wanted: List[str]) -> List[Tuple[str, Path]]:
     """[(name, path)] of the wanted kernel modules and their dependencies (read from each module's .modinfo),
     dependencies first; modules built into the kernel are absent from the tree and skipped."""
     index = {}
@@ -272,7 +272,7 @@ def _module_closure(kroot: Path, wanted: List[str]) -> List[tuple]:
     for path in found:
         name = path.name.split(".ko")[0].replace("-", "_")
         index[name] = path
-    order: List[tuple] = []
+    order: List[Tuple[str, Path]] = []
     seen = set()
 
     def visit(name: str) -> None:
@@ -293,7 +293,7 @@ def _module_closure(kroot: Path, wanted: List[str]) -> List[tuple]:
     return order
 
 
-_PROCESSES: Dict[int, subprocess.Popen] = {}  # qemu children started by this process, reaped by stop()
+_PROCESSES: Dict[int, subprocess.Popen[bytes]] = {}  # qemu children started by this process, reaped by stop()
 
 
 def _state_file() -> Path:
@@ -303,11 +303,12 @@ def _state_file() -> Path:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def start(kernel: str = "6.12", page_size: str = "4k", port: Optional[int] = None, memory_mb: int = 1024,
-          timeout: float = 120.0, log=print) -> dict:
+          timeout: float = 120.0, log: Callable[[str], object] = print) -> Dict[str, Any]:
     """Boots the emulated device and waits until its adbd answers on 127.0.0.1:port. Returns its state."""
     qemu = shutil.which("qemu-system-aarch64")
     if not qemu:
@@ -324,8 +325,8 @@ def start(kernel: str = "6.12", page_size: str = "4k", port: Optional[int] = Non
     with open(console, "wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    state = {"pid": proc.pid, "port": port, "kernel": kernel, "page_size": page_size, "console": str(console),
-             "serial": f"127.0.0.1:{port}"}
+    state: Dict[str, Any] = {"pid": proc.pid, "port": port, "kernel": kernel, "page_size": page_size,
+                             "console": str(console), "serial": f"127.0.0.1:{port}"}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -357,14 +358,15 @@ def _adb_answers(port: int) -> bool:
         dev.close()
 
 
-def _load_states() -> dict:
+def _load_states() -> Dict[str, Any]:
     try:
-        return json.loads(_state_file().read_text())
+        states: Dict[str, Any] = json.loads(_state_file().read_text())
+        return states
     except (OSError, ValueError):
         return {}
 
 
-def status() -> List[dict]:
+def status() -> List[Dict[str, Any]]:
     out = []
     for st in _load_states().values():
         alive = True

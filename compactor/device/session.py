@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Iterable, Optional, Union
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class DeviceSession:
         r = self.device.run([RUNNER, "--probe"])
         if r.status != 0:
             raise DeviceError(f"{self.serial}: compactor-runner --probe failed ({r.status}): {r.stderr.strip()}")
-        self.probe = json.loads(r.stdout)
+        self.probe: Dict[str, Any] = json.loads(r.stdout)
         if not self.probe.get("userfaultfd"):
             raise DeviceError(f"{self.serial}: userfaultfd is denied to this user (uid {self.probe.get('uid')}): "
                               f"{self.probe.get('error', '')}. On Android, SELinux may deny userfaultfd to the shell "
@@ -47,7 +47,7 @@ class DeviceSession:
     def page_size(self) -> int:
         return int(self.probe["page_size"])
 
-    def environment(self) -> dict:
+    def environment(self) -> Dict[str, Any]:
         p = self.probe
         return {
             "kernel": p["kernel"], "arch": p["arch"], "page_size": p["page_size"], "cpus": self._cpus(),
@@ -67,14 +67,14 @@ class DeviceSession:
         m = re.search(r"^MemAvailable:\s+(\d+)", r.stdout, re.M)
         return int(m.group(1)) * 1024 if m else None
 
-    def measure_floor(self, pages: int, repeat: int) -> dict:
+    def measure_floor(self, pages: int, repeat: int) -> Dict[str, Any]:
         self._check_runner()
         r = self.device.run([RUNNER, "--floor", "--floor-pages", str(pages), "--repeat", str(repeat)], timeout=1800)
         if r.status != 0:
             raise DeviceError(f"{self.serial}: install floor failed ({r.status}): {r.stderr.strip()}")
         return {m["name"]: m for m in json.loads(r.stdout)}
 
-    def measure_compaction_floor(self, repeat: int) -> dict:
+    def measure_compaction_floor(self, repeat: int) -> Dict[str, Any]:
         """The compaction floor over the pushed plan, measured by the runner on the device."""
         self._check_runner()
         r = self.device.run([RUNNER, self.plan_remote, "--compaction-floor", "--repeat", str(repeat)], timeout=1800)
@@ -92,7 +92,8 @@ class DeviceSession:
             raise DeviceError(f"{self.serial}: {RUNNER} is not the runner this tool pushed (sha256 differs): "
                               f"something else wrote {REMOTE_DIR}; refusing to run it")
 
-    def collect(self, strategy: str, faults: str, mutators: int, batch: int, seed: int, flags=()) -> dict:
+    def collect(self, strategy: str, faults: str, mutators: int, batch: int, seed: int,
+                flags: Iterable[str] = ()) -> Dict[str, Any]:
         self._check_runner()
         cmd = [RUNNER, self.plan_remote, "--strategy", strategy, "--mutators", str(mutators), "--batch", str(batch),
                "--seed", str(seed), *flags]
@@ -103,7 +104,7 @@ class DeviceSession:
             raise HeapCorruption(f"on {self.serial}: {r.stderr.strip()}")
         if r.status != 0:
             raise DeviceError(f"{self.serial}: compactor-runner failed ({r.status}): {r.stderr.strip()}")
-        raw = json.loads(r.stdout)["runs"][0]
+        raw: Dict[str, Any] = json.loads(r.stdout)["runs"][0]
         raw["latency_samples_ns"] = np.zeros(0, dtype=np.uint64)
         return raw
 
