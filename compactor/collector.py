@@ -6,11 +6,12 @@ from __future__ import annotations
 import errno as _errno
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from . import _native
+from .heap import Heap
 from .marking import mark
 from .options import option_table
 from .planning import Plan
@@ -29,7 +30,7 @@ _DEFAULTS = CollectorConfig()
 
 
 def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults, mutators: int = _DEFAULTS.mutators,
-                *, inject: Optional[str] = None, **options) -> "_native.CollectorConfig":
+                *, inject: Optional[str] = None, **options: Any) -> "_native.CollectorConfig":
     """A validated :class:`CollectorConfig`: the core's defaults with ``options`` set (names as its attributes:
     access, hops, write_fraction, think_ns, think, frame_hz, frame_duty, alloc_rate, tlab, pre_pause_ms, batch,
     move_min_run ("auto" or a number of pages), claim_ahead, backoff, gc_cpu, mutator_cpus,
@@ -80,20 +81,20 @@ class CollectionResult:
     counters: Dict[str, int]
     fallback: str
     mutator_view: Dict[str, object]
-    raw: dict
+    raw: Dict[str, Any]
     latency_samples_ns: np.ndarray = field(repr=False)
     # Every logged mutator write: rows of (identity, payload word, old value, new value), uint64.
     mutator_writes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), dtype=np.uint64))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
         d = {k: v for k, v in self.raw.items() if k not in ("latency_samples_ns",)}
         d.update(verified=self.verified, timings=dict(self.timings))
         return d
 
 
-def collect(heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
+def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
             mutators: int = _DEFAULTS.mutators, *, plan: Optional[Plan] = None, inject: Optional[str] = None,
-            **options) -> CollectionResult:
+            **options: Any) -> CollectionResult:
     """Collects ``heap``: resets it to its pristine state if needed, marks and plans (unless ``plan`` is given),
     compacts with ``strategy`` (one of :data:`STRATEGIES`), with faults delivered by ``faults`` ("sigbus" or
     "thread") to ``mutators`` native mutator threads, and verifies the result.

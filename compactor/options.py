@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import _native
 
 
-def option_table() -> List[dict]:
+def option_table() -> List[Dict[str, Any]]:
     """One dict per option, in the table's order: name, flag (compactor-runner's), type (enum, uint, int, real,
     bool, cpus), default, lowest, highest, unit, choices, help. Everything else that lists options is generated
     from it or tested against it."""
     return list(_native.config_options())
 
 
-def _values(o: dict) -> str:
+def _values(o: Dict[str, Any]) -> str:
     if o["type"] == "uint-or-auto":
         return f"`auto` \\| {o['lowest']} to {o['highest']} {o['unit']}".rstrip()
     if o["choices"]:

@@ -122,6 +122,7 @@ class BindingExecutor(_HostExecutor):
     name = "binding"
 
     def run(self, sc: Scenario, rep: int) -> dict:
+        assert self.heap is not None, "prepare() comes first"
         r = collect(self.heap, sc.strategy, faults=sc.faults if sc.faults != "none" else "sigbus",
                     mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan, **self.options)
         raw = dict(r.raw)
