@@ -184,6 +184,70 @@ CollectionStats run_stw(HeapSpace& space, const PlanView& plan) {
 
 }  // namespace
 
+namespace {
+
+// What can run here: the strategy and fault mode asked for, or the fallback this kernel allows, with the reason.
+struct WhatRuns {
+    Strategy strategy;
+    FaultMode mode;
+    std::string fallback;
+};
+
+WhatRuns choose_what_runs(const CollectorConfig& cfg) {
+    WhatRuns w{cfg.strategy, cfg.faults, ""};
+    if (w.strategy == Strategy::Stw) return w;
+    ProbeResult pr;
+    try {
+        pr = probe(cfg.user_mode_only);
+    } catch (const UffdUnavailable& e) {
+        w.strategy = Strategy::Stw;
+        w.fallback = std::string("userfaultfd unavailable, stop-the-world instead: ") + e.what();
+    }
+    if (w.strategy != Strategy::Stw && !mremap_dontunmap_usable()) {
+        w.strategy = Strategy::Stw;
+        w.fallback = "mremap(MREMAP_DONTUNMAP) unavailable (Linux >= 5.7 needed): stop-the-world instead";
+    }
+    if ((w.strategy == Strategy::Move || w.strategy == Strategy::MoveAlloc || w.strategy == Strategy::Hybrid) &&
+        !(pr.features & UFFD_FEATURE_MOVE)) {
+        w.strategy = Strategy::Copy;
+        w.fallback = "this kernel lacks UFFD_FEATURE_MOVE (Linux >= 6.8 needed): COPY instead of MOVE";
+    }
+    if (w.strategy != Strategy::Stw && w.mode == FaultMode::Sigbus && !(pr.features & UFFD_FEATURE_SIGBUS)) {
+        w.mode = FaultMode::Thread;
+        w.fallback += std::string(w.fallback.empty() ? "" : "; ") + "this kernel lacks UFFD_FEATURE_SIGBUS: fault thread instead";
+    }
+    return w;
+}
+
+// Test hook (corrupt_new_object): flips payload word 0 of mutator 0's first allocation.
+void corrupt_first_new_object_for_test(HeapSpace& space, const CollectionStats& st) {
+    if (st.new_object_offsets.empty() || st.new_object_offsets[0].empty()) return;
+    const uint64_t identity = layout::new_object_identity(0, 0);
+    uint8_t* word = space.base() + st.new_object_offsets[0][0] + layout::payload_offset(layout::new_object_num_refs(identity));
+    *reinterpret_cast<uint64_t*>(word) ^= 1;
+}
+
+// Explains a digest mismatch: rebuilds the pristine heap, replays the logged writes, and names the first object
+// that differs ("" when none does).
+std::string first_differing_object(HeapSpace& space, const CollectionStats& st, const ObjectTableView& table,
+                                   const int32_t* root_objects) {
+    Mapping pristine(space.size());
+    materialize_heap(table, pristine.data(), pristine.length());
+    std::vector<uint32_t> eroots = root_offsets(table, root_objects, space.roots().size());
+    const uint64_t tag_mask = 0xFFFFFFFFull;
+    for (const PayloadWrite& w : st.writes) {
+        const uint64_t idx = (w.identity & tag_mask) - 1;
+        if (idx >= table.count) continue;
+        const uint32_t pay = layout::payload_offset(table.num_refs[idx]);
+        const uint64_t at = table.offset[idx] + pay + 8 * w.index;
+        if (at + 8 <= table.offset[idx] + table.size[idx]) std::memcpy(pristine.data() + at, &w.new_value, 8);
+    }
+    return first_difference(pristine.data(), eroots.data(), space.base(), space.roots().data(), eroots.size(),
+                            space.size());
+}
+
+}  // namespace
+
 CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const CollectorConfig& cfg, uint64_t digest_before,
                           const ObjectTableView* table, const int32_t* root_objects) {
     validate(cfg, page_size());
@@ -193,66 +257,26 @@ CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const Collecto
     if (plan.page_size != page_size())
         throw PlanError("the plan was made for " + std::to_string(plan.page_size) + "-byte pages; this kernel uses " +
                         std::to_string(page_size()) + "-byte pages: plan again with page_size=" + std::to_string(page_size()));
-    Strategy strategy = cfg.strategy;
-    FaultMode mode = cfg.faults;
-    std::string fallback;
-    if (strategy != Strategy::Stw) {
-        ProbeResult pr;
-        try {
-            pr = probe(cfg.user_mode_only);
-        } catch (const UffdUnavailable& e) {
-            strategy = Strategy::Stw;
-            fallback = std::string("userfaultfd unavailable, stop-the-world instead: ") + e.what();
-        }
-        if (strategy != Strategy::Stw && !mremap_dontunmap_usable()) {
-            strategy = Strategy::Stw;
-            fallback = "mremap(MREMAP_DONTUNMAP) unavailable (Linux >= 5.7 needed): stop-the-world instead";
-        }
-        if ((strategy == Strategy::Move || strategy == Strategy::MoveAlloc || strategy == Strategy::Hybrid) &&
-            !(pr.features & UFFD_FEATURE_MOVE)) {
-            strategy = Strategy::Copy;
-            fallback = "this kernel lacks UFFD_FEATURE_MOVE (Linux >= 6.8 needed): COPY instead of MOVE";
-        }
-        if (strategy != Strategy::Stw && mode == FaultMode::Sigbus && !(pr.features & UFFD_FEATURE_SIGBUS)) {
-            mode = FaultMode::Thread;
-            fallback += std::string(fallback.empty() ? "" : "; ") + "this kernel lacks UFFD_FEATURE_SIGBUS: fault thread instead";
-        }
-    }
+    const WhatRuns w = choose_what_runs(cfg);
+    const bool stw = w.strategy == Strategy::Stw;
     CollectionOutcome out;
-    out.stats = strategy == Strategy::Stw ? run_stw(space, plan) : detail::run_concurrent(space, plan, cfg, strategy, mode);
+    out.stats = stw ? run_stw(space, plan) : detail::run_concurrent(space, plan, cfg, w.strategy, w.mode);
     CollectionStats& st = out.stats;
-    st.strategy = strategy_name(strategy);
-    st.faults = strategy == Strategy::Stw ? "none" : fault_mode_name(mode);
+    st.strategy = strategy_name(w.strategy);
+    st.faults = stw ? "none" : fault_mode_name(w.mode);
     st.requested_strategy = strategy_name(cfg.strategy);
-    st.fallback = fallback;
-    st.mutators = strategy == Strategy::Stw ? 0 : cfg.mutators;
-    if (strategy != Strategy::Stw) st.pages_total = plan.num_to_pages;
+    st.fallback = w.fallback;
+    st.mutators = stw ? 0 : cfg.mutators;
+    if (!stw) st.pages_total = plan.num_to_pages;
     out.expected_digest = digest_after_writes(digest_before, st.writes.data(), st.writes.size());
-    if (cfg.corrupt_new_object && !st.new_object_offsets.empty() && !st.new_object_offsets[0].empty()) {  // test hook
-        const uint64_t identity = layout::new_object_identity(0, 0);
-        uint8_t* word = space.base() + st.new_object_offsets[0][0] + layout::payload_offset(layout::new_object_num_refs(identity));
-        *reinterpret_cast<uint64_t*>(word) ^= 1;
-    }
+    if (cfg.corrupt_new_object) corrupt_first_new_object_for_test(space, st);
     try {
         out.verify = verify_compacted(space.base(), space.size(), plan.post_compact_end, space.roots().data(),
                                       space.roots().size(), out.expected_digest, &st.new_object_offsets);
     } catch (const HeapCorruption& e) {
         std::string msg = e.what();
         if (table && root_objects) {
-            // Explain: rebuild the pristine heap, replay the logged writes, and find the first differing object.
-            Mapping pristine(space.size());
-            materialize_heap(*table, pristine.data(), pristine.length());
-            std::vector<uint32_t> eroots = root_offsets(*table, root_objects, space.roots().size());
-            const uint64_t tag_mask = 0xFFFFFFFFull;
-            for (const PayloadWrite& w : st.writes) {
-                const uint64_t idx = (w.identity & tag_mask) - 1;
-                if (idx >= table->count) continue;
-                const uint32_t pay = layout::payload_offset(table->num_refs[idx]);
-                const uint64_t at = table->offset[idx] + pay + 8 * w.index;
-                if (at + 8 <= table->offset[idx] + table->size[idx]) std::memcpy(pristine.data() + at, &w.new_value, 8);
-            }
-            const std::string diff = first_difference(pristine.data(), eroots.data(), space.base(), space.roots().data(),
-                                                      eroots.size(), space.size());
+            const std::string diff = first_differing_object(space, st, *table, root_objects);
             if (!diff.empty()) msg += "; first differing object: " + diff;
         }
         throw HeapCorruption(std::string(st.strategy) + "/" + st.faults + " collection: " + msg);
