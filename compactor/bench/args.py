@@ -89,3 +89,39 @@ def plot_path(ap: argparse.ArgumentParser, path, flag: str = "--plot") -> None:
     """Refuses (usage error) a plot path that is neither .png nor .svg."""
     if path and not path.lower().endswith((".png", ".svg")):
         ap.error(f"{flag} takes a .png or .svg path")
+
+
+# The app-like mutator options (compactor.profiles sets them by name); as raw flags they override a profile.
+MUTATOR_OPTIONS = ("think_ns", "think", "frame_hz", "frame_duty", "alloc_rate", "tlab", "pre_pause_ms", "access",
+                   "hops", "write_fraction")
+
+
+def add_mutator_flags(ap: argparse.ArgumentParser) -> None:
+    """--think-ns, --think, --frame-hz, ... from the core's options table (their ranges are checked by the core's
+    validation, before anything runs): each overrides the mutator profile's value in every scenario."""
+    from ..options import option_table
+
+    table = {o["name"]: o for o in option_table()}
+    g = ap.add_argument_group("mutator options (override the --mutator-profile's values)")
+    for name in MUTATOR_OPTIONS:
+        o = table[name]
+        kw: dict = {"dest": name, "default": None, "help": f"{o['help']} (default {o['default']})".replace("%", "%%")}
+        if o["choices"]:
+            kw["choices"] = tuple(o["choices"])
+        elif o["type"] in ("uint", "int"):
+            kw["type"], kw["metavar"] = int, (o["unit"] or "N").upper().replace("/", "_")
+        else:
+            kw["type"], kw["metavar"] = float, (o["unit"] or "X").upper().replace("/", "_")
+        g.add_argument(o["flag"], **kw)
+
+
+def mutator_flags(args) -> dict:
+    """The mutator options given on the command line (collect() names)."""
+    return {k: getattr(args, k) for k in MUTATOR_OPTIONS if getattr(args, k, None) is not None}
+
+
+def profile_list(text: str) -> tuple:
+    """Comma-separated mutator profile names (compactor.profiles), each known."""
+    from .. import profiles
+
+    return choices(tuple(profiles.names()), "mutator profile")(text)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
+
+from .. import profiles as _profiles
+from .crossover import crossover, points
 
 SEED_CLAIMS: List[Dict[str, Any]] = [
     {"id": "move-vs-copy",
@@ -29,12 +32,26 @@ def where(env: dict) -> str:
     return f"{env.get('where', 'host')} ({kind}): Linux {env.get('kernel')} {env.get('arch')}"
 
 
-def _find(runs, strategy, faults=None, mutators=None):
+def _find(runs, strategy, faults=None, mutators=None, profile=None):
+    """The first measured run that matches (profile None: any, which is the report's first profile: scenarios
+    list profiles innermost)."""
     for r in runs:
         if r["strategy"] == strategy and r.get("status") == "measured" and \
-                (faults is None or r["faults"] == faults) and (mutators is None or r["mutators"] == mutators):
+                (faults is None or r["faults"] == faults) and (mutators is None or r["mutators"] == mutators) and \
+                (profile is None or r.get("profile", "stress") == profile):
             return r
     return None
+
+
+def _profiles_of(runs) -> List[str]:
+    """The profiles of the runs with mutators, in run order (the first is the primary: the stress loop by
+    default)."""
+    out: List[str] = []
+    for r in runs:
+        p = r.get("profile", "stress")
+        if r["mutators"] and p not in out:
+            out.append(p)
+    return out or ["stress"]
 
 
 def _pct(x: float) -> str:
@@ -42,39 +59,87 @@ def _pct(x: float) -> str:
 
 
 def _move_vs_copy(runs) -> dict:
+    profs = _profiles_of(runs)
     results = []
     for faults in ("sigbus", "thread"):
         for m in sorted({r["mutators"] for r in runs if r["strategy"] == "move"}):
-            mv, cp = _find(runs, "move", faults, m), _find(runs, "copy", faults, m)
-            if not (mv and cp):
-                continue
-            ratios = [a / b for a, b in zip(mv["gc_thread_s"], cp["gc_thread_s"])]
-            results.append({"faults": faults, "mutators": m, "reduction": 1 - statistics.median(ratios),
-                            "reduction_min": 1 - max(ratios), "reduction_max": 1 - min(ratios),
-                            "move_median_s": mv["median"], "copy_median_s": cp["median"]})
+            for p in (profs if m else ["stress"]):
+                mv, cp = _find(runs, "move", faults, m, p), _find(runs, "copy", faults, m, p)
+                if not (mv and cp):
+                    continue
+                ratios = [a / b for a, b in zip(mv["gc_thread_s"], cp["gc_thread_s"])]
+                results.append({"faults": faults, "mutators": m, "profile": p,
+                                "reduction": 1 - statistics.median(ratios),
+                                "reduction_min": 1 - max(ratios), "reduction_max": 1 - min(ratios),
+                                "move_median_s": mv["median"], "copy_median_s": cp["median"],
+                                "mutator_pages_per_ms": mv.get("mutator_pages_per_ms")})
     if not results:
         unsupported = any(r["strategy"] == "move" and r.get("status") == "unsupported" for r in runs)
         return {"measured": None, "holds": "not measured",
                 "verdict": "MOVE is unsupported on this kernel: only COPY was measured" if unsupported
                 else "no move/copy pair was run"}
-    primary = max(results, key=lambda r: (r["faults"] == "sigbus", r["mutators"]))
+    primary = max(results, key=lambda r: (r["profile"] == profs[0] or not r["mutators"], r["faults"] == "sigbus",
+                                          r["mutators"]))
     red = primary["reduction"]
     holds = "yes" if red > 0.40 else ("direction only" if red > 0 else "no")
     if red >= 0:
         text = f"MOVE cut the GC thread's completion time by {_pct(red)}"
     else:
         text = f"MOVE made the GC thread's completion time {_pct(-red)} longer"
+    who = f", {_profile_words(primary['profile'])}" if primary["mutators"] else ""
     text += (f" (per-repetition reduction from {_pct(primary['reduction_min'])} to {_pct(primary['reduction_max'])}) "
-             f"against COPY ({primary['faults']} faults, {primary['mutators']} mutators): ")
+             f"against COPY ({primary['faults']} faults, {primary['mutators']} mutators{who}): ")
     text += {"yes": "the claim holds here.",
              "direction only": "MOVE is faster, but by less than the seed's 40%.",
              "no": "MOVE was not faster here; the claim does not hold."}[holds]
-    others = [r for r in results if r is not primary]
+    app = [r for r in results if r["profile"] != primary["profile"] and r["faults"] == primary["faults"]
+           and r["mutators"] == primary["mutators"]]
+    for r in app:
+        text += (f" With {r['mutators']} mutators {_profile_words(r['profile'])}, MOVE "
+                 + (f"cut it by {_pct(r['reduction'])}" if r["reduction"] >= 0
+                    else f"made it {_pct(-r['reduction'])} longer")
+                 + _rate_words(r, primary) + ".")
+    others = [r for r in results if r is not primary and r not in app]
     if others:
         text += " Other scenarios: " + "; ".join(
-            f"{r['faults']}/{r['mutators']} mutators {_pct(r['reduction'])}" for r in others) + "."
+            f"{r['faults']}/{r['mutators']} mutators{'' if not r['mutators'] else '/' + r['profile']} "
+            f"{_pct(r['reduction'])}" for r in others) + "."
+    cross = _crossover(runs, primary["faults"], primary["mutators"])
+    if cross is not None:
+        text += f" Where MOVE stops winning ({primary['mutators']} mutators, every profile): {cross['text']}."
     text += " " + _shootdown_cause(runs)
-    return {"measured": red, "holds": holds, "verdict": text, "by_scenario": results}
+    out = {"measured": red, "holds": holds, "verdict": text, "by_scenario": results}
+    if cross is not None:
+        out["crossover"] = cross
+    return out
+
+
+def _profile_words(name: str) -> str:
+    """A profile in words: 'in the stress loop' or 'app-like (100 µs between access chains, ...)'."""
+    if name == "stress":
+        return "in the stress loop (no pause between accesses)"
+    try:
+        desc = _profiles.PROFILES[_profiles.canonical(name)]["description"]
+    except KeyError:
+        return f"of profile {name}"
+    return f"{'app-like' if name == _profiles.APP else 'of profile ' + name} ({desc})"
+
+
+def _rate_words(r: dict, primary: dict) -> str:
+    a, b = r.get("mutator_pages_per_ms"), primary.get("mutator_pages_per_ms")
+    if a is None or b is None:
+        return ""
+    return (f"; its mutators resolved {a:.2g} pages per ms of the collection themselves, against {b:.2g} in the "
+            "stress loop" if primary["profile"] == "stress" else f" ({a:.2g} against {b:.2g} pages per ms)")
+
+
+def _crossover(runs, faults: str, mutators: int) -> Optional[dict]:
+    """The crossover over the profiles run with this fault mode and mutator count (None: fewer than two)."""
+    rows = [r for r in runs if r.get("status") == "measured" and r["faults"] == faults and r["mutators"] == mutators
+            and mutators]
+    if len({r.get("profile", "stress") for r in rows}) < 2:
+        return None
+    return crossover(points(rows))
 
 
 def _shootdown_cause(runs) -> str:
@@ -114,10 +179,10 @@ def _copy_vs_move_alloc(runs, limits) -> dict:
     for r in runs:
         if r["strategy"] != "move-alloc" or r.get("status") != "measured":
             continue
-        cp = _find(runs, "copy", r["faults"], r["mutators"])
+        cp = _find(runs, "copy", r["faults"], r["mutators"], r.get("profile", "stress"))
         if cp:
             ratios = [a / b for a, b in zip(r["gc_thread_s"], cp["gc_thread_s"])]
-            results.append({"faults": r["faults"], "mutators": r["mutators"],
+            results.append({"faults": r["faults"], "mutators": r["mutators"], "profile": r.get("profile", "stress"),
                             "copy_advantage": statistics.median(ratios) - 1,
                             "min": min(ratios) - 1, "max": max(ratios) - 1})
     floor = None
@@ -130,7 +195,9 @@ def _copy_vs_move_alloc(runs, limits) -> dict:
                 "holds": "not measured" if not floor else ("yes" if floor["copy_advantage"] > 0 else "no"),
                 "verdict": "move-alloc was not run"
                            + (f"; raw floor: COPY {floor['copy_advantage']:.0%} faster per page" if floor else "")}
-    primary = max(results, key=lambda r: (r["faults"] == "sigbus", r["mutators"]))
+    first = _profiles_of(runs)[0]
+    primary = max(results, key=lambda r: (r["profile"] == first or not r["mutators"], r["faults"] == "sigbus",
+                                          r["mutators"]))
     adv = primary["copy_advantage"]
     size_agrees = 0.10 <= adv <= 0.40
     holds = "yes" if adv > 0 and size_agrees else ("direction only" if adv > 0 else "no")
@@ -156,7 +223,9 @@ def _copy_share(runs) -> dict:
                 shares.append(((t.get("install", 0) + t.get("release", 0)) / total, r))
     if not shares:
         return {"measured": None, "holds": "not measured", "verdict": "no COPY run"}
-    share, r = max(shares, key=lambda s: (s[1]["faults"] == "sigbus", s[1]["mutators"]))
+    first = _profiles_of(runs)[0]
+    share, r = max(shares, key=lambda s: (s[1].get("profile", "stress") == first or not s[1]["mutators"],
+                                          s[1]["faults"] == "sigbus", s[1]["mutators"]))
     holds = "yes" if 0.35 <= share <= 0.65 else "no"
     text = (f"UFFDIO_COPY (page allocation + copy in the kernel) and madvise took {_pct(share)} of the COPY GC "
             f"thread's time ({r['faults']} faults, {r['mutators']} mutators; "

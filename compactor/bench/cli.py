@@ -15,14 +15,15 @@ from typing import List, Optional
 from rich.console import Console
 
 from .. import _native
+from .. import profiles as _profiles
 from ..collector import STRATEGIES, make_config
 from ..heap import GARBAGE_PATTERNS
 from . import progress
+from .args import add_mutator_flags, mutator_flags, plot_path, profile_list
 from .args import choices as _choices
 from .args import fraction as _fraction
 from .args import int_in as _int_in
 from .args import ints as _ints
-from .args import plot_path
 from .args import share as _share
 from .args import size as _size
 from .config import BenchConfig
@@ -74,6 +75,11 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
                     help="comma-separated: sigbus,thread")
     ap.add_argument("--mutators", type=_ints(0, _native.MAX_MUTATORS, "mutator counts"),
                     help="comma-separated counts (default: 0 and CPUs - 1, at least 1: no oversubscription)")
+    ap.add_argument("--mutator-profile", dest="profiles", type=profile_list, metavar="PROFILES",
+                    help="comma-separated mutator profiles, each a scenario per strategy and mutator count > 0 "
+                         f"(default {','.join(BenchConfig().profiles)}: the stress loop and the app-like one, "
+                         f"{_profiles.describe(_profiles.APP)}); --list-profiles names them all")
+    ap.add_argument("--list-profiles", action="store_true", help="print the mutator profiles and their options")
     ap.add_argument("--batch", type=_int_in(1, _native.MAX_BATCH), default=64,
                     help="pages per GC run: one MOVE/COPY ioctl each (1 = per page; default 64)")
     ap.add_argument("--move-min-run", type=_int_in(1, _native.MAX_BATCH),
@@ -96,6 +102,7 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", metavar="SERIAL", help="run the suite on an arm64 ADB device: host:port (TCP) or a "
                                                        "USB serial (adb-shell[usb]); ANDROID_SERIAL is honoured")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_mutator_flags(ap)
 
 
 def add_compare_arguments(ap: argparse.ArgumentParser) -> None:
@@ -134,9 +141,14 @@ def config_from(args) -> BenchConfig:
                    if getattr(args, k) is not None}
     if cfg.options.get("mutator_cpus") is not None:
         cfg.options["mutator_cpus"] = list(cfg.options["mutator_cpus"])
+    cfg.options.update(mutator_flags(args))
+    if args.profiles:
+        cfg.profiles = args.profiles
     if not args.device:  # the device's runner validates against the device's CPUs
         try:
-            make_config("copy", "sigbus", max(cfg.mutators), batch=cfg.batch, **cfg.options)
+            for p in cfg.profiles:
+                make_config("copy", "sigbus", max(cfg.mutators), batch=cfg.batch,
+                            **_profiles.options_for(p, max(cfg.mutators), cfg.options))
         except ValueError as e:
             raise BenchError(str(e), 2) from None
     cfg.runner = args.runner
@@ -148,6 +160,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = parser()
     args = ap.parse_args(argv)
+    if getattr(args, "list_profiles", False) and args.command is None:
+        for name in _profiles.names():
+            print(_profiles.describe(name))
+        return 0
     if args.command == "compare":
         return compare_command(args)
     if args.command == "sweep":

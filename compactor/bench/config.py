@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from .. import profiles as _profiles
 from ..collector import STRATEGIES
 from .env import default_mutators
 from .types import Scenario
@@ -30,8 +31,12 @@ class BenchConfig:
     floor_repeat: int = 5
     runner: bool = False
     device: Optional[str] = None
-    # collect() options passed to every run (CollectorConfig names): gc_cpu, mutator_cpus, backoff, move_min_run
+    # collect() options passed to every run (CollectorConfig names): gc_cpu, mutator_cpus, backoff, move_min_run,
+    # and the raw mutator options (think_ns, frame_hz, alloc_rate, ...), which override the profile's
     options: dict = field(default_factory=dict)
+    # mutator profiles (compactor.profiles), each a scenario per strategy, fault mode and mutator count > 0: the
+    # stress loop (today's scenario) and the app-like one
+    profiles: tuple = (_profiles.STRESS, _profiles.APP)
 
     def __post_init__(self) -> None:
         if not self.mutators:
@@ -40,10 +45,17 @@ class BenchConfig:
             self.options = {}
 
     def scenarios(self) -> List[Scenario]:
+        """Per strategy, fault mode and mutator count, one scenario per profile (one without mutators: no app runs,
+        so its profile is "stress")."""
         out = []
         for s in self.strategies:
             if s == "stw":
                 out.append(Scenario("stw", "none", 0))
             else:
-                out += [Scenario(s, f, m) for f in self.faults for m in self.mutators]
+                out += [Scenario(s, f, m, p) for f in self.faults for m in self.mutators
+                        for p in (self.profiles if m else (_profiles.STRESS,))]
         return out
+
+    def scenario_options(self, sc: Scenario) -> dict:
+        """The collect() options of one scenario: its profile's, overridden by the raw options given."""
+        return _profiles.options_for(sc.profile, sc.mutators, self.options)

@@ -14,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from .. import _native
+from .. import profiles as _profiles
 from ..collector import collect
 from ..device.adb import DeviceError
 from ..errors import HeapCorruption
@@ -73,6 +74,10 @@ class Executor(ABC):
         self.heap: Optional[Heap] = None  # set by prepare()
         self.plan = None
 
+    def options_for(self, sc: Scenario) -> dict:
+        """The collect() options of one scenario: its mutator profile's, overridden by the options given."""
+        return _profiles.options_for(sc.profile, sc.mutators, self.options)
+
     @abstractmethod
     def environment(self) -> dict: ...
 
@@ -124,7 +129,8 @@ class BindingExecutor(_HostExecutor):
     def run(self, sc: Scenario, rep: int) -> dict:
         assert self.heap is not None, "prepare() comes first"
         r = collect(self.heap, sc.strategy, faults=sc.faults if sc.faults != "none" else "sigbus",
-                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan, **self.options)
+                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan,
+                    **self.options_for(sc))
         raw = dict(r.raw)
         raw["latency_samples_ns"] = r.latency_samples_ns
         return raw
@@ -156,7 +162,7 @@ class RunnerExecutor(_HostExecutor):
     def __init__(self, batch: int, seed: int, options: Optional[dict] = None, runner: Optional[str] = None) -> None:
         super().__init__(batch, seed, options)
         self.runner = runner
-        self.flags = runner_flags(self.options)
+        self.flags = runner_flags(self.options)  # refuses an unknown option before anything runs
         self.plan_file = _PlanFile()
         self.plan_path: Optional[str] = None  # set by prepare()
 
@@ -168,7 +174,7 @@ class RunnerExecutor(_HostExecutor):
     def run(self, sc: Scenario, rep: int) -> dict:
         assert self.runner is not None and self.plan_path is not None, "prepare() comes first"
         cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
-               "--batch", str(self.batch), "--seed", str(self.seed + rep)] + self.flags
+               "--batch", str(self.batch), "--seed", str(self.seed + rep)] + runner_flags(self.options_for(sc))
         if sc.faults != "none":
             cmd += ["--faults", sc.faults]
         p = subprocess.run(cmd, capture_output=True, text=True)
@@ -231,7 +237,8 @@ class DeviceExecutor(Executor):
 
     def run(self, sc: Scenario, rep: int) -> dict:
         try:
-            return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep, self.flags)
+            return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep,
+                                        runner_flags(self.options_for(sc)))
         except DeviceError as e:
             raise RunFailed(str(e), 1) from None
 

@@ -36,8 +36,21 @@ def write_rows(path: str, header: list, rows: Iterable[list]) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
+# The mutator view's columns in the CSV files (one value per repetition; empty where the core had none)
+MUTATOR_VIEW_COLUMNS = ("pages_resolved_share", "faults", "fault_p50_us", "fault_p99_us", "longest_stall_us",
+                        "rate_during_vs_before", "new_objects", "frames", "frames_late")
+
+
+def mutator_view_cells(r: dict, i: int) -> list:
+    """Repetition i's mutator-view values of a run or cell, in MUTATOR_VIEW_COLUMNS order."""
+    views = r.get("mutator_view_per_repetition") or []
+    v = views[i] if i < len(views) else {}
+    return ["" if v.get(k) is None else v[k] for k in MUTATOR_VIEW_COLUMNS]
+
+
 def write_bench_csv(report: dict, path: str) -> None:
-    """One row per repetition of each measured run of a bench report."""
+    """One row per repetition of each measured run of a bench report (the columns before profiles first, the
+    profile and the mutator view after them)."""
     env = report["environment"]
 
     def rows():
@@ -47,10 +60,12 @@ def write_bench_csv(report: dict, path: str) -> None:
             for i, g in enumerate(r["gc_thread_s"]):
                 ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
                 yield [r["strategy"], r["faults"], r["mutators"], i + 1, f"{g:.9f}", ratio, r["pause_s"][i],
-                       r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"]]
+                       r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"], r.get("profile", "stress"),
+                       *mutator_view_cells(r, i)]
 
     write_rows(path, ["strategy", "faults", "mutators", "repetition", "gc_thread_s", "ratio_vs_copy", "pause_s",
-                      "heap_bytes", "live_bytes", "kernel", "where"], rows())
+                      "heap_bytes", "live_bytes", "kernel", "where", "profile",
+                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS)], rows())
 
 
 def write_sweep_csv(report: dict, path: str) -> None:
@@ -62,7 +77,9 @@ def write_sweep_csv(report: dict, path: str) -> None:
                 ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
                 t = tlb[i] if i < len(tlb) else None
                 yield [r["live_fraction"], r["mutators"], r["batch"], r["strategy"], i + 1, f"{g:.9f}", ratio,
-                       "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}"]
+                       "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}",
+                       r.get("profile", "stress"), *mutator_view_cells(r, i)]
 
     write_rows(path, ["live_fraction", "mutators", "batch", "strategy", "repetition", "gc_thread_s", "ratio_vs_copy",
-                      "tlb_shootdowns", "shootdowns_per_1000_pages"], rows())
+                      "tlb_shootdowns", "shootdowns_per_1000_pages", "profile",
+                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS)], rows())

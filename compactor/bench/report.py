@@ -50,13 +50,13 @@ def render(report: dict, console: Console) -> None:
         t.add_row(m["description"], f"{m['median_ns_per_page']:.0f}", str(m["pages_per_call"]))
     console.print(t)
     t = Table(title="GC (compacting) thread completion time" + note, title_justify="left")
-    for c in ("strategy", "faults", "mut.", "median ms", "min-max ms", "vs copy", "pause ms",
+    for c in ("strategy", "faults", "mut.", "profile", "median ms", "min-max ms", "vs copy", "pause ms",
               "pages: copy/move/batched/fallback/by mutators", "TLB IPIs (/1000 pages)", "CPUs needed/had",
               "fault p50/p99 us", "verified"):
         t.add_column(c)
     for r in report["runs"]:
         if r["status"] != "measured":
-            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), "-", "-", "-", "-", r["reason"],
+            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _profile(r), "-", "-", "-", "-", r["reason"],
                       "-", "-", "-", "-")
             continue
         p, lat = r["pages"], r["fault_latency_us"]
@@ -69,9 +69,11 @@ def render(report: dict, console: Console) -> None:
         tlb = "-" if irq is None else f"{irq:.0f} ({per_k:.1f})" if per_k is not None else f"{irq:.0f}"
         mach = r.get("machine") or {}
         cpus = f"{mach.get('threads_needed', '-')}/{mach.get('cpus', '-')}" if mach.get("cpus") else "-"
-        t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _ms(r["median"]), f"{_ms(r['min'])}-{_ms(r['max'])}",
-                  ratio, _ms(r["pause_median"]), pages, tlb, cpus, latency, "yes" if r["verified"] else "NO")
+        t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _profile(r), _ms(r["median"]),
+                  f"{_ms(r['min'])}-{_ms(r['max'])}", ratio, _ms(r["pause_median"]), pages, tlb, cpus, latency,
+                  "yes" if r["verified"] else "NO")
     console.print(t)
+    render_mutator_view(report, console, note)
     swapped = [r for r in report["runs"] if r.get("swap")]
     if swapped:
         swapped_share = report['config'].get('options', {}).get('swapped', 0)
@@ -101,6 +103,39 @@ def render(report: dict, console: Console) -> None:
             console.print(f"[yellow]note[/yellow]: {r['key']}: {'; '.join(r['fallback'])}")
 
 
+def _profile(r: dict) -> str:
+    return r.get("profile", "stress") if r["mutators"] else "-"
+
+
+def _num(x, fmt: str = "{:.1f}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def render_mutator_view(report: dict, console: Console, note: str = "") -> None:
+    """What the mutators saw, per run with mutators (medians over the repetitions): the share of pages they
+    resolved themselves and how many per ms of the phase, fault latency, the longest stall, their access rate
+    during the phase against before it, fresh pages, new objects and frames."""
+    rows = [r for r in report["runs"] if r["status"] == "measured" and r["mutators"] and r.get("mutator_view")]
+    if not rows:
+        return
+    t = Table(title="Mutator view (medians): what the app's threads saw" + note, title_justify="left")
+    for c in ("strategy", "faults", "mut.", "profile", "pages resolved by mutators", "pages/ms", "faults",
+              "fault p50/p99 us", "longest stall us", "access rate during/before", "fresh pages zero/zero+move/copy",
+              "new objects", "frames (late)"):
+        t.add_column(c, justify="left" if c in ("strategy", "faults", "profile") else "right")
+    for r in rows:
+        v = r["mutator_view"]
+        fresh = v.get("fresh_pages") or {}
+        n = lambda x: _num(x, "{:,.0f}")  # noqa: E731
+        t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _profile(r),
+                  _num(v.get("pages_resolved_share"), "{:.0%}"), _num(r.get("mutator_pages_per_ms"), "{:.2g}"),
+                  n(v.get("faults")), f"{_num(v.get('fault_p50_us'))}/{_num(v.get('fault_p99_us'))}",
+                  _num(v.get("longest_stall_us"), "{:.0f}"), _num(v.get("rate_during_vs_before"), "{:.2f}"),
+                  f"{n(fresh.get('zeropage'))}/{n(fresh.get('zero_and_move'))}/{n(fresh.get('copy'))}",
+                  n(v.get("new_objects")), f"{n(v.get('frames'))} ({n(v.get('frames_late'))})")
+    console.print(t)
+
+
 def _times_panel(ax, measured: List[dict], env: dict, heap_bytes: int) -> None:
     """Horizontal bars, one per scenario (top to bottom in run order): median GC-thread time, min-max whiskers."""
     y = np.arange(len(measured))[::-1]
@@ -110,7 +145,9 @@ def _times_panel(ax, measured: List[dict], env: dict, heap_bytes: int) -> None:
     ax.barh(y, med, xerr=[lo, hi], capsize=3,
             color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c"
                    for r in measured])
-    ax.set_yticks(y, [f"{r['strategy']} {r['faults']}/{r['mutators']}m" for r in measured], fontsize=8)
+    ax.set_yticks(y, [f"{r['strategy']} {r['faults']}/{r['mutators']}m"
+                      + (f" {r['profile']}" if r["mutators"] and r.get("profile", "stress") != "stress" else "")
+                      for r in measured], fontsize=8)
     ax.set_xlabel("GC thread completion time (ms), median and min-max")
     title = f"Linux {env['kernel']} {env['arch']}, {heap_bytes >> 20} MiB heap"
     if env.get("emulated"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Dict, List, Optional, Tuple
 
@@ -17,14 +18,14 @@ def _median(xs):
 def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes: int,
               unsupported: Dict[str, str]) -> List[dict]:
     runs = []
-    copy_of: Dict[Tuple[Optional[str], int], List[float]] = {}  # (faults, mutators): COPY's GC times
+    copy_of: Dict[Tuple[Optional[str], int, str], List[float]] = {}  # (faults, mutators, profile): COPY's GC times
     for sc in scenarios:
         if sc.strategy == "copy" and sc.key in raws:
-            copy_of[(sc.faults, sc.mutators)] = [r["gc_thread_s"] for r in raws[sc.key]]
+            copy_of[(sc.faults, sc.mutators, sc.profile)] = [r["gc_thread_s"] for r in raws[sc.key]]
     first_fault = next((sc.faults for sc in scenarios if sc.strategy == "copy"), None)
     for sc in scenarios:
-        row = {"strategy": sc.strategy, "faults": sc.faults, "mutators": sc.mutators, "key": sc.key,
-               "heap_bytes": heap_bytes, "live_bytes": live_bytes}
+        row = {"strategy": sc.strategy, "faults": sc.faults, "mutators": sc.mutators, "profile": sc.profile,
+               "key": sc.key, "heap_bytes": heap_bytes, "live_bytes": live_bytes}
         if sc.key in unsupported:
             row.update(status="unsupported", reason=unsupported[sc.key], verified=None)
             runs.append(row)
@@ -33,8 +34,8 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
         gc = [r["gc_thread_s"] for r in reps]
         order = np.argsort(gc)
         mid = reps[int(order[len(order) // 2])] if reps else {}
-        base = copy_of.get((sc.faults, sc.mutators)) or copy_of.get((first_fault, sc.mutators)) \
-            or copy_of.get((first_fault, 0))
+        base = copy_of.get((sc.faults, sc.mutators, sc.profile)) \
+            or copy_of.get((first_fault, sc.mutators, sc.profile)) or copy_of.get((first_fault, 0, "stress"))
         ratios = [g / b for g, b in zip(gc, base)] if base else []
         rep_samples = [r.get("latency_samples_ns") for r in reps]
         samples = np.concatenate([s for s in rep_samples if s is not None and len(s)]) if any(
@@ -49,12 +50,51 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
             fault_latency_us=_percentiles_us(samples) if samples.size else (mid.get("fault_latency_us") or {}),
             fallback=sorted({r.get("fallback", "") for r in reps} - {""}),
             **load_measures(reps),
+            **mutator_measures(reps),
             verified=all(r.get("verified") for r in reps) and bool(reps),
             repetitions=len(reps),
         )
         row["_samples"] = samples
         runs.append(row)
     return runs
+
+
+def _finite(x) -> Optional[float]:
+    """A number, or None for a missing value or NaN (the core reports NaN where a ratio has no denominator)."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def _clean(view: dict) -> dict:
+    """A mutator view with NaN as None (JSON null), nested dicts too."""
+    return {k: _clean(v) if isinstance(v, dict) else _finite(v) for k, v in view.items()}
+
+
+def mutator_pages_per_ms(raw: dict) -> Optional[float]:
+    """Pages the mutators resolved per ms of the concurrent phase (the app's fault pressure on the strategy)."""
+    phase = raw.get("concurrent_s")
+    by = (raw.get("pages") or {}).get("by_mutators")
+    return by / (phase * 1e3) if by is not None and phase else None
+
+
+def mutator_measures(reps: List[dict]) -> dict:
+    """What the mutators saw (issue 18 item 2): `mutator_view` as medians over the repetitions (nested counts
+    too; null where no repetition has a value), `mutator_view_per_repetition` and `mutator_pages_per_ms`
+    (median over repetitions of the pages mutators resolved per ms of the concurrent phase)."""
+    views = [_clean(r.get("mutator_view") or {}) for r in reps]
+
+    def med(vals):
+        vals = [v for v in vals if v is not None]
+        return _median(vals)
+
+    keys = list(views[0]) if views else []
+    merged: Dict[str, object] = {}
+    for k in keys:
+        if isinstance(views[0][k], dict):
+            merged[k] = {kk: med([v.get(k, {}).get(kk) for v in views]) for kk in views[0][k]}
+        else:
+            merged[k] = med([v.get(k) for v in views])
+    return {"mutator_view": merged, "mutator_view_per_repetition": views,
+            "mutator_pages_per_ms": med([mutator_pages_per_ms(r) for r in reps])}
 
 
 def _median_or_none(xs):

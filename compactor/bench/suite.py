@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from .. import profiles as _profiles
 from ..collector import STRATEGIES
 from ..errors import HeapCorruption
 from ..planning import plan as make_plan
@@ -115,6 +116,8 @@ def run_config(cfg: BenchConfig, heap, plan, dump: Optional[str], executor_name:
             "strategies": list(cfg.strategies), "faults": list(cfg.faults), "mutators": list(cfg.mutators),
             "batch": cfg.batch, "repeat": cfg.repeat, "seed": cfg.seed, "executor": executor_name,
             "options": dict(cfg.options),
+            "profiles": list(cfg.profiles),
+            "profile_options": {p: _profiles.options_for(p, 1, cfg.options) for p in cfg.profiles},
             "page_size": plan.page_size,
             "interleaved": True}
 

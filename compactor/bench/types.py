@@ -18,10 +18,14 @@ class Scenario:
     strategy: str
     faults: str
     mutators: int
+    profile: str = "stress"  # a compactor.profiles name; without mutators always "stress" (no app runs)
 
     @property
     def key(self) -> str:
-        return f"{self.strategy}/{self.faults}/{self.mutators}"
+        """strategy/faults/mutators, and /profile unless the profile is the stress loop (keys of reports before
+        profiles stay valid)."""
+        base = f"{self.strategy}/{self.faults}/{self.mutators}"
+        return base if self.profile == "stress" else f"{base}/{self.profile}"
 
 
 class RunFailed(BenchError):
