@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+from .. import profiles as _profiles
 from ..collector import STRATEGIES
 
-SCHEMA_ID = "compactor.bench/3"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
-                                  # the compaction floor rows to "limits" and the "compaction" section
-SWEEP_SCHEMA_ID = "compactor.sweep/1"
-ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", SCHEMA_ID)
+SCHEMA_ID = "compactor.bench/4"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
+                                  # the compaction floor rows to "limits" and the "compaction" section; 4 added
+                                  # mutator profiles (a run's "profile", config "profiles") and the mutator view
+SWEEP_SCHEMA_ID = "compactor.sweep/2"  # 2 added the profile axis, the mutator view per cell and "crossover"
+ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", SCHEMA_ID)
 
 _num = {"type": ["number", "null"]}
+_profile = {"enum": _profiles.names()}
+# the core's mutator view (NaN as null), medians over the repetitions
+_mutator_view = {
+    "type": "object",
+    "required": ["pages_resolved_share", "fault_time_ms", "faults", "fault_p50_us", "fault_p99_us", "longest_stall_us",
+                 "accesses_per_s_before", "accesses_per_s_during", "rate_during_vs_before", "app_slow_path_ms",
+                 "suspend_ms", "fresh_pages", "new_objects", "allocated_bytes", "alloc_failures", "frames",
+                 "frames_late"],
+    "properties": {
+        "fresh_pages": {"type": "object", "required": ["zeropage", "zero_and_move", "copy"],
+                        "additionalProperties": _num},
+    },
+    "additionalProperties": {"type": ["number", "null", "object"]},
+}
+_mutator_fields = {
+    "profile": _profile,
+    "mutator_view": _mutator_view,
+    "mutator_view_per_repetition": {"type": "array", "items": {"type": "object"}},
+    "mutator_pages_per_ms": _num,
+}
+_crossover = {
+    "type": "object",
+    "required": ["state", "threshold_pages_per_ms", "between", "points", "crossings", "text"],
+    "properties": {
+        "state": {"enum": ["crossed", "move wins throughout", "move loses throughout", "reversed", "no points"]},
+        "threshold_pages_per_ms": _num,
+        "points": {"type": "array", "items": {
+            "type": "object", "required": ["profile", "strategy", "ratio", "pages_per_ms"],
+            "properties": {"profile": _profile, "ratio": {"type": "number"}, "pages_per_ms": {"type": "number"}}}},
+        "text": {"type": "string"},
+    },
+}
 _run = {
     "type": "object",
     "required": ["strategy", "faults", "mutators", "heap_bytes", "live_bytes", "status", "verified"],
@@ -32,6 +66,7 @@ _run = {
                        "properties": {"tlb_shootdowns": _num, "function_call": _num}},
         "shootdowns_per_1000_pages": _num,
         "machine": {"type": "object"},
+        **_mutator_fields,
     },
 }
 SCHEMA = {
@@ -49,6 +84,8 @@ SCHEMA = {
         },
         "limits": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["name", "median_ns_per_page", "ns_per_page"]}},
+        "config": {"type": "object", "required": ["profiles", "profile_options"],
+                   "properties": {"profiles": {"type": "array", "items": _profile, "minItems": 1}}},
         "runs": {"type": "array", "items": _run},
         "compaction": {
             "type": "object",
@@ -65,6 +102,42 @@ SCHEMA = {
         },
         "claims": {"type": "array", "minItems": 3, "items": {
             "type": "object", "required": ["id", "seed_text", "seed_value", "measured", "holds", "where", "verdict"],
-            "properties": {"holds": {"enum": ["yes", "direction only", "no", "not measured"]}}}},
+            "properties": {"holds": {"enum": ["yes", "direction only", "no", "not measured"]},
+                           "crossover": _crossover}}},
+    },
+}
+
+_cell = {
+    "type": "object",
+    "required": ["live_fraction", "mutators", "batch", "profile", "strategy", "gc_thread_s", "median",
+                 "ratio_vs_copy", "ratio_vs_copy_median", "verified", "pages", "interrupts",
+                 "shootdowns_per_1000_pages", "mutator_view", "mutator_pages_per_ms"],
+    "properties": {
+        "strategy": {"enum": [s for s in STRATEGIES if s != "stw"]},
+        "mutators": {"type": "integer", "minimum": 0}, "batch": {"type": "integer", "minimum": 1},
+        "gc_thread_s": {"type": "array", "items": {"type": "number"}},
+        "ratio_vs_copy": {"type": "array", "items": {"type": "number"}},
+        "median": {"type": "number"}, "ratio_vs_copy_median": _num, "verified": {"type": "boolean"},
+        "shootdowns_per_1000_pages": _num,
+        **_mutator_fields,
+    },
+}
+SWEEP_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "compactor.bench sweep report",
+    "type": "object",
+    "required": ["schema", "environment", "config", "cells", "hybrid_vs_best", "crossover"],
+    "properties": {
+        "schema": {"const": SWEEP_SCHEMA_ID},
+        "config": {"type": "object", "required": ["grid", "heap_bytes", "planes", "live", "mutators", "batch",
+                                                  "profiles", "strategies", "repeat", "faults", "options"],
+                   "properties": {"grid": {"enum": ["default", "quick", "full", "custom"]},
+                                  "profiles": {"type": "array", "items": _profile}}},
+        "cells": {"type": "array", "items": _cell},
+        "crossover": {"type": "object", "required": ["groups", "headline"],
+                      "properties": {"groups": {"type": "array", "items": {
+                          "allOf": [_crossover, {"type": "object",
+                                                 "required": ["live_fraction", "mutators", "batch", "profiles"]}]}},
+                          "headline": {"anyOf": [{"type": "null"}, _crossover]}}},
     },
 }

@@ -1,6 +1,8 @@
-"""`python -m compactor.bench sweep`: where MOVE wins. A grid over live fraction, mutators, batch and strategy,
-interleaved (every cell of one heap once per repetition, then again), with GC-thread time against COPY in the same
-cell and TLB shootdowns per 1000 installed pages. JSON, CSV and a heatmap PNG/SVG."""
+"""`python -m compactor.bench sweep`: where MOVE wins. A grid over live fraction, mutators, batch, mutator profile
+(what the app's threads do: compactor.profiles) and strategy, interleaved (every cell of one heap once per
+repetition, then again), with GC-thread time against COPY in the same cell, TLB shootdowns per 1000 installed pages
+and the share of pages mutators resolved; the crossover (compactor.bench.crossover) names the mutators' fault rate
+above which MOVE stops beating COPY. The grids are compactor.bench.grid's. JSON, CSV and a heatmap PNG/SVG."""
 
 from __future__ import annotations
 
@@ -10,94 +12,124 @@ import json
 import statistics
 import sys
 import time
-from itertools import product
 from typing import Any, Callable, Dict, List, Optional
 
 from rich.console import Console
 from rich.table import Table
 
 from .. import _native
-from ..collector import STRATEGIES, collect
+from .. import profiles as _profiles
+from ..collector import STRATEGIES, collect, make_config
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
+from . import grid as _grid
 from . import progress
-from .args import choices, fraction, int_in, list_of, plot_path, size
+from .args import add_mutator_flags, choices, fraction, int_in, list_of, mutator_flags, plot_path, profile_list, size
+from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
 from .schema import SWEEP_SCHEMA_ID
-from .stats import load_measures
+from .stats import load_measures, mutator_measures
 from .types import BenchError
 
-DEFAULT: Dict[str, Any] = {"heap": 64 << 20, "live": (0.1, 0.3, 0.5, 0.7, 0.9), "mutators": (0, 1, 2, 4),
-                           "batch": (1, 16, 64, 512), "strategies": ("copy", "move", "hybrid"), "repeat": 3}
-QUICK: Dict[str, Any] = {"heap": 16 << 20, "live": (0.25, 0.5, 0.75), "mutators": (0, 2), "batch": (1, 64, 512),
-                         "strategies": ("copy", "move", "hybrid"), "repeat": 2}
+DEFAULT, QUICK, FULL = _grid.DEFAULT, _grid.QUICK, _grid.FULL
 
 
-def run_sweep(heap_bytes: int, live: tuple, mutators: tuple, batch: tuple, strategies: tuple, repeat: int,
-              faults: str = "sigbus", seed: int = 1, options: Optional[dict] = None,
-              progress: Optional[Callable[[str, int, int], None]] = None) -> dict:
-    """Runs the grid and returns the sweep report. Raises BenchError (status 3) when a heap fails verification."""
+def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: int, faults: str = "sigbus",
+              seed: int = 1, options: Optional[dict] = None,
+              progress: Optional[Callable[[str, int, int], None]] = None, grid_name: str = "custom") -> dict:
+    """Runs the grid (planes of axes: compactor.bench.grid) and returns the sweep report. `options` (collect()
+    names) override every profile's. Raises BenchError (status 3) when a heap fails verification."""
     started = time.time()
     env = host_environment()
     check_usable(env)
     check_memory(heap_bytes, memory_available())
     tick = progress or (lambda *_: None)
-    cells = list(product(mutators, batch, strategies))
-    total = len(live) * repeat * len(cells)
+    options = dict(options or {})
+    grid_cells = _grid.cells(planes)
+    lives = _grid.union(planes, "live")
+    total = repeat * len(grid_cells) * len(strategies)
     raws: Dict[tuple, List[dict]] = {}
     done = 0
-    for f in live:
+    for f in lives:
         heap = Heap.generate(HeapSpec(size=heap_bytes, live_fraction=f, seed=seed))
         plan = make_plan(heap)
+        here = [c for c in grid_cells if c[0] == f]
         for rep in range(repeat):
-            for m, b, s in cells:
-                tick(f"live {f:.2f}: {s} batch {b}, {m} mutators (repetition {rep + 1}/{repeat})", done, total)
-                try:
-                    r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan,
-                                **(options or {}))
-                except HeapCorruption as e:
-                    raise BenchError(f"sweep cell live={f} mutators={m} batch={b} {s}: verification failed: {e}",
-                                     3) from e
-                raws.setdefault((f, m, b, s), []).append(r.raw)
-                done += 1
+            for _, m, b, p in here:
+                opts = _profiles.options_for(p, m, options)
+                for s in strategies:
+                    tick(f"live {f:.2f}: {s} batch {b}, {m} mutators {p} (repetition {rep + 1}/{repeat})", done, total)
+                    try:
+                        r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan, **opts)
+                    except HeapCorruption as e:
+                        raise BenchError(f"sweep cell live={f} mutators={m} batch={b} profile={p} {s}: "
+                                         f"verification failed: {e}", 3) from e
+                    raws.setdefault((f, m, b, p, s), []).append(r.raw)
+                    done += 1
     tick("done", total, total)
     rows = []
-    for (f, m, b, s), reps in raws.items():
+    for (f, m, b, p, s), reps in raws.items():
         gc = [r["gc_thread_s"] for r in reps]
-        base = [r["gc_thread_s"] for r in raws.get((f, m, b, "copy"), [])]
+        base = [r["gc_thread_s"] for r in raws.get((f, m, b, p, "copy"), [])]
         ratios = [g / c for g, c in zip(gc, base)] if base else []
-        row = {"live_fraction": f, "mutators": m, "batch": b, "strategy": s, "gc_thread_s": gc,
+        row = {"live_fraction": f, "mutators": m, "batch": b, "profile": p, "strategy": s, "gc_thread_s": gc,
                "median": statistics.median(gc), "ratio_vs_copy": ratios,
                "ratio_vs_copy_median": statistics.median(ratios) if ratios else None,
                "verified": all(r["verified"] for r in reps), "pages": reps[0]["pages"]["total"]}
         row.update(load_measures(reps))
+        row.update(mutator_measures(reps))
         rows.append(row)
     report = {"schema": SWEEP_SCHEMA_ID, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "environment": env,
-              "config": {"heap_bytes": heap_bytes, "live": list(live), "mutators": list(mutators), "batch": list(batch),
+              "config": {"grid": grid_name, "heap_bytes": heap_bytes,
+                         "planes": [{k: list(v) for k, v in pl.items()} for pl in planes],
+                         **{k: _grid.union(planes, k) for k in ("live", "mutators", "batch", "profiles")},
                          "strategies": list(strategies), "repeat": repeat, "faults": faults, "seed": seed,
-                         "options": dict(options or {}), "interleaved": True},
+                         "options": options,
+                         "profile_options": {p: _profiles.options_for(p, 1, options)
+                                             for p in _grid.union(planes, "profiles")},
+                         "interleaved": True},
               "cells": rows, "elapsed_s": time.time() - started}
     report["hybrid_vs_best"] = hybrid_vs_best(rows)
+    report["crossover"] = sweep_crossover(rows)
     return report
+
+
+def sweep_crossover(rows: List[dict]) -> dict:
+    """Per (live, mutators, batch) cell run with at least two profiles (mutators > 0): the crossover over its
+    profiles; `headline` is the group with the most profiles (fewest mutators first)."""
+    groups: Dict[tuple, List[dict]] = {}
+    for r in rows:
+        if r["mutators"]:
+            groups.setdefault((r["live_fraction"], r["mutators"], r["batch"]), []).append(r)
+    out = []
+    for (f, m, b), rs in groups.items():
+        profs = {r["profile"] for r in rs}
+        if len(profs) < 2:
+            continue
+        c = crossover(points(rs))
+        out.append({"live_fraction": f, "mutators": m, "batch": b, "profiles": len(profs), **c})
+    out.sort(key=lambda g: (-g["profiles"], g["mutators"], g["live_fraction"], g["batch"]))
+    return {"groups": out, "headline": out[0] if out else None}
 
 
 def hybrid_vs_best(rows: List[dict]) -> Optional[dict]:
     """Per cell, hybrid's median time against min(copy, move) of the same cell; the worst cell and the ratio of
     hybrid's to move's shootdowns per 1000 pages where mutators ran."""
-    by = {(r["live_fraction"], r["mutators"], r["batch"], r["strategy"]): r for r in rows}
+    by = {(r["live_fraction"], r["mutators"], r["batch"], r.get("profile", "stress"), r["strategy"]): r
+          for r in rows}
     worst, shoot = None, []
-    for (f, m, b, s), r in by.items():
-        if s != "hybrid" or (f, m, b, "copy") not in by or (f, m, b, "move") not in by:
+    for (f, m, b, p, s), r in by.items():
+        if s != "hybrid" or (f, m, b, p, "copy") not in by or (f, m, b, p, "move") not in by:
             continue
-        best = min(by[(f, m, b, "copy")]["median"], by[(f, m, b, "move")]["median"])
+        best = min(by[(f, m, b, p, "copy")]["median"], by[(f, m, b, p, "move")]["median"])
         ratio = r["median"] / best
         if worst is None or ratio > worst["ratio"]:
-            worst = {"live_fraction": f, "mutators": m, "batch": b, "ratio": ratio}
-        mv = by[(f, m, b, "move")]["shootdowns_per_1000_pages"]
+            worst = {"live_fraction": f, "mutators": m, "batch": b, "profile": p, "ratio": ratio}
+        mv = by[(f, m, b, p, "move")]["shootdowns_per_1000_pages"]
         if m and mv and r["shootdowns_per_1000_pages"] is not None:
             shoot.append(r["shootdowns_per_1000_pages"] / mv)
     if worst is None:
@@ -106,9 +138,37 @@ def hybrid_vs_best(rows: List[dict]) -> Optional[dict]:
             "shootdown_ratio_vs_move_median": statistics.median(shoot) if shoot else None}
 
 
+def _heatmap_profile(report: dict) -> str:
+    profs = [r.get("profile", "stress") for r in report["cells"]]
+    return "stress" if "stress" in profs else (profs[0] if profs else "stress")
+
+
+def _crossover_panel(ax, group: Optional[dict]) -> None:
+    """The best MOVE-based strategy's time against COPY per profile, over the mutators' pages per ms."""
+    if not group or not group.get("points"):
+        ax.axis("off")
+        return
+    pts = group["points"]
+    xs = [max(p["pages_per_ms"], 1e-3) for p in pts]
+    ax.scatter(xs, [p["ratio"] for p in pts], s=12, c=["#48c" if p["ratio"] < 1 else "#c44" for p in pts])
+    for x, p in zip(xs, pts):
+        ax.annotate(p["profile"], (x, p["ratio"]), fontsize=5, xytext=(2, 2), textcoords="offset points")
+    ax.axhline(1.0, color="#888", lw=0.8)
+    if group.get("threshold_pages_per_ms"):
+        ax.axvline(group["threshold_pages_per_ms"], color="#c84", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("pages mutators resolved per ms", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title(f"live {group['live_fraction']:g}, batch {group['batch']}: "
+                 + ("crossover %.2g pages/ms" % group["threshold_pages_per_ms"]
+                    if group.get("threshold_pages_per_ms") else "not crossed"), fontsize=7)
+
+
 def write_heatmap(report: dict, path: str) -> None:
-    """Rows: GC time vs COPY for each non-COPY strategy, then shootdowns per 1000 pages for every strategy;
-    columns: mutator counts; each panel is live fraction (y) by batch (x), annotated."""
+    """Rows: GC time vs COPY for each non-COPY strategy, then shootdowns per 1000 pages for every strategy, for the
+    stress profile's cells; columns: mutator counts; each panel is live fraction (y) by batch (x), annotated. A last
+    row, when profiles were swept: the best MOVE-based strategy's time against COPY over the mutators' fault rate,
+    one point per profile, with the crossover."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,14 +176,24 @@ def write_heatmap(report: dict, path: str) -> None:
     import numpy as np
 
     cfg = report["config"]
-    live, muts, batches, strats = cfg["live"], cfg["mutators"], cfg["batch"], cfg["strategies"]
-    by = {(r["live_fraction"], r["mutators"], r["batch"], r["strategy"]): r for r in report["cells"]}
+    shown = _heatmap_profile(report)
+    rows = [r for r in report["cells"] if r.get("profile", "stress") == shown or not r["mutators"]]
+    live = sorted({r["live_fraction"] for r in rows})
+    batches = sorted({r["batch"] for r in rows})
+    muts, strats = sorted(cfg["mutators"]), cfg["strategies"]
+    by = {(r["live_fraction"], r["mutators"], r["batch"], r["strategy"]): r for r in rows}
     panels = [("time", s) for s in strats if s != "copy"] + [("tlb", s) for s in strats]
+    groups = (report.get("crossover") or {}).get("groups") or []
+    if groups:
+        panels.append(("cross", ""))
     fig, axes = plt.subplots(len(panels), len(muts), figsize=(2.6 * len(muts) + 1, 2.2 * len(panels) + 0.8),
                              squeeze=False)
     for i, (kind, s) in enumerate(panels):
         for j, m in enumerate(muts):
             ax = axes[i][j]
+            if kind == "cross":
+                _crossover_panel(ax, next((g for g in groups if g["mutators"] == m), None))
+                continue
             grid = np.full((len(live), len(batches)), np.nan)
             for a, f in enumerate(live):
                 for b, bt in enumerate(batches):
@@ -144,14 +214,14 @@ def write_heatmap(report: dict, path: str) -> None:
                                 ha="center", va="center", fontsize=7, color="white" if dark else "black")
             ax.set_xticks(range(len(batches)), [str(b) for b in batches], fontsize=7)
             ax.set_yticks(range(len(live)), [f"{f:g}" for f in live], fontsize=7)
-            if i == len(panels) - 1:
+            if i == len(panels) - 1 or (i == len(panels) - 2 and panels[-1][0] == "cross"):
                 ax.set_xlabel("batch (pages)", fontsize=8)
             if j == 0:
                 ax.set_ylabel(("time vs copy: " if kind == "time" else "TLB/1000 pages: ") + s + "\nlive", fontsize=8)
             if i == 0:
                 ax.set_title(f"{m} mutators", fontsize=9)
     env = report["environment"]
-    fig.suptitle(f"GC-thread time vs COPY (blue: faster),\nTLB shootdowns per 1000 pages\n"
+    fig.suptitle(f"GC-thread time vs COPY (blue: faster),\nTLB shootdowns per 1000 pages ({shown} mutators)\n"
                  f"Linux {env['kernel']} {env['arch']}, {env['cpus']} CPUs, {cfg['heap_bytes'] >> 20} MiB heap, "
                  f"{cfg['faults']}, medians of {cfg['repeat']}", fontsize=9)
     fig.tight_layout()
@@ -161,46 +231,83 @@ def write_heatmap(report: dict, path: str) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def _cell_text(r: Optional[dict], strategy: str) -> str:
+    if r is None:
+        return "-"
+    ratio = "" if strategy == "copy" or r["ratio_vs_copy_median"] is None else f" ({r['ratio_vs_copy_median']:.2f}x)"
+    k = r["shootdowns_per_1000_pages"]
+    share = (r.get("mutator_view") or {}).get("pages_resolved_share") if r["mutators"] else None
+    return (f"{1e3 * r['median']:.1f}{ratio} · {'-' if k is None else f'{k:.0f}'}"
+            + ("" if share is None else f" · {share:.0%}"))
+
+
 def render(report: dict, console: Console) -> None:
     cfg = report["config"]
-    t = Table(title=f"Sweep: GC-thread ms (vs copy) and TLB shootdowns per 1000 pages; {cfg['heap_bytes'] >> 20} MiB, "
-                    f"{cfg['faults']}, medians of {cfg['repeat']}", title_justify="left")
-    for c in ("live", "mut.", "batch") + tuple(cfg["strategies"]):
-        t.add_column(c, justify="right")
-    by = {(r["live_fraction"], r["mutators"], r["batch"], r["strategy"]): r for r in report["cells"]}
-    for f, m, b in product(cfg["live"], cfg["mutators"], cfg["batch"]):
-        cells = []
-        for s in cfg["strategies"]:
-            r = by.get((f, m, b, s))
-            if r is None:
-                cells.append("-")
-                continue
-            ratio = "" if s == "copy" or r["ratio_vs_copy_median"] is None else f" ({r['ratio_vs_copy_median']:.2f}x)"
-            k = r["shootdowns_per_1000_pages"]
-            cells.append(f"{1e3 * r['median']:.1f}{ratio} · {'-' if k is None else f'{k:.0f}'}")
-        t.add_row(f"{f:.2f}", str(m), str(b), *cells)
+    t = Table(title=f"Sweep: GC-thread ms (vs copy) · TLB shootdowns per 1000 pages · share of pages mutators "
+                    f"resolved; {cfg['heap_bytes'] >> 20} MiB, {cfg['faults']}, medians of {cfg['repeat']}",
+              title_justify="left")
+    for c in ("live", "mut.", "batch", "profile") + tuple(cfg["strategies"]):
+        t.add_column(c, justify="left" if c == "profile" else "right")
+    by = {(r["live_fraction"], r["mutators"], r["batch"], r.get("profile", "stress"), r["strategy"]): r
+          for r in report["cells"]}
+    planes = cfg.get("planes") or [{"live": cfg["live"], "mutators": cfg["mutators"], "batch": cfg["batch"],
+                                    "profiles": cfg.get("profiles") or ["stress"]}]
+    for f, m, b, p in _grid.cells(planes):
+        t.add_row(f"{f:.2f}", str(m), str(b), p if m else "-", *(_cell_text(by.get((f, m, b, p, s)), s)
+                                                                  for s in cfg["strategies"]))
     console.print(t)
     h = report.get("hybrid_vs_best")
     if h:
         w = h["worst_cell"]
         sr = h["shootdown_ratio_vs_move_median"]
         console.print(f"hybrid against min(copy, move): worst cell {w['ratio']:.2f}x (live {w['live_fraction']}, "
-                      f"{w['mutators']} mutators, batch {w['batch']}); hybrid's shootdowns per page are "
-                      f"{'-' if sr is None else f'{sr:.3f}x'} move's where mutators ran (median over cells)")
+                      f"{w['mutators']} mutators, batch {w['batch']}, {w.get('profile', 'stress')}); hybrid's "
+                      f"shootdowns per page are {'-' if sr is None else f'{sr:.3f}x'} move's where mutators ran "
+                      "(median over cells)")
+    render_crossover(report.get("crossover"), console)
+
+
+def render_crossover(cross: Optional[dict], console: Console) -> None:
+    """Per group of profiles: each profile's best MOVE-based strategy against COPY over its mutators' fault rate,
+    and the crossover in words."""
+    if not cross or not cross.get("groups"):
+        return
+    for g in cross["groups"]:
+        t = Table(title=f"Where MOVE stops winning: live {g['live_fraction']:g}, {g['mutators']} mutators, batch "
+                        f"{g['batch']} (best MOVE-based strategy per profile, by the pages its mutators resolved "
+                        "per ms of the phase)", title_justify="left")
+        for c in ("profile", "pages/ms", "COPY's pages/ms", "best", "vs copy"):
+            t.add_column(c, justify="left" if c in ("profile", "best") else "right")
+        for p in g["points"]:
+            cp = p.get("copy_pages_per_ms")
+            t.add_row(p["profile"], f"{p['pages_per_ms']:.3g}", "-" if cp is None else f"{cp:.3g}", p["strategy"],
+                      f"{p['ratio']:.2f}x")
+        console.print(t)
+        console.print(f"crossover: {g['text']}.")
 
 
 PROG = "python -m compactor.bench sweep"
-DESCRIPTION = ("Where MOVE wins: GC-thread time against COPY and TLB shootdowns over a grid of live fraction x "
-               "mutators x batch x strategy, interleaved.")
+DESCRIPTION = ("Where MOVE wins: GC-thread time against COPY, TLB shootdowns and the share of pages mutators "
+               "resolved over a grid of live fraction x mutators x batch x mutator profile x strategy, interleaved, "
+               "and the crossover: the mutators' fault rate (pages per ms) above which MOVE stops beating COPY. The "
+               "default grid (about 3 minutes on 2 CPUs) is two planes: live 0.1,0.5,0.9 x mutators 0,1,2 x batch "
+               "1,64,512 under the stress loop, and every profile at live 0.5, batch 64, 1 and 2 mutators; --full "
+               "is every combination (about an hour); giving --live, --mutators, --batch or --profiles sweeps the "
+               "one plane they span (the others from the structure plane, profiles stress).")
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The sweep's options (on its own parser or the `sweep` subparser of python -m compactor.bench)."""
-    ap.add_argument("--quick", action="store_true", help="a small grid (16 MiB; about a minute or less)")
+    size_ = ap.add_mutually_exclusive_group()
+    size_.add_argument("--quick", action="store_true", help="a small grid (16 MiB; about a minute or less)")
+    size_.add_argument("--full", action="store_true", help="every combination of live 0.1-0.9 x mutators 0,1,2,4 "
+                                                           "x batch 1,16,64,512 x every profile (about an hour)")
     ap.add_argument("--heap", type=size)
     ap.add_argument("--live", type=list_of(fraction, "live fraction"))
     ap.add_argument("--mutators", type=list_of(int_in(0, _native.MAX_MUTATORS), "mutator"))
     ap.add_argument("--batch", type=list_of(int_in(1, _native.MAX_BATCH), "batch"))
+    ap.add_argument("--profiles", "--mutator-profile", dest="profiles", type=profile_list, metavar="PROFILES",
+                    help="comma-separated mutator profiles (python -m compactor.bench --list-profiles)")
     ap.add_argument("--strategies", type=choices(tuple(s for s in STRATEGIES if s != "stw"), "strategy"))
     ap.add_argument("--faults", choices=("sigbus", "thread"), default="sigbus")
     ap.add_argument("--repeat", type=int_in(1, 100))
@@ -209,6 +316,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
     ap.add_argument("--quiet", action="store_true")
+    add_mutator_flags(ap)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -217,20 +325,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     return run_command(ap, ap.parse_args(argv))
 
 
-def run_command(ap: argparse.ArgumentParser, args) -> int:
-    """The sweep for parsed arguments; usage errors through `ap`."""
-    plot_path(ap, args.plot)
-    grid = dict(QUICK if args.quick else DEFAULT)
-    for k in ("heap", "live", "mutators", "batch", "strategies", "repeat"):
+def grid_from(args) -> Dict[str, Any]:
+    """The grid the arguments ask for: --quick, --full or the default, or the one plane of the axes given."""
+    base = QUICK if args.quick else FULL if args.full else DEFAULT
+    grid = dict(base)
+    given = {k: getattr(args, k) for k in _grid.AXES}
+    if any(given.values()):
+        grid["planes"], grid["name"] = _grid.custom(base, given), "custom"
+    for k in ("heap", "strategies", "repeat"):
         if getattr(args, k):
             grid[k] = getattr(args, k)
     if "copy" not in grid["strategies"]:
         grid["strategies"] = ("copy",) + tuple(grid["strategies"])  # the reference of every ratio
+    return grid
+
+
+def run_command(ap: argparse.ArgumentParser, args) -> int:
+    """The sweep for parsed arguments; usage errors through `ap`."""
+    plot_path(ap, args.plot)
+    grid = grid_from(args)
+    options = mutator_flags(args)
+    try:
+        for p in _grid.union(grid["planes"], "profiles"):
+            make_config("copy", args.faults, max(_grid.union(grid["planes"], "mutators")),
+                        **_profiles.options_for(p, 1, options))
+    except ValueError as e:
+        ap.error(str(e))
     err = Console(stderr=True)
     try:
-        report = progress.run(lambda tick: run_sweep(grid["heap"], grid["live"], grid["mutators"], grid["batch"],
-                                                     grid["strategies"], grid["repeat"], args.faults, args.seed,
-                                                     progress=tick), args.quiet, err)
+        report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
+                                                     grid["repeat"], args.faults, args.seed, options=options,
+                                                     progress=tick, grid_name=grid["name"]), args.quiet, err)
     except BenchError as e:
         err.print(f"[red]error[/red]: {e}")
         return e.status
