@@ -94,9 +94,10 @@ def test_csv_plot_raw_and_json_files_are_written(tmp_path):
           "--plot", str(tmp_path / "r.png"), "--raw", str(tmp_path / "raw"))
     jsonschema.validate(json.loads(out.read_text()), SCHEMA)
     rows = (tmp_path / "r.csv").read_text().strip().split("\n")
-    assert rows[0].startswith("strategy,faults,mutators,repetition") and len(rows) == 1 + 2 * 2
+    assert rows[0].startswith("strategy,faults,mutators,repetition") and len(rows) == 1 + 2 * 2 * 2  # stress, app
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["copy_sigbus_2.npy", "move_sigbus_2.npy"]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["copy_sigbus_2.npy", "copy_sigbus_2_app.npy",
+                                                                     "move_sigbus_2.npy", "move_sigbus_2_app.npy"]
 
 
 def test_svg_plot(tmp_path):

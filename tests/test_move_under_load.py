@@ -9,6 +9,7 @@ import statistics
 import pytest
 
 import compactor
+from compactor.bench.schema import SWEEP_SCHEMA_ID
 
 from conftest import has_tlb_row, require
 
@@ -107,7 +108,7 @@ def test_sweep_quick_grid_writes_json_csv_and_heatmap(tmp_path):
     from pathlib import Path
 
     rep = json.loads(Path(f"{out}.json").read_text())
-    assert rep["schema"] == "compactor.sweep/1"
+    assert rep["schema"] == SWEEP_SCHEMA_ID
     assert len(rep["cells"]) == 1 * 2 * 2 * 3  # copy is always added: every ratio is against it
     assert all(c["verified"] for c in rep["cells"])
     assert rep["hybrid_vs_best"]["worst_cell"]["ratio"] > 0
