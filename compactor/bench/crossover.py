@@ -14,17 +14,17 @@ from typing import Dict, Iterable, List, Optional
 MOVE_FAMILY = ("move", "hybrid", "move-alloc")
 
 
-def points(rows: Iterable[dict]) -> List[dict]:
-    """Per profile, the best MOVE-based strategy's point: {profile, strategy, ratio, pages_per_ms,
-    copy_pages_per_ms}. Rows need profile, strategy, ratio_vs_copy_median and mutator_pages_per_ms; rows without
-    a ratio or a rate are skipped. Sorted by pages_per_ms."""
+def points(rows: Iterable[dict], strategies: tuple = MOVE_FAMILY) -> List[dict]:
+    """Per profile, the best of `strategies`' point (the best MOVE-based strategy by default): {profile, strategy,
+    ratio, pages_per_ms, copy_pages_per_ms}. Rows need profile, strategy, ratio_vs_copy_median and
+    mutator_pages_per_ms; rows without a ratio or a rate are skipped. Sorted by pages_per_ms."""
     best: Dict[str, dict] = {}
     copy_rate: Dict[str, Optional[float]] = {}
     for r in rows:
         p = r.get("profile", "stress")
         if r["strategy"] == "copy":
             copy_rate[p] = r.get("mutator_pages_per_ms")
-        if r["strategy"] not in MOVE_FAMILY:
+        if r["strategy"] not in strategies:
             continue
         ratio, rate = r.get("ratio_vs_copy_median"), r.get("mutator_pages_per_ms")
         if ratio is None or rate is None:
