@@ -205,3 +205,11 @@ def test_the_crossover_names_the_first_win_to_loss_change_when_not_monotone():
     c = crossover(points([_row("a", "move", 0.5, 1.0), _row("b", "move", 1.5, 2.0), _row("c", "move", 0.5, 3.0)]))
     assert c["state"] == "crossed" and c["between"] == ["a", "b"] and c["crossings"] == 2
     assert "not monotone" in c["text"]
+
+
+def test_with_noise_the_crossover_named_separates_the_profiles_best():
+    """Win, loss, win, win, loss, loss: the change between the 4th and 5th profile has only one profile astray."""
+    ratios = (0.5, 1.2, 0.6, 0.7, 1.1, 1.3)
+    c = crossover(points([_row(p, "move", r, float(x)) for x, (p, r) in enumerate(zip("abcdef", ratios), 1)]))
+    assert c["state"] == "crossed" and c["between"] == ["d", "e"] and c["on_the_wrong_side"] == 1
+    assert c["threshold_pages_per_ms"] == pytest.approx(4.0 + 0.3 / 0.4)

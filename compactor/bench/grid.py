@@ -58,13 +58,10 @@ def cells(planes: List[dict]) -> List[Cell]:
 
 
 def custom(base: dict, given: Dict[str, Any]) -> List[dict]:
-    """One plane: the axes given on the command line, the others from the base grid's first plane (profiles: the
-    stress loop, unless given)."""
+    """One plane: the axes given on the command line, the others from the base grid's first plane (the structure
+    plane of the default and quick grids, whose profile is the stress loop; the full grid's only plane)."""
     first = base["planes"][0]
-    plane = {k: tuple(given[k]) if given.get(k) else first[k] for k in AXES}
-    if not given.get("profiles"):
-        plane["profiles"] = ("stress",)
-    return [plane]
+    return [{k: tuple(given[k]) if given.get(k) else first[k] for k in AXES}]
 
 
 def union(planes: List[dict], axis: str) -> list:

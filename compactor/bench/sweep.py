@@ -293,7 +293,8 @@ DESCRIPTION = ("Where MOVE wins: GC-thread time against COPY, TLB shootdowns and
                "default grid (about 3 minutes on 2 CPUs) is two planes: live 0.1,0.5,0.9 x mutators 0,1,2 x batch "
                "1,64,512 under the stress loop, and every profile at live 0.5, batch 64, 1 and 2 mutators; --full "
                "is every combination (about an hour); giving --live, --mutators, --batch or --profiles sweeps the "
-               "one plane they span (the others from the structure plane, profiles stress).")
+               "one plane they span (the others from the structure plane, whose profile is stress; with --full, from "
+               "the full grid).")
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
