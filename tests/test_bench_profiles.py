@@ -54,6 +54,16 @@ def test_profiles_apply_their_options():
     assert report["config"]["profile_options"]["alloc"] == {"alloc_rate": profiles.ALLOC_RATE}
 
 
+def test_the_runner_executor_gets_the_profiles_options_as_flags():
+    """With --runner, a profile's options reach compactor-runner: the UI run counts frames, the app run allocates."""
+    report = json.loads(bench(*TINY, "--strategies", "copy", "--runner", "--mutator-profile", "ui-120hz,app",
+                              "--json", "-").stdout)
+    runs = runs_by_profile(report)
+    assert report["config"]["executor"] == "runner"
+    assert runs[("copy", "ui-120hz")]["mutator_view"]["frames"] > 0
+    assert runs[("copy", "app")]["mutator_view"]["new_objects"] > 0
+
+
 def test_raw_flags_override_a_profile():
     """--alloc-rate 0 turns the app profile's allocation off and keeps its think time."""
     report = json.loads(bench(*TINY, "--strategies", "copy", "--mutator-profile", "app", "--alloc-rate", "0",
