@@ -20,7 +20,9 @@ Families:
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Any, Dict, List
+
+Profile = Dict[str, Any]  # {"options": collect() options, "description": str}
 
 ALLOC_RATE = 64 << 20  # bytes/s per mutator: a busy app thread's allocation rate (ART apps: tens of MB/s)
 THINK_US = (1, 10, 100, 1000)
@@ -29,8 +31,8 @@ STRESS = "stress"
 APP = "app"  # the bench's app-like scenario
 
 
-def _base() -> Dict[str, dict]:
-    out: Dict[str, dict] = {STRESS: {"options": {}, "description": "the stress loop: access chains back to back, no "
+def _base() -> Dict[str, Profile]:
+    out: Dict[str, Profile] = {STRESS: {"options": {}, "description": "the stress loop: access chains back to back, no "
                                                                   "pause (the bench's scenario before profiles)"}}
     for how in ("busy", "sleep"):
         where = "computing on its CPU" if how == "busy" else "asleep, off its CPU"
@@ -44,7 +46,7 @@ def _base() -> Dict[str, dict]:
     return out
 
 
-def _with_alloc(base: Dict[str, dict]) -> Dict[str, dict]:
+def _with_alloc(base: Dict[str, Profile]) -> Dict[str, Profile]:
     out = dict(base)
     for name, p in base.items():
         out[f"{name}+alloc"] = {"options": {**p["options"], "alloc_rate": ALLOC_RATE},
@@ -53,7 +55,7 @@ def _with_alloc(base: Dict[str, dict]) -> Dict[str, dict]:
     return out
 
 
-PROFILES: Dict[str, dict] = _with_alloc(_base())
+PROFILES: Dict[str, Profile] = _with_alloc(_base())
 ALIASES: Dict[str, str] = {"busy": "busy-100us", "sleep": "sleep-100us", "ui": "ui-60hz", "alloc": "stress+alloc",
                            APP: "sleep-100us+alloc"}
 
@@ -71,12 +73,12 @@ def canonical(name: str) -> str:
     return name
 
 
-def options(name: str) -> dict:
+def options(name: str) -> Dict[str, Any]:
     """The collect() options of a profile (a copy); KeyError for an unknown one."""
     return dict(PROFILES[canonical(name)]["options"])
 
 
-def options_for(name: str, mutators: int, overrides: dict) -> dict:
+def options_for(name: str, mutators: int, overrides: Dict[str, Any]) -> Dict[str, Any]:
     """The collect() options of a run of profile `name` with `mutators` threads: the profile's options (none
     without mutators: no app runs), overridden by `overrides` (the raw options given on the command line)."""
     return {**(options(name) if mutators else {}), **overrides}
