@@ -142,5 +142,12 @@ def test_a_sleeping_mutator_causes_fewer_shootdowns_per_move_than_a_busy_one():
     require("move" in features(), "the kernel lacks UFFDIO_MOVE")
     heap = compactor.Heap.generate(compactor.HeapSpec(size="16MiB", live_fraction=0.5, seed=11))
     plan = compactor.plan(heap)
-    busy, asleep = tlb_per_move_ioctl(heap, plan, "busy"), tlb_per_move_ioctl(heap, plan, "sleep")
-    assert busy > 0.5 and busy > 3 * asleep, (busy, asleep)
+    # In a KVM guest with PV remote TLB flush a vCPU the host has preempted gets no IPI (its flush waits for its
+    # next entry), so a busy host can hide every shootdown for a while: best of three attempts.
+    tries = []
+    for _ in range(3):
+        busy, asleep = tlb_per_move_ioctl(heap, plan, "busy"), tlb_per_move_ioctl(heap, plan, "sleep")
+        tries.append((busy, asleep))
+        if busy > 0.5 and busy > 3 * asleep:
+            return
+    pytest.fail(f"(busy, asleep) shootdowns per MOVE ioctl in three attempts: {tries}")
