@@ -11,8 +11,8 @@ Families:
   (busy: a MOVE's TLB shootdown still reaches that CPU) or blocked off it (sleep: the CPU idles in lazy-TLB mode).
 - `ui-60hz`, `ui-120hz`: a UI thread accessing for 30% of each frame, asleep until the next vsync.
 - `<profile>+alloc`: the same, allocating ALLOC_RATE bytes per second per mutator into TLABs above the
-  post-compact end (fresh pages resolved by the strategy: ZEROPAGE for copy/hybrid, zero-and-MOVE for the MOVE
-  family).
+  post-compact end (fresh pages resolved by the strategy: ZEROPAGE for copy, zero-and-MOVE for the MOVE family,
+  hybrid as its priced policy decides for one page — ZEROPAGE where shootdowns are dear, as on this x86 VM).
 - Short names: `busy` = busy-100us, `sleep` = sleep-100us, `ui` = ui-60hz, `alloc` = stress+alloc, and `app` =
   sleep-100us+alloc, the bench's app-like scenario (an app thread that works 100 µs between touching objects,
   off the CPU, and allocates).
