@@ -86,6 +86,16 @@ def device_4k():
     emulator.stop(state["port"])
 
 
+def bench(*args, check=True) -> subprocess.CompletedProcess:
+    """`python -m compactor.bench ARGS` from outside the source tree (the installed package), 300 s at most;
+    with `check`, a non-zero exit fails the test with its stderr."""
+    p = subprocess.run([sys.executable, "-m", "compactor.bench", *args], capture_output=True, text=True,
+                       timeout=300, cwd="/")
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
 def run_python(code: str, *, user=None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Runs `code` in a fresh interpreter, outside the source tree so that the installed package is imported.
     With `user`, the child drops to that uid (and all capabilities) where the code calls `drop_privileges()`, or

@@ -12,17 +12,9 @@ import pytest
 import compactor.collector
 from compactor.bench.schema import SCHEMA, SCHEMA_ID
 
-from conftest import has_tlb_row, require
+from conftest import bench, has_tlb_row, require
 
 TINY = ["--quick", "--heap", "8MiB", "--repeat", "2", "--quiet"]
-
-
-def bench(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "compactor.bench", *args], capture_output=True, text=True,
-                       timeout=300, cwd="/")
-    if check:
-        assert p.returncode == 0, p.stderr
-    return p
 
 
 @pytest.fixture(scope="module")

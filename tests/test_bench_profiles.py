@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -19,16 +17,10 @@ from compactor.bench.crossover import crossover, points
 from compactor.bench.schema import SCHEMA, SWEEP_SCHEMA, SWEEP_SCHEMA_ID
 from compactor.bench.types import Scenario
 
+from conftest import bench
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--quick", "--heap", "8MiB", "--repeat", "1", "--quiet", "--mutators", "1"]
-
-
-def bench(*args, check=True):
-    p = subprocess.run([sys.executable, "-m", "compactor.bench", *args], capture_output=True, text=True,
-                       timeout=300, cwd="/")
-    if check:
-        assert p.returncode == 0, p.stderr
-    return p
 
 
 def runs_by_profile(report: dict) -> dict:
