@@ -72,6 +72,13 @@ def measure(heap_size: str, repeat: int, names: list) -> None:
     if pr:
         print(f"   hybrid's prices: {pr['prices']}; break-even run alone {pr['break_even_run_alone']}, "
               f"under load {pr['break_even_run_under_load']}")
+    for case in cases:
+        learned = [r.raw["priced_policy"] for r in raw[(case, "hybrid")] if r.raw.get("priced_policy")]
+        if learned and any(p["moves_learned_from"] for p in learned):
+            ns = statistics.median(p["shootdown_ns_learned"] for p in learned)
+            runs = statistics.median(p["break_even_run_under_load_learned"] or 4096 for p in learned)
+            print(f"   {case}: shootdown learned from the run's MOVEs under load {ns / 1e3:.1f} us "
+                  f"(median), break-even run under load {runs:.0f}")
 
 
 def main() -> None:

@@ -252,6 +252,7 @@ def test_free_shootdowns_make_hybrid_move_every_page_mutators_included(what_if, 
     what_if(FREE_SHOOTDOWNS)
     r = compactor.collect(heap, "hybrid", mutators=2, plan=plan)
     assert r.raw["priced_policy"]["break_even_run_under_load"] == 1
+    assert r.raw["priced_policy"]["moves_learned_from"] == 0  # a what-if's prices are not corrected by the run
     assert r.pages["by_mutators"] > 0 and r.pages["copy"] == 0 and r.pages["move"] > 0
     assert r.pages["copy_short_run"] == 0
 
@@ -285,3 +286,16 @@ def test_a_fixed_move_min_run_ignores_the_prices(what_if, heap16, need_move):
     what_if(FREE_SHOOTDOWNS)
     r = compactor.collect(heap, "hybrid", mutators=2, plan=plan, move_min_run=64)
     assert r.raw["priced_policy"] is None and r.pages["move"] == 0
+
+
+def test_measured_prices_learn_the_shootdown_from_the_runs_moves_under_load(heap16, need_move):
+    """With this machine's prices, each GC MOVE while a busy mutator runs corrects the shootdown price toward what
+    the MOVE cost beyond the model's, and the learned price and break-even run are reported."""
+    heap, plan = heap16
+    _native.set_collector_move_prices(None)
+    r = compactor.collect(heap, "hybrid", mutators=1, plan=plan, think_ns=20_000, think="busy")
+    policy = r.raw["priced_policy"]
+    assert policy["prices"]["measured"] is True
+    moved_runs = sum(r.raw["gc_runs_by_length_log2"]["moved"])
+    assert policy["moves_learned_from"] > 0 and moved_runs >= policy["moves_learned_from"]
+    assert math.isfinite(policy["shootdown_ns_learned"]) and policy["shootdown_ns_learned"] >= 0

@@ -63,9 +63,18 @@ struct Context {
     const uint32_t* roots = nullptr;
     uint64_t num_roots = 0;
     const Userfaultfd* uffd = nullptr;
-    // hybrid with move_min_run auto: the prices its decisions follow (this machine's, or a what-if's).
+    // hybrid with move_min_run auto: the prices its decisions follow (this machine's, or a what-if's), with the
+    // shootdown learned during the run: what the GC thread's MOVEs under load cost beyond the model's MOVE (only
+    // the GC thread writes it; every installer reads it, relaxed: a stale value only delays the correction).
     bool priced = false;
     MovePrices prices;
+    std::atomic<uint64_t> shootdown_ns_learned{0};
+
+    MovePrices current_prices() const {
+        MovePrices p = prices;
+        p.shootdown_ns = static_cast<double>(shootdown_ns_learned.load(std::memory_order_relaxed));
+        return p;
+    }
     std::unique_ptr<PageStates> page_states;  // every to-space page's state (page_states.hpp)
 
     // From-space reclamation: [reclaim_boundary, heap_size) is no longer read by any compaction.
@@ -157,7 +166,7 @@ inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc) {
             // Priced (move_min_run auto): MOVE when it is cheaper at this machine's prices, the shootdown included
             // when another thread is on a CPU. Fixed: MOVE where it costs no shootdown IPI (the GC thread's runs
             // while no mutator runs), else only runs of at least move_min_run pages; mutators' pages COPY.
-            if (ctx.priced) return move_is_cheaper(ctx.prices, pages, another_thread_on_cpu(ctx, by_gc));
+            if (ctx.priced) return move_is_cheaper(ctx.current_prices(), pages, another_thread_on_cpu(ctx, by_gc));
             return by_gc && (ctx.cfg.mutators == 0 || pages >= ctx.cfg.move_min_run.pages);
         default: return false;
     }
@@ -165,7 +174,7 @@ inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc) {
 
 // hybrid: the shortest GC run it MOVEs now (kMoveNever: none; 0 without mutators under the fixed policy).
 inline uint64_t hybrid_min_run(const Context& ctx) {
-    if (ctx.priced) return break_even_run(ctx.prices, another_thread_on_cpu(ctx, true));
+    if (ctx.priced) return break_even_run(ctx.current_prices(), another_thread_on_cpu(ctx, true));
     return ctx.cfg.mutators > 0 ? ctx.cfg.move_min_run.pages : 0;
 }
 

@@ -337,12 +337,16 @@ private:
         // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
         const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true);
+        // Measured prices learn the shootdown from the run; a what-if's (injected) prices stay as given.
+        const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && another_thread_on_cpu(ctx_, true);
+        const uint64_t t_install = learn ? now_ns() : 0;
         const InstallReason why = run_.pool_empty ? InstallReason::PoolEmpty
                                : ctx_.strategy == Strategy::Hybrid ? InstallReason::ShortRun : InstallReason::Compacted;
         last_run_pages_ = run_.pages;
         const int bucket = 63 - __builtin_clzll(run_.pages);
         (move ? c_.runs_moved : c_.runs_copied)[bucket < kRunLengthBuckets ? bucket : kRunLengthBuckets - 1] += 1;
         const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
+        if (ok && learn) LearnShootdown(now_ns() - t_install, run_.pages);
         if (ok) {
             for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
             ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed);
@@ -351,6 +355,17 @@ private:
         run_.pages = 0;
         AdvanceReclaimBoundary();
         return ok;
+    }
+
+    // hybrid (priced): a MOVE of `pages` pages under load took `ns`; what it took beyond the model's MOVE is this
+    // machine's shootdown now (a sibling in a SIGBUS handler or a COPY ioctl acknowledges later than the busy
+    // sibling the prices were measured with). An exponential average (1/4 per sample) follows it.
+    void LearnShootdown(uint64_t ns, uint64_t pages) {
+        const double model = ctx_.prices.move_ns_per_ioctl + static_cast<double>(pages) * ctx_.prices.move_ns_per_page;
+        const double implied = static_cast<double>(ns) > model ? static_cast<double>(ns) - model : 0.0;
+        const double old = static_cast<double>(ctx_.shootdown_ns_learned.load(std::memory_order_relaxed));
+        ctx_.shootdown_ns_learned.store(static_cast<uint64_t>(0.75 * old + 0.25 * implied), std::memory_order_relaxed);
+        c_.shootdowns_learned += 1;
     }
 
     // Lowers the reclaim boundary below the lowest page from which every page up is mapped.
@@ -480,6 +495,7 @@ public:
         ConcurrentCompactionPhase();
         FinishPhase();
         MergeCounters();
+        if (ctx_.priced) stats_.shootdown_ns_learned = static_cast<double>(ctx_.shootdown_ns_learned.load());
         ThrowIfAborted();
         return std::move(stats_);
     }
@@ -501,6 +517,7 @@ private:
         if (strategy == Strategy::Hybrid && cfg_.move_min_run.is_auto()) {  // measured once per process (~10 ms)
             ctx_.priced = true;
             ctx_.prices = collector_move_prices();
+            ctx_.shootdown_ns_learned.store(static_cast<uint64_t>(ctx_.prices.shootdown_ns), std::memory_order_relaxed);
             stats_.priced = true;
             stats_.prices = ctx_.prices;
         }

@@ -116,9 +116,9 @@ private:
             AllocateDue(true);
             Pace();
         }
-        if (window_open) {  // stopped before every page was mapped (an abort): the window ends now
+        if (window_open) {  // stopped before seeing the window close: at its end, or now after an abort
             c_.phase_accesses += accesses;
-            c_.phase_ns += now_ns() - t0;
+            c_.phase_ns += (ctx_.all_mapped.load(std::memory_order_acquire) ? ctx_.t_all_mapped_ns : now_ns()) - t0;
         }
     }
 

@@ -140,8 +140,12 @@ std::string collection_json(const CollectionOutcome& out) {
             .kv("shootdown_ns", num(p.shootdown_ns)).kv("measured_ms", num(p.measured_ms))
             .kv("measured", p.measured ? "true" : "false");
         auto run = [](uint64_t n) { return n == kMoveNever ? std::string("null") : num(n); };
+        MovePrices learned = p;
+        learned.shootdown_ns = s.shootdown_ns_learned;
         policy.kv("prices", prices.str()).kv("break_even_run_alone", run(break_even_run(p, false)))
-            .kv("break_even_run_under_load", run(break_even_run(p, true)));
+            .kv("break_even_run_under_load", run(break_even_run(p, true)))
+            .kv("shootdown_ns_learned", num(s.shootdown_ns_learned)).kv("moves_learned_from", num(s.shootdowns_learned))
+            .kv("break_even_run_under_load_learned", run(break_even_run(learned, true)));
     }
     char digest[24];
     snprintf(digest, sizeof digest, "0x%016" PRIx64, out.verify.after.digest);

@@ -94,6 +94,7 @@ struct Counters {
     uint64_t new_objects, allocated_bytes, tlabs, alloc_failures, frames, frames_late;
     // Runs the GC thread installed with MOVE and with COPY, by length (hybrid's decisions) (bucket i: 2^i <= pages < 2^(i+1)).
     uint64_t runs_moved[kRunLengthBuckets], runs_copied[kRunLengthBuckets];
+    uint64_t shootdowns_learned;  // hybrid (priced): GC MOVEs under load its shootdown price learned from
 
     void add(const Counters& o);
 };
@@ -131,6 +132,7 @@ struct CollectionStats : Counters {
     std::vector<std::vector<uint32_t>> new_object_offsets;
     bool priced = false;         // hybrid followed `prices` (move_min_run auto)
     MovePrices prices;
+    double shootdown_ns_learned = 0;  // the shootdown price at the end of the phase (from prices.shootdown_ns)
     double suspend_s = 0;        // raising the pause's checkpoint until every mutator had parked
     double app_slow_path_s = 0;  // end of the pause until every to-space page was mapped (AppSlowPathDuringGc)
 };
