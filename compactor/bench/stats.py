@@ -51,6 +51,8 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
             fallback=sorted({r.get("fallback", "") for r in reps} - {""}),
             **load_measures(reps),
             **mutator_measures(reps),
+            gc_runs_by_length_log2=mid.get("gc_runs_by_length_log2"),
+            priced_policy=[r.get("priced_policy") for r in reps],  # hybrid auto: prices, learned shootdown
             verified=all(r.get("verified") for r in reps) and bool(reps),
             repetitions=len(reps),
         )
