@@ -201,13 +201,56 @@ IoResult issue_install_ioctl(Context& ctx, ThreadCtx& tc, PendingInstall& in, ui
     return r;
 }
 
+// Builds an abort reason from pieces without snprintf (async-signal-safe).
+class Reason {
+public:
+    Reason& text(const char* t) {
+        while (*t && k_ + 1 < sizeof buf_) buf_[k_++] = *t++;
+        buf_[k_] = 0;
+        return *this;
+    }
+    Reason& number(uint64_t n) {
+        char d[24];
+        int i = 0;
+        do d[i++] = static_cast<char>('0' + n % 10); while (n /= 10);
+        while (i > 0 && k_ + 1 < sizeof buf_) buf_[k_++] = d[--i];
+        buf_[k_] = 0;
+        return *this;
+    }
+    const char* c_str() const { return buf_; }
+
+private:
+    char buf_[240] = {0};
+    size_t k_ = 0;
+};
+
+const char* reason_name(InstallReason why) {
+    switch (why) {
+        case InstallReason::Compacted: return "compacted";
+        case InstallReason::PoolEmpty: return "recycle pool empty";
+        case InstallReason::Ebusy: return "after EBUSY";
+        case InstallReason::ShortRun: return "short run";
+        case InstallReason::FreshPage: return "fresh page";
+    }
+    return "?";
+}
+
+// EEXIST on a page this thread claimed: a double install. The reason names the page, the ioctl, who issued it
+// (GC thread or mutator), the run and why it was installed so, and what /proc/self/pagemap says the page holds.
 Next abort_on_double_install(Context& ctx, ThreadCtx& tc, const PendingInstall& in) {
     tc.counters.eexist += 1;
-    char why_text[200];
-    format_with_number(why_text, sizeof why_text, "double install: to-space page ", in.first_page + in.done,
-                       in.move ? " was already mapped when this thread's UFFDIO_MOVE reached it (EEXIST)"
-                               : " was already mapped when this thread's UFFDIO_COPY reached it (EEXIST)");
-    request_abort(ctx, EEXIST, why_text);
+    const uint64_t page = in.first_page + in.done;
+    uint64_t entry = 0;
+    const bool read = read_pagemap(ctx.pagemap_fd, reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps, ctx.ps,
+                                   &entry, 1);
+    Reason r;
+    r.text("double install: to-space page ").number(page).text(" was already mapped when this thread's ")
+        .text(in.move ? "UFFDIO_MOVE" : "UFFDIO_COPY").text(" reached it (EEXIST; ").text(tc.is_gc ? "GC thread" : "mutator")
+        .text(", run of ").number(in.npages).text(" pages from ").number(in.first_page).text(", ")
+        .number(in.done).text(" done, ").text(reason_name(in.why)).text("; pagemap ")
+        .text(!read ? "unreadable" : (entry & kPagemapPresent) ? "present" : (entry & kPagemapSwapped) ? "swapped" : "none")
+        .text(", mapped per page state ").text(ctx.page_states->is_mapped(page) ? "yes" : "no").text(")");
+    request_abort(ctx, EEXIST, r.c_str());
     return Next::Abort;
 }
 
