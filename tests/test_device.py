@@ -155,3 +155,4 @@ def test_61_kernel_reports_move_unsupported_and_copy_verifies(arm64_runner):
         assert "COPY is still measured" in p.stderr
     finally:
         emulator.stop(state["port"])
+    assert not (emulator.cache_dir() / f"run-{state['port']}").exists()  # stopping leaves nothing behind

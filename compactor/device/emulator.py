@@ -397,6 +397,7 @@ def stop(port: Optional[int] = None) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         del runs[key]
+        shutil.rmtree(cache_dir() / f"run-{int(key)}", ignore_errors=True)  # its console log goes with it
     if _state_file().parent.exists():
         _state_file().write_text(json.dumps(runs))
     return stopped
