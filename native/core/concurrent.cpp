@@ -339,14 +339,14 @@ private:
         const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true);
         // Measured prices learn the shootdown from the run; a what-if's (injected) prices stay as given.
         const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && another_thread_on_cpu(ctx_, true);
-        const uint64_t t_install = learn ? now_ns() : 0;
+        const uint64_t install_ns_before = c_.gc_install_ns;  // issue_install_ioctl times the GC's ioctls
         const InstallReason why = run_.pool_empty ? InstallReason::PoolEmpty
                                : ctx_.strategy == Strategy::Hybrid ? InstallReason::ShortRun : InstallReason::Compacted;
         last_run_pages_ = run_.pages;
         const int bucket = 63 - __builtin_clzll(run_.pages);
         (move ? c_.runs_moved : c_.runs_copied)[bucket < kRunLengthBuckets ? bucket : kRunLengthBuckets - 1] += 1;
         const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
-        if (ok && learn) LearnShootdown(now_ns() - t_install, run_.pages);
+        if (ok && learn) LearnShootdown(c_.gc_install_ns - install_ns_before, run_.pages);
         if (ok) {
             for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
             ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed);

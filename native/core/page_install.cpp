@@ -21,20 +21,28 @@ static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t), "the futex word
 
 uint32_t* futex_word(std::atomic<uint32_t>& a) { return reinterpret_cast<uint32_t*>(&a); }
 
-// "<prefix><n><suffix>" into `out` without snprintf (not async-signal-safe).
-void format_with_number(char* out, size_t cap, const char* prefix, uint64_t n, const char* suffix) {
-    size_t k = 0;
-    for (const char* p = prefix; *p && k + 1 < cap; ++p) out[k++] = *p;
-    char digits[24];
-    int d = 0;
-    do {
-        digits[d++] = static_cast<char>('0' + n % 10);
-        n /= 10;
-    } while (n);
-    while (d > 0 && k + 1 < cap) out[k++] = digits[--d];
-    for (const char* p = suffix; *p && k + 1 < cap; ++p) out[k++] = *p;
-    out[k] = 0;
-}
+// Builds an abort reason from pieces without snprintf (async-signal-safe).
+class Reason {
+public:
+    Reason& text(const char* t) {
+        while (*t && k_ + 1 < sizeof buf_) buf_[k_++] = *t++;
+        buf_[k_] = 0;
+        return *this;
+    }
+    Reason& number(uint64_t n) {
+        char d[24];
+        int i = 0;
+        do d[i++] = static_cast<char>('0' + n % 10); while (n /= 10);
+        while (i > 0 && k_ + 1 < sizeof buf_) buf_[k_++] = d[--i];
+        buf_[k_] = 0;
+        return *this;
+    }
+    const char* c_str() const { return buf_; }
+
+private:
+    char buf_[240] = {0};
+    size_t k_ = 0;
+};
 
 }  // namespace
 
@@ -201,28 +209,6 @@ IoResult issue_install_ioctl(Context& ctx, ThreadCtx& tc, PendingInstall& in, ui
     return r;
 }
 
-// Builds an abort reason from pieces without snprintf (async-signal-safe).
-class Reason {
-public:
-    Reason& text(const char* t) {
-        while (*t && k_ + 1 < sizeof buf_) buf_[k_++] = *t++;
-        buf_[k_] = 0;
-        return *this;
-    }
-    Reason& number(uint64_t n) {
-        char d[24];
-        int i = 0;
-        do d[i++] = static_cast<char>('0' + n % 10); while (n /= 10);
-        while (i > 0 && k_ + 1 < sizeof buf_) buf_[k_++] = d[--i];
-        buf_[k_] = 0;
-        return *this;
-    }
-    const char* c_str() const { return buf_; }
-
-private:
-    char buf_[240] = {0};
-    size_t k_ = 0;
-};
 
 const char* reason_name(InstallReason why) {
     switch (why) {
@@ -330,10 +316,10 @@ bool install_zeropage(Context& ctx, Counters* c, uint64_t page) {
         else ctx.orphan_zeropages.fetch_add(1, std::memory_order_relaxed);
         return true;
     }
-    char why[200];
-    format_with_number(why, sizeof why, r.err == EEXIST ? "double install: to-space page " : "UFFDIO_ZEROPAGE of to-space page ",
-                       page, r.err == EEXIST ? " was already mapped when its zero page was installed (EEXIST)" : " failed");
-    request_abort(ctx, r.err, why);
+    Reason why;
+    why.text(r.err == EEXIST ? "double install: to-space page " : "UFFDIO_ZEROPAGE of to-space page ").number(page)
+        .text(r.err == EEXIST ? " was already mapped when its zero page was installed (EEXIST)" : " failed");
+    request_abort(ctx, r.err, why.c_str());
     return false;
 }
 
