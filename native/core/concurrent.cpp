@@ -625,6 +625,21 @@ private:
         handler_installed_ = true;
     }
 
+    // Unregisters the moving space: faults on it become ordinary ones. A failure is the run's error.
+    void UnregisterHeap() {
+        const IoResult r = uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
+        if (!r.ok()) request_abort(ctx_, r.err, "UFFDIO_UNREGISTER of the moving space failed");
+        ctx_.unregistered.store(true, std::memory_order_release);
+    }
+
+    // Unregisters (if not yet) and closes the userfaultfd; idempotent.
+    void CloseUserfaultfd() {
+        if (!uffd_) return;
+        if (!ctx_.unregistered.load(std::memory_order_acquire)) UnregisterHeap();
+        ctx_.uffd = nullptr;
+        uffd_.reset();
+    }
+
     void StopMutators() {
         ctx_.stop_mutators.store(true, std::memory_order_release);
         for (auto& t : mutators_)
@@ -699,9 +714,14 @@ private:
     void FinishPhase() {
         ctx_.stop_mutators.store(true, std::memory_order_release);
         if (fault_thread_.joinable()) fault_thread_.join();
-        if (ctx_.abort.load() || mode_ == FaultMode::Thread) {
-            uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
-            ctx_.unregistered.store(true, std::memory_order_release);
+        if (mode_ == FaultMode::Thread) {
+            // Nobody resolves faults any more: close the userfaultfd, which releases every fault still queued
+            // (the kernel marks the context released before it wakes them, so none can sleep again). Unregistering
+            // alone is not enough: a fault retried between the unregister's wake and the clearing of the VMA's
+            // flags sleeps again with nobody to wake it (seen: a mutator allocating a fresh page as the phase ended).
+            CloseUserfaultfd();
+        } else if (ctx_.abort.load()) {
+            UnregisterHeap();  // SIGBUS handlers may still be inside an ioctl on the descriptor: keep it open
         }
         StopMutators();
         while (ctx_.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
@@ -709,8 +729,7 @@ private:
             sigaction(SIGBUS, &g_prev_sigbus, nullptr);
             g_active.store(nullptr, std::memory_order_release);
         }
-        if (!ctx_.unregistered.load()) uffd_->unregister_range(space_.mapping().address(), ctx_.heap_size);
-        uffd_.reset();
+        CloseUserfaultfd();
         stats_.finish_s = static_cast<double>(now_ns() - t_gc_end_) * 1e-9;
         const rusage self1 = usage_of(RUSAGE_SELF);
         stats_.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0_.ru_minflt);
