@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from . import _native
 from .layout import CHUNK_SIZE, popcount64
 
 if TYPE_CHECKING:
@@ -39,42 +40,16 @@ class MarkResult:
 
 
 def mark_reachable(heap: ReferenceGraph) -> npt.NDArray[np.bool_]:
-    """Breadth-first marking over the reference graph, one frontier at a time (vectorized)."""
-    n = heap.num_objects
-    marked = np.zeros(n, dtype=bool)
-    frontier = np.unique(heap.roots[heap.roots >= 0]).astype(np.int64)
-    marked[frontier] = True
-    ref_start = heap.ref_start.astype(np.int64)
-    num_refs = heap.num_refs.astype(np.int64)
-    while frontier.size:
-        counts = num_refs[frontier]
-        total = int(counts.sum())
-        if total == 0:
-            break
-        first = ref_start[frontier]
-        pos = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
-        targets = heap.refs[pos]
-        targets = targets[targets >= 0]
-        targets = targets[~marked[targets]]
-        frontier = np.unique(targets).astype(np.int64)
-        marked[frontier] = True
-    return marked
+    """The objects reachable from the roots: one breadth-first pass in the native core (a FIFO and a visited byte
+    per object, GIL released), linear in the reachable objects and their references."""
+    return _native.mark_reachable(np.ascontiguousarray(heap.ref_start, dtype=np.uint64),
+                                  np.ascontiguousarray(heap.refs, dtype=np.int32),
+                                  np.ascontiguousarray(heap.roots, dtype=np.int32))
 
 
 def live_words_bitmap(heap: Heap, live: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint64]:
-    """One bit per live 8-byte word, packed little-endian into one uint64 per 512-byte chunk."""
-    words = heap.heap_size // 8
-    start = heap.offset[live].astype(np.int64) // 8
-    end = start + heap.size[live].astype(np.int64) // 8
-    delta = np.zeros(words + 1, dtype=np.int8)
-    delta[start] += 1
-    delta[end] -= 1
-    bits = np.cumsum(delta[:-1], dtype=np.int8).view(np.bool_)
-    packed = np.packbits(bits, bitorder="little")
-    pad = (-packed.size) % 8
-    if pad:
-        packed = np.concatenate([packed, np.zeros(pad, dtype=np.uint8)])
-    return packed.view("<u8").astype(np.uint64, copy=False)
+    """One bit per live 8-byte word, one uint64 per 512-byte chunk (bit b of word c = 8-byte word 64*c + b)."""
+    return _native.live_words_bitmap(heap.heap_size, heap.offset, heap.size, np.ascontiguousarray(live, dtype=bool))
 
 
 def mark(heap: Heap) -> MarkResult:

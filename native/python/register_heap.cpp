@@ -3,6 +3,7 @@
 #include "bindings.hpp"
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
+#include "compactor/marking.hpp"
 #include "compactor/object_layout.hpp"
 #include "compactor/plan_checks.hpp"
 #include "compactor/plan_file.hpp"
@@ -42,6 +43,47 @@ void register_heap(py::module_& m) {
     }, "Offsets and constants of the C++ object layout (native/include/compactor/object_layout.hpp).");
     m.def("initial_payload_word", &layout::initial_payload_word, py::arg("identity"), py::arg("index"));
     m.def("payload_term", &payload_term, py::arg("identity"), py::arg("index"), py::arg("value"));
+
+    using U64s = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+    using U32s = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
+    using I32s = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+    using Bools = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+    m.def("mark_reachable", [](const U64s& ref_start, const I32s& refs, const I32s& roots) {
+        if (ref_start.ndim() != 1 || ref_start.size() < 1) throw py::value_error("ref_start must hold count + 1 entries");
+        const uint64_t count = static_cast<uint64_t>(ref_start.size()) - 1;
+        const uint64_t* rs = ref_start.data();
+        if (rs[0] != 0 || rs[count] != static_cast<uint64_t>(refs.size()))
+            throw py::value_error("ref_start must run from 0 to the number of references (" + std::to_string(refs.size()) + ")");
+        for (uint64_t i = 0; i < count; ++i)
+            if (rs[i + 1] < rs[i]) throw py::value_error("ref_start must not decrease (at object " + std::to_string(i) + ")");
+        Bools live(static_cast<py::ssize_t>(count));
+        std::memset(live.mutable_data(), 0, count);
+        {
+            py::gil_scoped_release rel;
+            mark_reachable(count, rs, refs.data(), roots.data(), static_cast<uint64_t>(roots.size()),
+                           reinterpret_cast<uint8_t*>(live.mutable_data()));
+        }
+        return live;
+    }, py::arg("ref_start"), py::arg("refs"), py::arg("roots"),
+       "The objects reachable from the roots (bool per object): the planner's marking (native/core/marking.cpp).");
+    m.def("live_words_bitmap", [](uint64_t heap_size, const U32s& offset, const U32s& size, const Bools& live) {
+        if (heap_size % layout::kChunkSize) throw py::value_error("heap size must be a multiple of the chunk size");
+        const uint64_t n = static_cast<uint64_t>(offset.size());
+        if (static_cast<uint64_t>(size.size()) != n || static_cast<uint64_t>(live.size()) != n)
+            throw py::value_error("offset, size and live must have one entry per object");
+        for (uint64_t i = 0; i < n; ++i)  // what the bitmap relies on; the table was validated, a caller's arrays may not be
+            if (offset.data()[i] % 8 || size.data()[i] % 8 || uint64_t{offset.data()[i]} + size.data()[i] > heap_size)
+                throw py::value_error("object " + std::to_string(i) + " is unaligned or ends beyond the heap");
+        U64s words(static_cast<py::ssize_t>(heap_size / layout::kChunkSize));
+        std::memset(words.mutable_data(), 0, heap_size / layout::kChunkSize * 8);
+        {
+            py::gil_scoped_release rel;
+            live_words_bitmap(n, offset.data(), size.data(), reinterpret_cast<const uint8_t*>(live.data()),
+                              words.mutable_data());
+        }
+        return words;
+    }, py::arg("heap_size"), py::arg("offset"), py::arg("size"), py::arg("live"),
+       "ART's live-words bitmap: bit b of word c is set when 8-byte word 64*c + b is part of a live object.");
 
     py::class_<TableBundle>(m, "ObjectTable", "An object table and its roots, validated against a heap size.")
         .def(py::init([](uint64_t heap_size, const py::array& offset, const py::array& size, const py::array& num_refs,
