@@ -167,6 +167,7 @@ class Heap:
         self.tiled = bool(ends.size == 0 or (self.offset[0] == 0 and np.array_equal(self.offset[1:], ends[:-1])))
         self._space: Optional[_native.HeapSpace] = None
         self._pristine_digest: Optional[Tuple[int, int, int]] = None
+        self.keep_pristine_image = True  # reset() copies a kept image back instead of materializing (one more heap)
         self.state = "unmaterialized"
 
     # -- a real heap ----------------------------------------------------------------------------------------
@@ -324,11 +325,24 @@ class Heap:
         return self._table
 
     def reset(self) -> None:
-        """Restores the pristine generated state (materializes the table into the space, resets the roots)."""
+        """Restores the pristine generated state. The first reset materializes the table into the space object by
+        object and, when ``keep_pristine_image`` is true (the default), keeps a copy of those bytes; every later
+        reset copies that image back at memory speed (the space populated in one call). The image costs one more
+        heap of memory: set ``keep_pristine_image = False`` (or call ``drop_pristine_image()``) to re-materialize
+        each time instead."""
         if self._space is None:
             self._space = _native.HeapSpace(self.heap_size)
-        self._space.reset(self._table)
+        if self._space.has_pristine_image and self.keep_pristine_image:
+            self._space.restore()
+        else:
+            self._space.reset(self._table, keep_image=self.keep_pristine_image)
         self.state = "pristine"
+
+    def drop_pristine_image(self) -> None:
+        """Gives the pristine image's memory back; later resets materialize object by object."""
+        self.keep_pristine_image = False
+        if self._space is not None:
+            self._space.drop_pristine_image()
 
     def pristine_digest(self) -> Tuple[int, int, int]:
         """(digest, reachable objects, reachable bytes) of the pristine heap, by the native verifier's traversal."""

@@ -93,3 +93,33 @@ def test_generated_heap_and_plan_are_the_ones_the_seed_always_gave():
 # roots sum, last identity, post-compact end, to-space pages, first-object sum, pristine (digest, objects, bytes).
 PINNED_SEED7 = (66844, 279672671296, 4611232638, 34385470, 15190307205686560028, 4204976, 1027, 4285608640,
                 (16001066996383849803, 33544, 4204976))
+
+
+@pytest.mark.parametrize("strategy", ["copy", "move"])
+def test_reset_from_the_pristine_image_gives_the_materialized_heap_back(strategy):
+    """After a collection, reset() copies the kept image back: byte for byte the heap a materialization writes,
+    the same roots, and the pristine digest."""
+    spec = HeapSpec(size="4MiB", seed=11)
+    heap = Heap.generate(spec)
+    pristine = heap.pristine_digest()
+    compactor.collect(heap, strategy, "sigbus", 1)
+    assert heap.space.has_pristine_image
+    heap.reset()
+    reference = Heap.generate(spec)
+    reference.keep_pristine_image = False
+    reference.reset()
+    assert not reference.space.has_pristine_image
+    assert np.array_equal(heap.space.view(), reference.space.view())
+    assert np.array_equal(heap.space.roots(), reference.space.roots())
+    assert heap.space.digest() == pristine
+
+
+def test_a_space_without_an_image_refuses_restore():
+    """restore() with no kept image is an error naming the remedy, not a heap of zeros."""
+    heap = Heap.generate(HeapSpec(size="1MiB", seed=1))
+    heap.reset()
+    heap.drop_pristine_image()
+    with pytest.raises(compactor.SystemCallError, match="keeps no pristine image"):
+        heap.space.restore()
+    heap.reset()  # materializes again
+    assert heap.space.digest() == heap.pristine_digest()

@@ -1,5 +1,8 @@
 #include "compactor/heap_space.hpp"
 
+#include <cstring>
+#include <sys/mman.h>
+
 #include "compactor/errors.hpp"
 
 namespace compactor {
@@ -46,9 +49,25 @@ HeapSpace::HeapSpace(uint64_t heap_size) : space_(heap_size) {
                                    std::to_string(page_size()));
 }
 
-void HeapSpace::reset(const ObjectTableView& table, const int32_t* root_objects, uint64_t num_roots) {
+void HeapSpace::reset(const ObjectTableView& table, const int32_t* root_objects, uint64_t num_roots, bool keep_image) {
     materialize_heap(table, space_.data(), space_.length());
     roots_ = root_offsets(table, root_objects, num_roots);
+    pristine_.unmap();
+    if (!keep_image) return;
+    Mapping image(space_.length());
+    std::memcpy(image.data(), space_.data(), space_.length());
+    pristine_ = std::move(image);
+    pristine_roots_ = roots_;
+}
+
+void HeapSpace::restore() {
+    if (!pristine_.valid()) throw SysError(EINVAL, "this heap space keeps no pristine image: reset it from its table");
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+    ::madvise(space_.data(), space_.length(), MADV_POPULATE_WRITE);  // a kernel without it faults page by page
+    std::memcpy(space_.data(), pristine_.data(), space_.length());
+    roots_ = pristine_roots_;
 }
 
 }  // namespace compactor

@@ -55,11 +55,15 @@ ObjectHeader checked_object(const uint8_t* heap, uint64_t heap_size, uint64_t li
 
 }  // namespace
 
-uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value) {
+namespace {
+inline uint64_t payload_term_inline(uint64_t identity, uint64_t index, uint64_t value) {  // inlined in the traversals
     return mix64(value ^ mix64(identity * 0x9E3779B97F4A7C15ull + index));
 }
+}  // namespace
 
-static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
+uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value) { return payload_term_inline(identity, index, value); }
+
+static GraphDigest precise_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
                                uint64_t num_roots, const std::vector<uint64_t>* starts) {
     GraphDigest g;
     std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
@@ -105,12 +109,86 @@ static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t
         }
         uint64_t payload = 0;
         const uint32_t pay = payload_offset(h.num_refs);
-        for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term(id, w, ld64(obj + pay + 8 * w));
+        for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term_inline(id, w, ld64(obj + pay + 8 * w));
         g.digest += shape + payload;
         g.objects += 1;
         g.bytes += h.size;
     }
     return g;
+}
+
+// The same digest at about memory speed, in two passes: reachability breadth first (a FIFO; the header kAhead
+// entries on is prefetched, so it is in cache by the time it is checked), then the reachable objects in
+// address order (sequential reads; the referents' identities are independent loads). The sum is the precise
+// traversal's, term for term. False at the first anomaly: the precise traversal then names it.
+static bool fast_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
+                        uint64_t num_roots, const std::vector<uint64_t>* starts, GraphDigest& g) {
+    std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
+    std::vector<uint32_t> queue;
+    queue.reserve(4096);
+    auto target_ok = [&](uint32_t off) {
+        const uint64_t w = off / 8;
+        return off % 8 == 0 && uint64_t{off} + kMinObjectSize <= limit && (!starts || ((*starts)[w / 64] >> (w % 64) & 1));
+    };
+    auto enqueue = [&](uint32_t off) {
+        const uint64_t w = off / 8;
+        uint64_t& bits = visited[w / 64];
+        const uint64_t m = 1ull << (w % 64);
+        if (bits & m) return;
+        bits |= m;
+        queue.push_back(off);
+    };
+    for (uint64_t r = 0; r < num_roots; ++r) {
+        if (roots[r] == kNullRef) continue;
+        if (!target_ok(roots[r])) return false;
+        enqueue(roots[r]);
+    }
+    constexpr size_t kAhead = 16;  // headers fetched this many objects before they are checked
+    for (size_t head = 0; head < queue.size(); ++head) {
+        if (head + kAhead < queue.size()) __builtin_prefetch(heap + queue[head + kAhead]);
+        const uint64_t off = queue[head];
+        const ObjectHeader h = unpack_header(ld64(heap + off));
+        if (h.klass != kClassObject || h.size < min_object_size(h.num_refs) || h.size % 8 || off + h.size > limit ||
+            off + h.size > heap_size)
+            return false;
+        for (uint32_t i = 0; i < h.num_refs; ++i) {
+            const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
+            if (ref == kNullRef) continue;
+            if (!target_ok(ref)) return false;
+            enqueue(ref);
+        }
+    }
+    for (uint64_t r = 0; r < num_roots; ++r)
+        g.digest += roots[r] == kNullRef ? mix64(r * 2 + 1)
+                                         : mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
+    for (uint64_t c = 0; c < visited.size(); ++c) {
+        for (uint64_t bits = visited[c]; bits; bits &= bits - 1) {
+            const uint64_t off = (c * 64 + static_cast<uint64_t>(__builtin_ctzll(bits))) * 8;
+            const uint8_t* obj = heap + off;
+            const ObjectHeader h = unpack_header(ld64(obj));
+            const uint64_t id = ld64(obj + kIdentityOffset);
+            uint64_t shape = mix64(id ^ (static_cast<uint64_t>(h.size) << 20) ^ h.num_refs);
+            for (uint32_t i = 0; i < h.num_refs; ++i) {
+                const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
+                shape = mix64(shape + (ref != kNullRef ? ld64(heap + ref + kIdentityOffset) : 0) + i);
+            }
+            uint64_t payload = 0;
+            const uint32_t pay = payload_offset(h.num_refs);
+            for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term_inline(id, w, ld64(obj + pay + 8 * w));
+            g.digest += shape + payload;
+            g.objects += 1;
+            g.bytes += h.size;
+        }
+    }
+    return true;
+}
+
+// The fast digest, or (at an anomaly) the precise traversal, which throws naming the reference that is wrong.
+static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
+                               uint64_t num_roots, const std::vector<uint64_t>* starts) {
+    GraphDigest g;
+    if (fast_digest(heap, heap_size, limit, roots, num_roots, starts, g)) return g;
+    return precise_digest(heap, heap_size, limit, roots, num_roots, starts);
 }
 
 GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots) {

@@ -131,11 +131,19 @@ void register_heap(py::module_& m) {
         .def(py::init<uint64_t>(), py::arg("heap_size"))
         .def_property_readonly("address", [](const HeapSpace& h) { return reinterpret_cast<uint64_t>(h.base()); })
         .def_property_readonly("size", &HeapSpace::size)
-        .def("reset", [](HeapSpace& h, const TableBundle& t) {
+        .def("reset", [](HeapSpace& h, const TableBundle& t, bool keep_image) {
             if (t.heap_size != h.size()) throw PlanError("object table is for a heap of " + std::to_string(t.heap_size) + " bytes");
             py::gil_scoped_release rel;
-            h.reset(t.table.view(), t.roots.data(), t.roots.size());
-        }, py::arg("table"), "Materializes the table into the space and resets the roots (the pristine state).")
+            h.reset(t.table.view(), t.roots.data(), t.roots.size(), keep_image);
+        }, py::arg("table"), py::arg("keep_image") = false,
+           "Materializes the table into the space and resets the roots (the pristine state); keep_image keeps a copy "
+           "of the pristine bytes for restore() (one more heap of memory).")
+        .def("restore", [](HeapSpace& h) {
+            py::gil_scoped_release rel;
+            h.restore();
+        }, "The pristine state from the kept image (memory speed); SystemCallError when none is kept.")
+        .def_property_readonly("has_pristine_image", &HeapSpace::has_pristine_image)
+        .def("drop_pristine_image", &HeapSpace::drop_pristine_image, "Gives the kept image's memory back.")
         .def("roots", [](HeapSpace& h) { return to_numpy(h.roots()); }, "A copy of the root references (heap offsets).")
         .def("set_root", [](HeapSpace& h, size_t i, uint32_t v) {
             if (i >= h.roots().size()) throw py::index_error("root index out of range");

@@ -43,12 +43,20 @@ public:
     uint64_t size() const { return space_.length(); }
     Mapping& mapping() { return space_; }
     std::vector<uint32_t>& roots() { return roots_; }
-    // Restores the pristine generated state: materializes the table and resets the roots.
-    void reset(const ObjectTableView& table, const int32_t* root_objects, uint64_t num_roots);
+    // Restores the pristine generated state: materializes the table and resets the roots. With keep_image, the
+    // pristine bytes and roots are kept in a second mapping as well (one more heap of memory), for restore().
+    void reset(const ObjectTableView& table, const int32_t* root_objects, uint64_t num_roots, bool keep_image = false);
+    // The pristine state again from the kept image: the space populated (MADV_POPULATE_WRITE, one call for the
+    // pages a collection unmapped), then one memcpy — memory speed instead of object by object.
+    void restore();
+    bool has_pristine_image() const { return pristine_.valid(); }
+    void drop_pristine_image() { pristine_.unmap(); }
 
 private:
     Mapping space_;
     std::vector<uint32_t> roots_;
+    Mapping pristine_;  // the pristine bytes, when kept
+    std::vector<uint32_t> pristine_roots_;
 };
 
 }  // namespace compactor
