@@ -50,10 +50,11 @@ def memory_available() -> Optional[int]:
 
 def check_memory(heap_bytes: int, available: Optional[int]) -> None:
     """Raises BenchError (status 2) when a heap of this size cannot fit in the memory available."""
-    need = int(heap_bytes * 2.5) + (256 << 20)
+    need = int(heap_bytes * 3.5) + (256 << 20)
     if available is not None and need > available:
         raise BenchError(f"a {heap_bytes >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
-                         f"from-space, tables); only {available >> 20} MiB are available: use a smaller --heap", 2)
+                         f"from-space, pristine image, tables); only {available >> 20} MiB are available: use a "
+                         "smaller --heap", 2)
 
 
 def check_usable(env: dict) -> None:
