@@ -283,10 +283,9 @@ class Heap:
         ref_start = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(nrefs, out=ref_start[1:])
         # Default targets: garbage points anywhere; live objects point at random live objects; 10% null.
-        owner = np.repeat(np.arange(n, dtype=np.int64), nrefs)
         refs = rng.integers(0, max(n, 1), refs_total, dtype=np.int64)
         if n_live:
-            owner_live = live[owner]
+            owner_live = np.repeat(live, nrefs)  # per slot: whether its owner is live
             refs[owner_live] = live_idx[rng.integers(0, n_live, int(owner_live.sum()))]
         refs[rng.random(refs_total) < 0.1] = -1
         # Tree edges: slots enumerated over holders in `order`, children = order[n_roots:].
