@@ -3,6 +3,7 @@ reset, and the heap a seed generates."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 
 import numpy as np
@@ -12,6 +13,8 @@ import compactor
 from compactor import _native
 from compactor.heap import Heap, HeapSpec
 from compactor.marking import live_words_bitmap, mark_reachable
+
+from conftest import bench
 
 HPROF = pathlib.Path(__file__).parent / "data" / "hprof"
 
@@ -123,3 +126,28 @@ def test_a_space_without_an_image_refuses_restore():
         heap.space.restore()
     heap.reset()  # materializes again
     assert heap.space.digest() == heap.pristine_digest()
+
+
+def test_bench_scale_reports_every_size_and_strategy(tmp_path):
+    """`python -m compactor.bench scale` measures each size once per strategy and writes consistent rows."""
+    out = tmp_path / "scale.json"
+    p = bench("scale", "--sizes", "8MiB,16MiB", "--json", str(out), "--plot", str(tmp_path / "scale.png"))
+    rows = json.loads(out.read_text())
+    assert [r["heap_bytes"] for r in rows] == [8 << 20, 16 << 20] and "16MiB" in p.stdout
+    assert rows[1]["objects"] > rows[0]["objects"] > 0
+    for r in rows:
+        for s in ("copy", "move", "hybrid"):
+            m = r[s]
+            assert 0 < m["gc_thread_s"] < m["collect_s"] <= m["wall_s"]
+            assert m["ns_per_page"] == pytest.approx(m["gc_thread_s"] * 1e9 / r["to_space_pages"])
+        assert r["peak_rss_bytes"] > r["heap_bytes"]
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("sizes", "message"), [("4GiB", "exceeds the 32-bit reference limit"),
+                                             ("12 parsecs", "malformed size")])
+def test_bench_scale_refuses_what_cannot_run_before_measuring(tmp_path, sizes, message):
+    """Sizes beyond the reference limit or malformed stop with status 2 and a reason, and write no file."""
+    out = tmp_path / "scale.json"
+    p = bench("scale", "--sizes", sizes, "--json", str(out), check=False)
+    assert p.returncode == 2 and message in p.stderr and not out.exists()

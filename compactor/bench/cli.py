@@ -35,20 +35,22 @@ MAX_REPORT_BYTES = 256 << 20
 
 
 def parser() -> argparse.ArgumentParser:
-    """The bench's options at the top level, and the subcommands compare, sweep and plot."""
-    from . import sweep
+    """The bench's options at the top level, and the subcommands compare, sweep, scale and plot."""
+    from . import scale, sweep
 
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
         description="Reproduce the UFFDIO_REMAP series' measurements (MOVE vs COPY in a concurrent compacting GC) "
                     "and say whether each claim holds here. Subcommands: compare A.json B.json; "
                     "sweep (where MOVE wins: python -m compactor.bench sweep --help); "
+                    "scale (how costs grow with the heap); "
                     "plot REPORT.json -o PATH (redraw a report's plot).")
     add_bench_arguments(ap)
-    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,plot}")
+    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,scale,plot}")
     for name, add, help_, description in (
             ("compare", add_compare_arguments, "two reports", "Two bench JSON reports side by side, with ratios."),
             ("sweep", sweep.add_arguments, "where MOVE wins", sweep.DESCRIPTION),
+            ("scale", scale.add_arguments, "how costs grow with the heap", scale.DESCRIPTION),
             ("plot", add_plot_arguments, "redraw a report's plot", "Redraw the --plot figure of a bench JSON report "
              "(no measurement; fault latency from the report's percentiles).")):
         p = sub.add_parser(name, prog=f"python -m compactor.bench {name}", help=help_, description=description)
@@ -169,6 +171,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "sweep":
         from . import sweep
         return sweep.run_command(args.subparser, args)
+    if args.command == "scale":
+        from . import scale
+        return scale.run_command(args)
     if args.command == "plot":
         return plot_command(args.subparser, args)
     return bench_command(ap, args)
