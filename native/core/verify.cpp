@@ -41,13 +41,34 @@ std::string hex(uint64_t v) {
 
 // Reads and checks the object at `off`; throws naming `who()` when it is not a valid object. `who` builds its
 // text only on failure: the traversal visits every reference.
+// A reference may point at `off`: aligned, with room for an object header below `limit`.
+inline bool reference_in_bounds(uint64_t off, uint64_t limit) { return off % 8 == 0 && off + kMinObjectSize <= limit; }
+// `h`, read at `off`, is the header of an object that ends below `limit` and within the heap.
+inline bool object_header_ok(const ObjectHeader& h, uint64_t off, uint64_t heap_size, uint64_t limit) {
+    return h.klass == kClassObject && h.size >= min_object_size(h.num_refs) && h.size % 8 == 0 &&
+           off + h.size <= limit && off + h.size <= heap_size;
+}
+// Whether bit `off / 8` is set in a one-bit-per-word bitmap.
+inline bool word_bit(const std::vector<uint64_t>& bitmap, uint64_t off) {
+    const uint64_t w = off / 8;
+    return bitmap[w / 64] >> (w % 64) & 1;
+}
+// Sets that bit; false when it was set already.
+inline bool set_word_bit(std::vector<uint64_t>& bitmap, uint64_t off) {
+    const uint64_t w = off / 8;
+    uint64_t& bits = bitmap[w / 64];
+    const uint64_t m = 1ull << (w % 64);
+    if (bits & m) return false;
+    bits |= m;
+    return true;
+}
+
 template <typename Who>
 ObjectHeader checked_object(const uint8_t* heap, uint64_t heap_size, uint64_t limit, uint64_t off, const Who& who) {
-    if (off % 8 || off + kMinObjectSize > limit)
+    if (!reference_in_bounds(off, limit))
         throw HeapCorruption(who() + " points at offset " + hex(off) + ", outside the heap or unaligned");
     const ObjectHeader h = unpack_header(ld64(heap + off));
-    if (h.klass != kClassObject || h.size < min_object_size(h.num_refs) || h.size % 8 || off + h.size > limit ||
-        off + h.size > heap_size)
+    if (!object_header_ok(h, off, heap_size, limit))
         throw HeapCorruption(who() + " points at offset " + hex(off) + ", which is not the start of a live object (header " +
                              hex(ld64(heap + off)) + ")");
     return h;
@@ -63,6 +84,31 @@ inline uint64_t payload_term_inline(uint64_t identity, uint64_t index, uint64_t 
 
 uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value) { return payload_term_inline(identity, index, value); }
 
+namespace {
+
+// Root r's term of the digest.
+inline uint64_t root_term(const uint8_t* heap, const uint32_t* roots, uint64_t r) {
+    return roots[r] == kNullRef ? mix64(r * 2 + 1) : mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
+}
+
+// The digest's term of the (checked) object at `off`: its shape (identity, size, the identities it references, in
+// slot order) plus its payload words.
+inline uint64_t object_term(const uint8_t* heap, uint64_t off, const ObjectHeader& h) {
+    const uint8_t* obj = heap + off;
+    const uint64_t id = ld64(obj + kIdentityOffset);
+    uint64_t shape = mix64(id ^ (static_cast<uint64_t>(h.size) << 20) ^ h.num_refs);
+    for (uint32_t i = 0; i < h.num_refs; ++i) {
+        const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
+        shape = mix64(shape + (ref != kNullRef ? ld64(heap + ref + kIdentityOffset) : 0) + i);
+    }
+    uint64_t payload = 0;
+    const uint32_t pay = payload_offset(h.num_refs);
+    for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term_inline(id, w, ld64(obj + pay + 8 * w));
+    return shape + payload;
+}
+
+}  // namespace
+
 static GraphDigest precise_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
                                uint64_t num_roots, const std::vector<uint64_t>* starts) {
     GraphDigest g;
@@ -70,47 +116,26 @@ static GraphDigest precise_digest(const uint8_t* heap, uint64_t heap_size, uint6
     std::vector<uint32_t> stack;
     auto visit = [&](uint32_t off, const auto& who) -> bool {
         checked_object(heap, heap_size, limit, off, who);
-        if (starts) {
-            const uint64_t w = off / 8;
-            if (!((*starts)[w / 64] >> (w % 64) & 1))
-                throw HeapCorruption(who() + " points into the middle of an object at offset " + hex(off));
-        }
-        const uint64_t w = off / 8;
-        uint64_t& bits = visited[w / 64];
-        const uint64_t m = 1ull << (w % 64);
-        if (bits & m) return false;
-        bits |= m;
-        return true;
+        if (starts && !word_bit(*starts, off))
+            throw HeapCorruption(who() + " points into the middle of an object at offset " + hex(off));
+        return set_word_bit(visited, off);
     };
     for (uint64_t r = 0; r < num_roots; ++r) {
-        if (roots[r] == kNullRef) {
-            g.digest += mix64(r * 2 + 1);
-            continue;
-        }
-        if (visit(roots[r], [r] { return "root " + std::to_string(r); })) stack.push_back(roots[r]);
-        g.digest += mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
+        if (roots[r] != kNullRef && visit(roots[r], [r] { return "root " + std::to_string(r); })) stack.push_back(roots[r]);
+        g.digest += root_term(heap, roots, r);
     }
     while (!stack.empty()) {
         const uint32_t off = stack.back();
         stack.pop_back();
-        const uint8_t* obj = heap + off;
-        const ObjectHeader h = unpack_header(ld64(obj));
-        const uint64_t id = ld64(obj + kIdentityOffset);
-        uint64_t shape = mix64(id ^ (static_cast<uint64_t>(h.size) << 20) ^ h.num_refs);
-        for (uint32_t i = 0; i < h.num_refs; ++i) {
-            const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
-            uint64_t target_id = 0;
-            if (ref != kNullRef) {
-                if (visit(ref, [i, id] { return "reference " + std::to_string(i) + " of object identity " + hex(id); }))
-                    stack.push_back(ref);
-                target_id = ld64(heap + ref + kIdentityOffset);
-            }
-            shape = mix64(shape + target_id + i);
+        const ObjectHeader h = unpack_header(ld64(heap + off));
+        const uint64_t id = ld64(heap + off + kIdentityOffset);
+        for (uint32_t i = 0; i < h.num_refs; ++i) {  // each referent checked before object_term reads its identity
+            const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
+            if (ref != kNullRef &&
+                visit(ref, [i, id] { return "reference " + std::to_string(i) + " of object identity " + hex(id); }))
+                stack.push_back(ref);
         }
-        uint64_t payload = 0;
-        const uint32_t pay = payload_offset(h.num_refs);
-        for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term_inline(id, w, ld64(obj + pay + 8 * w));
-        g.digest += shape + payload;
+        g.digest += object_term(heap, off, h);
         g.objects += 1;
         g.bytes += h.size;
     }
@@ -126,56 +151,31 @@ static bool fast_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit,
     std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
     std::vector<uint32_t> queue;
     queue.reserve(4096);
-    auto target_ok = [&](uint32_t off) {
-        const uint64_t w = off / 8;
-        return off % 8 == 0 && uint64_t{off} + kMinObjectSize <= limit && (!starts || ((*starts)[w / 64] >> (w % 64) & 1));
-    };
-    auto enqueue = [&](uint32_t off) {
-        const uint64_t w = off / 8;
-        uint64_t& bits = visited[w / 64];
-        const uint64_t m = 1ull << (w % 64);
-        if (bits & m) return;
-        bits |= m;
-        queue.push_back(off);
-    };
+    auto target_ok = [&](uint32_t off) { return reference_in_bounds(off, limit) && (!starts || word_bit(*starts, off)); };
     for (uint64_t r = 0; r < num_roots; ++r) {
         if (roots[r] == kNullRef) continue;
         if (!target_ok(roots[r])) return false;
-        enqueue(roots[r]);
+        if (set_word_bit(visited, roots[r])) queue.push_back(roots[r]);
     }
     constexpr size_t kAhead = 16;  // headers fetched this many objects before they are checked
     for (size_t head = 0; head < queue.size(); ++head) {
         if (head + kAhead < queue.size()) __builtin_prefetch(heap + queue[head + kAhead]);
         const uint64_t off = queue[head];
         const ObjectHeader h = unpack_header(ld64(heap + off));
-        if (h.klass != kClassObject || h.size < min_object_size(h.num_refs) || h.size % 8 || off + h.size > limit ||
-            off + h.size > heap_size)
-            return false;
+        if (!object_header_ok(h, off, heap_size, limit)) return false;
         for (uint32_t i = 0; i < h.num_refs; ++i) {
             const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
             if (ref == kNullRef) continue;
             if (!target_ok(ref)) return false;
-            enqueue(ref);
+            if (set_word_bit(visited, ref)) queue.push_back(ref);
         }
     }
-    for (uint64_t r = 0; r < num_roots; ++r)
-        g.digest += roots[r] == kNullRef ? mix64(r * 2 + 1)
-                                         : mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
+    for (uint64_t r = 0; r < num_roots; ++r) g.digest += root_term(heap, roots, r);
     for (uint64_t c = 0; c < visited.size(); ++c) {
         for (uint64_t bits = visited[c]; bits; bits &= bits - 1) {
             const uint64_t off = (c * 64 + static_cast<uint64_t>(__builtin_ctzll(bits))) * 8;
-            const uint8_t* obj = heap + off;
-            const ObjectHeader h = unpack_header(ld64(obj));
-            const uint64_t id = ld64(obj + kIdentityOffset);
-            uint64_t shape = mix64(id ^ (static_cast<uint64_t>(h.size) << 20) ^ h.num_refs);
-            for (uint32_t i = 0; i < h.num_refs; ++i) {
-                const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
-                shape = mix64(shape + (ref != kNullRef ? ld64(heap + ref + kIdentityOffset) : 0) + i);
-            }
-            uint64_t payload = 0;
-            const uint32_t pay = payload_offset(h.num_refs);
-            for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term_inline(id, w, ld64(obj + pay + 8 * w));
-            g.digest += shape + payload;
+            const ObjectHeader h = unpack_header(ld64(heap + off));
+            g.digest += object_term(heap, off, h);
             g.objects += 1;
             g.bytes += h.size;
         }
