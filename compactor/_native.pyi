@@ -118,6 +118,8 @@ class CollectorConfig:
     alloc_rate: int
     tlab: int
     pre_pause_ms: float
+    signal: str
+    signal_hz: float
     corrupt_new_object: bool
     gc_cpu: int
     mutator_cpus: List[int]

@@ -32,7 +32,8 @@ _DEFAULTS = CollectorConfig()
 def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults, mutators: int = _DEFAULTS.mutators,
                 *, inject: Optional[str] = None, **options: Any) -> "_native.CollectorConfig":
     """A validated :class:`CollectorConfig`: the core's defaults with ``options`` set (names as its attributes:
-    access, hops, write_fraction, think_ns, think, frame_hz, frame_duty, alloc_rate, tlab, pre_pause_ms, batch,
+    access, hops, write_fraction, think_ns, think, frame_hz, frame_duty, alloc_rate, tlab, pre_pause_ms, signal,
+    signal_hz, batch,
     move_min_run ("auto" or a number of pages), claim_ahead, backoff, gc_cpu, mutator_cpus,
     release_chunk, swapped, seed, watchdog_seconds (or watchdog), user_mode_only, max_samples, inject_errno,
     inject_fraction, stall_seconds, late_access_seconds, corrupt_new_object; :func:`option_table` describes

@@ -43,6 +43,15 @@ const char* access_name(Access a) {
 }
 const char* backoff_name(Backoff b) { return b == Backoff::Art ? "art" : "futex"; }
 const char* think_name(Think t) { return t == Think::Busy ? "busy" : "sleep"; }
+const char* app_signal_name(AppSignal s) {
+    switch (s) {
+        case AppSignal::None: return "none";
+        case AppSignal::Sigprof: return "sigprof";
+        case AppSignal::Sigalrm: return "sigalrm";
+        case AppSignal::Sigusr1: return "sigusr1";
+    }
+    return "?";
+}
 
 Strategy parse_strategy(const std::string& s) {
     std::string names;
@@ -71,6 +80,11 @@ Think parse_think(const std::string& s) {
     if (s == "busy") return Think::Busy;
     if (s == "sleep") return Think::Sleep;
     throw std::invalid_argument("unknown think '" + s + "' (choose busy or sleep)");
+}
+AppSignal parse_app_signal(const std::string& s) {
+    for (AppSignal a : {AppSignal::None, AppSignal::Sigprof, AppSignal::Sigalrm, AppSignal::Sigusr1})
+        if (s == app_signal_name(a)) return a;
+    throw std::invalid_argument("unknown signal '" + s + "' (choose none, sigprof, sigalrm or sigusr1)");
 }
 
 namespace {

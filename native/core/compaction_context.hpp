@@ -3,9 +3,11 @@
 #pragma once
 
 #include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -50,6 +52,15 @@ struct ThreadCtx {
     std::vector<PayloadWrite> writes;
     std::vector<uint32_t> new_objects;  // mutators: offsets of the objects this one allocated, in allocation order
     bool is_gc = false;
+    // Signals (app_signals.cpp). Inside a SIGBUS handler: the signal mask of the code it interrupted (the waits of
+    // wait_until_mapped reopen it), else null; whether a wait has it open now. `may_touch_heap`: the mutator is
+    // running (not parked at the pause's checkpoint), so its SIGUSR1 handler may read the heap, as an ART thread
+    // may only while it holds the mutator lock. Written by the thread itself, read by its own handlers.
+    const sigset_t* interrupted_mask = nullptr;
+    volatile sig_atomic_t in_fault_wait = 0;
+    volatile sig_atomic_t may_touch_heap = 0;
+    volatile sig_atomic_t in_app_signal = 0;  // inside the `signal` option's handler
+    Rng signal_rng{2};  // the SIGUSR1 handler's choices (the mutator's own rng may be mid-update when it runs)
 };
 
 struct Context {
@@ -111,6 +122,8 @@ struct Context {
     uint64_t alloc_base = 0;
     std::atomic<uint64_t> alloc_top{0};
     std::atomic<int> handlers_in_flight{0};
+    // Mutator i's kernel thread id (0 before it starts and after it ends): where the signal source sends signals.
+    std::atomic<int>* mutator_tids = nullptr;
     // Backoff::Futex: bumped after every installation that may end a wait; waiters sleep on it while it is
     // unchanged. `futex_waiters` lets installers skip the wake syscall when nobody waits.
     std::atomic<uint32_t> install_epoch{0};
@@ -210,8 +223,52 @@ void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page);
 // Mutator thread body (mutators.cpp).
 void run_mutator(Context& ctx, ThreadCtx& tc, unsigned index);
 
-// Makes `tc` the context the SIGBUS handler finds for the calling thread (concurrent.cpp).
+// Makes `tc` the context the SIGBUS handler finds for the calling thread (concurrent.cpp); the calling thread's.
 void set_thread_ctx(ThreadCtx* tc);
+ThreadCtx* thread_ctx();
+
+// The signals a SIGBUS handler (and the app-signal handlers) block while they run: every signal that is not
+// raised synchronously by the faulting instruction itself (SIGBUS, SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGSYS and
+// SIGABRT stay deliverable).
+void fill_async_signals(sigset_t* set);
+
+// A SIGBUS handler's wait for a page another thread owns, with the interrupted code's signal mask reopened for its
+// duration (a no-op outside a SIGBUS handler): signals deferred while the handler owned a page, or sent during the
+// wait, are taken now; their handlers may touch the heap, and a fault there is resolved by a nested SIGBUS
+// handler (SA_NODEFER), which the open wait leaves free to claim pages: this thread owns none while it waits.
+class SignalWindow {
+public:
+    explicit SignalWindow(ThreadCtx* tc) : tc_(tc) {}
+    void open();  // idempotent; async-signal-safe
+    ~SignalWindow();
+
+private:
+    ThreadCtx* tc_;
+    sigset_t saved_;
+    sig_atomic_t was_in_wait_ = 0;
+    bool open_ = false;
+};
+
+// The `signal` option: handlers installed and a source thread sending `cfg.signal` to every mutator
+// `cfg.signal_hz` times a second from start() to stop(); the previous handlers are restored by stop().
+class AppSignals {
+public:
+    explicit AppSignals(Context& ctx) : ctx_(ctx) {}
+    void start();
+    void stop();  // idempotent: the source joined, then the previous handler restored
+    uint64_t sent() const { return sent_; }
+    ~AppSignals() { stop(); }
+
+private:
+    void Run();
+    Context& ctx_;
+    std::thread source_;
+    std::atomic<bool> stop_{false};
+    uint64_t sent_ = 0;
+    bool installed_ = false;
+    int signo_ = 0;
+    struct sigaction previous_ {};
+};
 
 // Pins the calling thread to `cpu` (validated beforehand against the allowed set); -1: left as it is.
 void pin_to(int cpu);

@@ -70,8 +70,16 @@ void sigbus_handler(int sig, siginfo_t* si, void* uc) {
         ctx->handlers_in_flight.fetch_add(1, std::memory_order_acq_rel);
         const uint64_t t0 = now_ns();
         ThreadCtx* tc = t_ctx;
+        // Every asynchronous signal is blocked here (sa_mask); a wait for another thread's page reopens the mask of
+        // the code this handler interrupted (SignalWindow), which may itself be a signal handler's (nested faults).
+        const sigset_t* outer_mask = tc ? tc->interrupted_mask : nullptr;
+        if (tc) {
+            tc->interrupted_mask = &static_cast<ucontext_t*>(uc)->uc_sigmask;
+            if (tc->in_app_signal) tc->counters.signal_heap_faults += 1;
+        }
         resolve_fault(*ctx, tc, (addr - reinterpret_cast<uint64_t>(ctx->to_space)) / ctx->ps);
         if (tc) {
+            tc->interrupted_mask = outer_mask;
             record_latency(*tc, now_ns() - t0, ctx->cfg.max_samples);
             tc->counters.faults_handled += 1;
         }
@@ -461,6 +469,7 @@ std::mutex g_collection_lock;  // one concurrent compaction per process: the SIG
 }  // namespace
 
 void set_thread_ctx(ThreadCtx* tc) { t_ctx = tc; }
+ThreadCtx* thread_ctx() { return t_ctx; }
 
 void pin_to(int cpu) {
     if (cpu < 0) return;
@@ -522,6 +531,7 @@ private:
             stats_.prices = ctx_.prices;
         }
         ctx_.pagemap_fd = pagemap_.fd;
+        ctx_.mutator_tids = mutator_tids_.get();
     }
 
     // Before the pause: per-thread buffers, prepared so the fault path never allocates; mutators started (they
@@ -548,6 +558,7 @@ private:
         }
         for (unsigned i = 0; i < cfg_.mutators; ++i)
             mutators_.emplace_back(run_mutator, std::ref(ctx_), std::ref(thread_ctxs_[i]), i);
+        signals_.start();  // the `signal` option: sent to every mutator from now until they are joined
     }
 
     // The pause's checkpoint: mutators ran for pre_pause_ms; raise it and wait until every one has parked (the
@@ -619,8 +630,11 @@ private:
         struct sigaction sa;
         std::memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = sigbus_handler;
-        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-        sigemptyset(&sa.sa_mask);
+        // Asynchronous signals wait while the handler runs (their handlers may touch the heap: on the page this
+        // thread owns, or with its compaction buffer in use); SIGBUS itself stays deliverable (SA_NODEFER), so that
+        // a signal handler that runs during a wait (SignalWindow) may fault on the heap and be resolved.
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART | SA_NODEFER;
+        fill_async_signals(&sa.sa_mask);
         sigaction(SIGBUS, &sa, &g_prev_sigbus);
         handler_installed_ = true;
     }
@@ -724,6 +738,8 @@ private:
             UnregisterHeap();  // SIGBUS handlers may still be inside an ioctl on the descriptor: keep it open
         }
         StopMutators();
+        signals_.stop();
+        stats_.signals_sent = signals_.sent();
         while (ctx_.handlers_in_flight.load(std::memory_order_acquire) > 0) sched_yield();
         if (handler_installed_) {
             sigaction(SIGBUS, &g_prev_sigbus, nullptr);
@@ -751,7 +767,7 @@ private:
         if (!ctx_.abort.load()) return;
         const int err = ctx_.abort_err.load();
         if (err == ETIMEDOUT) throw WatchdogTimeout(ctx_.abort_reason);
-        if (err == EEXIST) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
+        if (err == EEXIST || err == EBADMSG) throw HeapCorruption(std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
         throw UffdError(err > 0 ? err : EIO, "COMPACTION", 0, std::string("concurrent compaction aborted: ") + ctx_.abort_reason);
     }
 
@@ -776,6 +792,8 @@ private:
     ThreadCtx gc_;
     std::vector<ThreadCtx> thread_ctxs_;
     std::vector<std::thread> mutators_;
+    std::unique_ptr<std::atomic<int>[]> mutator_tids_{new std::atomic<int>[kMaxMutators]()};
+    AppSignals signals_{ctx_};
     CollectionStats stats_;
     rusage self0_{};
     Mapping from_;

@@ -21,6 +21,7 @@ std::string to_text(FaultMode v) { return fault_mode_name(v); }
 std::string to_text(Access v) { return access_name(v); }
 std::string to_text(Backoff v) { return backoff_name(v); }
 std::string to_text(Think v) { return think_name(v); }
+std::string to_text(AppSignal v) { return app_signal_name(v); }
 std::string to_text(RunLength v) { return v.is_auto() ? "auto" : std::to_string(v.pages); }
 std::string to_text(bool v) { return v ? "true" : "false"; }
 std::string to_text(const std::vector<int>& v) {
@@ -46,6 +47,7 @@ void from_text(const std::string& t, FaultMode& v) { v = parse_fault_mode(t); }
 void from_text(const std::string& t, Access& v) { v = parse_access(t); }
 void from_text(const std::string& t, Backoff& v) { v = parse_backoff(t); }
 void from_text(const std::string& t, Think& v) { v = parse_think(t); }
+void from_text(const std::string& t, AppSignal& v) { v = parse_app_signal(t); }
 void from_text(const std::string& t, bool& v) {
     if (t == "true" || t == "1") v = true;
     else if (t == "false" || t == "0") v = false;
@@ -124,6 +126,7 @@ std::vector<std::string> choices(const FaultMode&) { return {"sigbus", "thread"}
 std::vector<std::string> choices(const Access&) { return {"random", "sequential", "hot-set"}; }
 std::vector<std::string> choices(const Backoff&) { return {"art", "futex"}; }
 std::vector<std::string> choices(const Think&) { return {"busy", "sleep"}; }
+std::vector<std::string> choices(const AppSignal&) { return {"none", "sigprof", "sigalrm", "sigusr1"}; }
 std::vector<std::string> choices(const RunLength&) { return {"auto"}; }
 template <typename T> std::vector<std::string> choices(const T&) { return {}; }
 

@@ -7,6 +7,8 @@
 // aborted run (pages unregistered and read as zeros) cannot make a mutator wander outside the space.
 #include <cstring>
 #include <ctime>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "compaction_context.hpp"
 #include "compactor/mapping.hpp"
@@ -52,6 +54,8 @@ public:
 
     void Run() {
         set_thread_ctx(&tc_);
+        tc_.may_touch_heap = 1;
+        ctx_.mutator_tids[index_].store(static_cast<int>(syscall(SYS_gettid)), std::memory_order_release);
         if (!cfg_.mutator_cpus.empty()) pin_to(cfg_.mutator_cpus[index_ % cfg_.mutator_cpus.size()]);
         ctx_.mutators_on_cpu.fetch_add(1, std::memory_order_relaxed);
         RunBeforeThePause();
@@ -60,6 +64,7 @@ public:
         ctx_.mutators_on_cpu.fetch_sub(1, std::memory_order_relaxed);
         if (cfg_.late_access_seconds > 0) sink_ += LateAccessForTest();
         asm volatile("" : : "r"(sink_) : "memory");
+        ctx_.mutator_tids[index_].store(0, std::memory_order_release);
     }
 
 private:
@@ -81,15 +86,19 @@ private:
     }
 
     // Parks at the pause's checkpoint until the phase starts; false when the collection stopped instead.
+    // Its signal handlers leave the heap alone while it is parked: the pause moves the heap away and registers it.
     bool ParkUntilResumed() {
+        tc_.may_touch_heap = 0;
         ctx_.mutators_parked.fetch_add(1, std::memory_order_acq_rel);
         while (!ctx_.start_mutators.load(std::memory_order_acquire)) {
             if (stopped()) {
                 ctx_.mutators_on_cpu.fetch_sub(1, std::memory_order_relaxed);
+                ctx_.mutator_tids[index_].store(0, std::memory_order_release);
                 return false;
             }
             sleep_for_ns(50000);
         }
+        tc_.may_touch_heap = 1;
         return true;
     }
 

@@ -83,12 +83,14 @@ uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start) {
 }
 
 void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
+    SignalWindow window(tc);  // opened before the first blocking wait: short waits keep signals deferred
     for (uint32_t i = 1;; ++i) {
         const uint32_t epoch = ctx.install_epoch.load(std::memory_order_acquire);
         if (ctx.page_states->is_mapped(page)) return;
         if (ctx.unregistered.load(std::memory_order_acquire) || ctx.abort.load(std::memory_order_acquire)) return;
         if (ctx.cfg.backoff == Backoff::Futex) {
             // Sleeps while no installation happened since `epoch` was read (1 ms cap: abort paths do not wake).
+            window.open();
             ctx.futex_waiters.fetch_add(1, std::memory_order_acq_rel);
             timespec ts{0, 1000000};
             syscall(SYS_futex, futex_word(ctx.install_epoch), FUTEX_WAIT_PRIVATE, epoch, &ts, nullptr, 0);
@@ -97,6 +99,7 @@ void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
         } else if (i <= 5) {  // ART's BackOff(i): kYieldMax = 5, then kMinSleepNs * (i - kYieldMax)
             sched_yield();
         } else {
+            window.open();
             const uint64_t ns = 10000ull * (i - 5);
             timespec ts{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
             nanosleep(&ts, nullptr);

@@ -106,7 +106,10 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("pre_pause_accesses", num(s.pre_pause_accesses)).kv("pre_pause_ns", num(s.pre_pause_ns))
         .kv("phase_accesses", num(s.phase_accesses)).kv("phase_ns", num(s.phase_ns))
         .kv("new_objects", num(s.new_objects)).kv("allocated_bytes", num(s.allocated_bytes)).kv("tlabs", num(s.tlabs))
-        .kv("alloc_failures", num(s.alloc_failures)).kv("frames", num(s.frames)).kv("frames_late", num(s.frames_late));
+        .kv("alloc_failures", num(s.alloc_failures)).kv("frames", num(s.frames)).kv("frames_late", num(s.frames_late))
+        .kv("signals_sent", num(s.signals_sent)).kv("signals_handled", num(s.signals_handled))
+        .kv("signals_in_fault_wait", num(s.signals_in_fault_wait)).kv("signal_heap_reads", num(s.signal_heap_reads))
+        .kv("signal_heap_faults", num(s.signal_heap_faults));
     Obj swp;
     swp.kv("pages_paged_out", num(s.pages_paged_out)).kv("swap_ins", inum(s.swap_ins)).kv("swap_outs", inum(s.swap_outs))
         .kv("major_faults", num(s.major_faults));

@@ -29,6 +29,10 @@ struct RunLength {
 
 // How a mutator spends its think time between access chains: computing on its CPU, or blocked off it.
 enum class Think { Busy, Sleep };
+// A signal sent to every mutator during a collection, as the app's own signal sources send them: a profiler's
+// SIGPROF (handler samples the clock; SA_RESTART), a timer's SIGALRM (no SA_RESTART: sleeps and waits return EINTR),
+// or a SIGUSR1 whose handler reads a root object (touching the heap, so it may fault itself) and checks its header.
+enum class AppSignal { None, Sigprof, Sigalrm, Sigusr1 };
 // Test hooks: a fraction of COPY/MOVE ioctls fails with an errno before reaching the kernel (EAGAIN, EBUSY,
 // ENOMEM); or the GC thread really makes the kernel answer wrongly: kDoubleInstall maps a zero page over the
 // last page of its first several-page run by the strategy's method (a genuine EEXIST after partial progress), kPoison poisons its first batch with UFFDIO_POISON and
@@ -44,11 +48,13 @@ const char* fault_mode_name(FaultMode f);
 const char* access_name(Access a);
 const char* backoff_name(Backoff b);
 const char* think_name(Think t);
+const char* app_signal_name(AppSignal s);
 Strategy parse_strategy(const std::string& s);   // throws std::invalid_argument naming the choices
 FaultMode parse_fault_mode(const std::string& s);
 Access parse_access(const std::string& s);
 Backoff parse_backoff(const std::string& s);
 Think parse_think(const std::string& s);
+AppSignal parse_app_signal(const std::string& s);
 
 constexpr unsigned kMaxMutators = 256;
 constexpr unsigned kMaxBatch = 4096;
@@ -95,6 +101,11 @@ struct Counters {
     // Runs the GC thread installed with MOVE and with COPY, by length (hybrid's decisions) (bucket i: 2^i <= pages < 2^(i+1)).
     uint64_t runs_moved[kRunLengthBuckets], runs_copied[kRunLengthBuckets];
     uint64_t shootdowns_learned;  // hybrid (priced): GC MOVEs under load its shootdown price learned from
+    // The `signal` option: signals sent to mutators (tgkill calls that succeeded), handler runs (standard signals
+    // sent while one is pending coalesce), handler runs that interrupted a SIGBUS handler waiting for a page another
+    // thread owns, SIGUSR1 handlers' reads of a root object, and the faults those reads took (each resolved by a
+    // SIGBUS handler nested in the signal's; fault-thread mode: by the fault thread, not counted).
+    uint64_t signals_sent, signals_handled, signals_in_fault_wait, signal_heap_reads, signal_heap_faults;
 
     void add(const Counters& o);
 };
