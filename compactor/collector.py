@@ -10,7 +10,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import _native
+from . import _native, memory
+from .errors import UffdError
 from .heap import Heap
 from .marking import mark
 from .options import option_table
@@ -93,6 +94,21 @@ class CollectionResult:
         return d
 
 
+def check_collection_memory(heap: Heap, config: "_native.CollectorConfig", plan: Optional[Plan] = None) -> None:
+    """Raises InsufficientMemory when one collection of ``heap`` with ``config`` needs more than a limit on this
+    process leaves (MemAvailable, its cgroups' memory.max, RLIMIT_AS, COMPACTOR_MEMORY_LIMIT), naming the binding
+    one with the numbers. The need is :func:`compactor.memory.collection_need` for this heap's state: what the
+    first reset maps (moving space, pristine image) unless mapped already, the from-space and to-space pages of a
+    concurrent strategy (the from-space: the plan's live bytes resident, one heap of address space), the plan
+    tables when no plan is given, buffers and thread stacks."""
+    need = memory.collection_need(
+        heap.heap_size, space_mapped=heap.space_mapped, image_kept=heap.image_kept,
+        keep_image=heap.keep_pristine_image,
+        concurrent=config.strategy != "stw", mutators=int(config.mutators),
+        live_bytes=None if plan is None else int(plan.live_bytes), planned=plan is not None)
+    memory.check(need, f"a {config.strategy} collection of a {heap.heap_size // memory.MiB} MiB heap")
+
+
 def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
             mutators: int = _DEFAULTS.mutators, *, plan: Optional[Plan] = None, inject: Optional[str] = None,
             **options: Any) -> CollectionResult:
@@ -107,9 +123,15 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     (the GC thread stalls holding a page), ``late_access_seconds`` (mutators touch an empty page after the phase).
 
     Raises HeapCorruption (naming the first differing object, or a double install), WatchdogTimeout,
-    UffdUnavailable, ValueError (an option out of range, naming it and the allowed range).
+    UffdUnavailable, ValueError (an option out of range, naming it and the allowed range), InsufficientMemory
+    (before anything is marked or mapped, when the collection would not fit under this process's memory limits:
+    :func:`check_collection_memory`), UffdError with errno ENOMEM naming the binding limit when the kernel refuses
+    pages inside the phase (a cgroup at its memory.max OOM-kills the process instead: see the README).
     """
     config = make_config(strategy, faults, mutators, inject=inject, **options)
+    if plan is not None and plan.heap is not heap:
+        raise ValueError("the plan was made for another heap")
+    check_collection_memory(heap, config, plan)
     timings: Dict[str, float] = {}
     if plan is None:
         t0 = time.perf_counter()
@@ -119,8 +141,6 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
         t2 = time.perf_counter()
         timings["marking"] = t1 - t0
         timings["planning"] = t2 - t1
-    elif plan.heap is not heap:
-        raise ValueError("the plan was made for another heap")
     if heap.state != "pristine":
         heap.reset()
     digest_before = heap.pristine_digest()[0]
@@ -129,6 +149,13 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     heap.state = "collecting"
     try:
         raw = _native.collect(heap.space, plan.native, heap.native_table, digest_before, config)
+    except UffdError as e:
+        if e.errno != _errno.ENOMEM:
+            raise
+        lim = memory.binding_limit(memory.MEMORY)  # the limit the kernel refused the pages under, named
+        where = (f"; this process may use {lim.available // memory.MiB} MiB more under {lim.name} ({lim.source}):"
+                 " use a smaller heap or raise the limit") if lim is not None else ""
+        raise UffdError(e.errno, f"out of memory inside the concurrent phase: {e}{where}", e.op, e.done) from e
     finally:
         heap.state = "compacted"
     timings["pause"] = raw["pause_s"]

@@ -51,6 +51,20 @@ class HeapCorruption(RuntimeError):
     """Verification found the heap differs from what the plan promises; names the first differing object."""
 
 
+class InsufficientMemory(MemoryError):
+    """Refused before anything is mapped: the operation needs more memory (or address space) than a limit on
+    this process leaves. ``need`` and ``available`` are bytes, ``limit`` names the binding limit ("MemAvailable",
+    "cgroup memory.max", "RLIMIT_AS", "COMPACTOR_MEMORY_LIMIT") and ``source`` where it was read, with the numbers
+    (see compactor.memory)."""
+
+    def __init__(self, message: str, need: int = 0, available: int = 0, limit: str = "", source: str = "") -> None:
+        super().__init__(message)
+        self.need = need
+        self.available = available
+        self.limit = limit
+        self.source = source
+
+
 class WatchdogTimeout(RuntimeError):
     """No page made progress for longer than the watchdog allows; the run was aborted."""
 
@@ -58,6 +72,7 @@ class WatchdogTimeout(RuntimeError):
 __all__ = [
     "HeapCorruption",
     "HprofError",
+    "InsufficientMemory",
     "PlanFileError",
     "SystemCallError",
     "UffdError",

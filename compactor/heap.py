@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 import numpy.typing as npt
 
-from . import _native
+from . import _native, memory
 from .layout import MAX_HEAP_SIZE, MIN_OBJECT_SIZE, identity_of, max_refs, payload_offset
 
 GARBAGE_PATTERNS = ("uniform", "clustered", "dense-prefix")
@@ -242,13 +242,16 @@ class Heap:
     # -- generation ---------------------------------------------------------------------------------------
     @classmethod
     def generate(cls, spec: HeapSpec, page_size: Optional[int] = None) -> "Heap":
-        """Generates the heap described by ``spec`` (deterministic from ``spec.seed``)."""
+        """Generates the heap described by ``spec`` (deterministic from ``spec.seed``). Maps no heap yet (the
+        first reset does); raises compactor.InsufficientMemory when the object table itself would not fit."""
         from .uffd import PAGE_SIZE
 
         ps = page_size or PAGE_SIZE
         heap_size = -(-spec.size // ps) * ps
         rng = np.random.default_rng(spec.seed)
         mean = 126.0 if spec.sizes == "art" else float(np.mean(np.asarray(spec.sizes, dtype=np.float64)))
+        memory.check(memory.table_need(int(heap_size / mean)),  # refused before the arrays are allocated
+                     f"generating the object table of a {heap_size // memory.MiB} MiB heap")
         n_est = int(heap_size / mean * 1.2) + 64
         sizes = _sample_sizes(spec, rng, n_est)
         ends = np.cumsum(sizes)
@@ -315,9 +318,26 @@ class Heap:
     def space(self) -> "_native.HeapSpace":
         """The native moving space, materialized on first use."""
         if self._space is None:
-            self._space = _native.HeapSpace(self.heap_size)
             self.reset()
+        assert self._space is not None
         return self._space
+
+    def materialization_need(self) -> "memory.Need":
+        """What the next reset maps: the moving space if not yet mapped, the pristine image if it is to be kept
+        and is not yet (see compactor.memory.collection_need)."""
+        parts = memory.collection_need(self.heap_size, space_mapped=self.space_mapped, image_kept=self.image_kept,
+                                       keep_image=self.keep_pristine_image, concurrent=False).parts[:-1]
+        return memory.Need(sum(p[1] for p in parts), sum(p[2] for p in parts), parts)
+
+    @property
+    def space_mapped(self) -> bool:
+        """Whether the native moving space is mapped."""
+        return self._space is not None
+
+    @property
+    def image_kept(self) -> bool:
+        """Whether a pristine image is kept (resets copy it back)."""
+        return self._space is not None and bool(self._space.has_pristine_image)
 
     @property
     def native_table(self) -> "_native.ObjectTable":
@@ -328,7 +348,11 @@ class Heap:
         object and, when ``keep_pristine_image`` is true (the default), keeps a copy of those bytes; every later
         reset copies that image back at memory speed (the space populated in one call). The image costs one more
         heap of memory: set ``keep_pristine_image = False`` (or call ``drop_pristine_image()``) to re-materialize
-        each time instead."""
+        each time instead. Raises compactor.InsufficientMemory, before mapping anything, when the space or the
+        image would not fit under this process's memory limits (compactor.memory)."""
+        need = self.materialization_need()
+        if need.memory or need.address_space:  # refused before anything is mapped, naming the binding limit
+            memory.check(need, f"materializing a {self.heap_size // memory.MiB} MiB heap")
         if self._space is None:
             self._space = _native.HeapSpace(self.heap_size)
         if self._space.has_pristine_image and self.keep_pristine_image:

@@ -6,6 +6,7 @@ import os
 import platform
 from typing import Optional
 
+from .. import memory as _memory
 from ..info import environment
 from .types import BenchError
 
@@ -24,37 +25,22 @@ def default_mutators() -> tuple:
 
 
 def memory_available() -> Optional[int]:
-    """The memory this process may use: MemAvailable, bounded by the cgroup's memory.max and by the
-    COMPACTOR_MEMORY_LIMIT environment variable (bytes), whichever is smallest."""
-    limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    limits.append(int(line.split()[1]) * 1024)
-    except OSError:
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            text = f.read().strip()
-        if text != "max":
-            with open("/sys/fs/cgroup/memory.current") as f:
-                limits.append(int(text) - int(f.read().strip()))
-    except (OSError, ValueError):
-        pass
-    env = os.environ.get("COMPACTOR_MEMORY_LIMIT")
-    if env:
-        limits.append(int(env))
-    return min(limits) if limits else None
+    """The memory this process may still use under every limit compactor.memory reads (MemAvailable, its cgroups'
+    memory.max, RLIMIT_AS minus VmSize, COMPACTOR_MEMORY_LIMIT), whichever leaves least; None when none is known."""
+    return _memory.available()
 
 
 def check_memory(heap_bytes: int, available: Optional[int]) -> None:
-    """Raises BenchError (status 2) when a heap of this size cannot fit in the memory available."""
+    """Raises BenchError (status 2) when a heap of this size cannot fit in the memory available: a whole bench
+    needs about 3.5 heaps + 256 MiB (moving space, from-space, pristine image, tables; more than one collect(),
+    whose need compactor.memory.collection_need derives). On the host the message names the binding limit."""
     need = int(heap_bytes * 3.5) + (256 << 20)
     if available is not None and need > available:
+        lim = _memory.binding_limit()
+        under = f" (under {lim.name}: {lim.source})" if lim is not None and lim.available == available else ""
         raise BenchError(f"a {heap_bytes >> 20} MiB heap needs about {need >> 20} MiB of memory (moving space, "
-                         f"from-space, pristine image, tables); only {available >> 20} MiB are available: use a "
-                         "smaller --heap", 2)
+                         f"from-space, pristine image, tables); only {available >> 20} MiB are available{under}: use "
+                         "a smaller --heap or raise the limit", 2)
 
 
 def check_usable(env: dict) -> None:

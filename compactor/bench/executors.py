@@ -14,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from .. import _native
+from .. import memory as _memory
 from .. import profiles as _profiles
 from ..collector import collect
 from ..device.adb import DeviceError
@@ -177,9 +178,13 @@ class RunnerExecutor(_HostExecutor):
                "--batch", str(self.batch), "--seed", str(self.seed + rep)] + runner_flags(self.options_for(sc))
         if sc.faults != "none":
             cmd += ["--faults", sc.faults]
+        oom_before = _memory.oom_kills()
         p = subprocess.run(cmd, capture_output=True, text=True)
         if p.returncode == 3:
             raise HeapCorruption(p.stderr.strip())
+        if p.returncode < 0:  # a signal: the OOM killer (named with its cgroup counter) or another
+            raise BenchError(f"compactor-runner {_memory.describe_death(p.returncode, oom_before)}: "
+                             f"{p.stderr.strip() or 'no message'}", 1)
         if p.returncode != 0:
             raise BenchError(f"compactor-runner failed ({p.returncode}): {p.stderr.strip()}", 1)
         raw = json.loads(p.stdout)["runs"][0]

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "compactor/heap_space.hpp"
 #include "compactor/install_floor.hpp"
 #include "compactor/mapping.hpp"
+#include "compactor/memory_limits.hpp"
 #include "compactor/plan_file.hpp"
 #include "compactor/result_json.hpp"
 #include "compactor/uffd.hpp"
@@ -108,6 +110,33 @@ const OptionInfo* option_of_flag(const std::string& flag, bool& negated) {
     return nullptr;
 }
 
+// Refuses (exit 2, with the numbers) a plan whose heap would not fit under this process's memory limits, before
+// anything is mapped. The need is compactor.memory.collection_need's for the runner (no pristine image is kept):
+// the moving space; for a concurrent strategy the from-space (one heap of address space, the live bytes resident);
+// buffers, samples and write logs (32 MiB + 8 MiB per mutator) and a stack per thread of address space.
+void check_memory_or_exit(const PlanView& plan, const CollectorConfig& cfg, bool floor_only) {
+    constexpr uint64_t MiB = 1ull << 20;
+    const uint64_t heap = plan.heap_size;
+    const bool concurrent = !floor_only && cfg.strategy != Strategy::Stw;
+    rlimit rs{};
+    uint64_t stack = 8 * MiB;
+    if (getrlimit(RLIMIT_STACK, &rs) == 0 && rs.rlim_cur != RLIM_INFINITY && rs.rlim_cur > 0) stack = rs.rlim_cur;
+    const uint64_t fixed = 32 * MiB + 8 * MiB * cfg.mutators;
+    const uint64_t live = plan.live_bytes < heap ? plan.live_bytes : heap;
+    const uint64_t need_memory = heap + (concurrent ? live : 0) + fixed;
+    const uint64_t need_as = heap + (concurrent ? heap : 0) + fixed + (cfg.mutators + 2) * stack;
+    std::string parts = "moving space " + std::to_string(heap / MiB) + " MiB";
+    if (concurrent) parts += " + from-space " + std::to_string(heap / MiB) + " MiB";
+    parts += " + buffers, samples, write logs, thread stacks";
+    const std::string what = std::string(floor_only ? "measuring the compaction floor of " : "a collection of ") +
+                             "a " + std::to_string(heap / MiB) + " MiB heap";
+    const std::string msg = memory_shortfall(need_memory, need_as, what, parts);
+    if (!msg.empty()) {
+        std::fprintf(stderr, "compactor-runner: %s\n", msg.c_str());
+        std::exit(2);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,6 +212,7 @@ int main(int argc, char** argv) {
         }
         PlanBundle b = load_plan_file(plan_path);
         const PlanView plan = b.plan.view();
+        check_memory_or_exit(plan, cfg, want_compaction_floor);
         HeapSpace space(plan.heap_size);
         const ObjectTableView tv = b.table.view();
         if (want_compaction_floor) {

@@ -1,0 +1,284 @@
+"""The memory this process may still use, and what a collection maps: one definition, checked before mapping.
+
+Every limit that applies to this process, each named with where it was read:
+
+- ``MemAvailable`` (/proc/meminfo): what the machine can give without swapping;
+- ``cgroup memory.max``: for this process's own memory cgroup and each of its ancestors, the limit minus the
+  usage (cgroup v2: ``memory.max - memory.current``; v1: ``memory.limit_in_bytes - memory.usage_in_bytes``),
+  found through /proc/self/cgroup and /proc/self/mountinfo; unlimited levels are skipped;
+- ``RLIMIT_AS``: the address-space limit minus this process's VmSize (/proc/self/status). It counts mappings, not
+  resident pages: a reserved from-space counts in full;
+- ``COMPACTOR_MEMORY_LIMIT``: an environment variable (bytes) a user sets to stay below a budget of their own.
+
+The first, second and fourth bound resident memory (kind ``"memory"``), the third address space
+(``"address space"``); a need has both parts, and :func:`check` compares each with the limits of its kind.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from .errors import InsufficientMemory
+
+MEMORY = "memory"  # resident pages: MemAvailable, cgroups, COMPACTOR_MEMORY_LIMIT
+ADDRESS_SPACE = "address space"  # mappings: RLIMIT_AS
+_UNLIMITED_V1 = 1 << 62  # cgroup v1 shows "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 on 4 KiB)
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit on this process: ``name`` (e.g. "cgroup memory.max"), ``source`` (where it was read, with the
+    numbers), ``available`` (bytes this process may still use under it, never negative) and ``kind``
+    (:data:`MEMORY` or :data:`ADDRESS_SPACE`)."""
+
+    name: str
+    source: str
+    available: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class Need:
+    """What an operation maps: resident ``memory`` and ``address_space`` in bytes, and ``parts`` naming each
+    share (what, memory bytes, address-space bytes)."""
+
+    memory: int
+    address_space: int
+    parts: Tuple[Tuple[str, int, int], ...]
+
+    def describe(self) -> str:
+        return " + ".join(f"{what} {max(m, a) // MiB} MiB" for what, m, a in self.parts if max(m, a))
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _mounts() -> Dict[str, Tuple[str, str]]:
+    """{"2": (mount point, mount root)} for the cgroup2 hierarchy, {"1": ...} for cgroup v1's memory controller."""
+    found: Dict[str, Tuple[str, str]] = {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields, rfields = left.split(), right.split()
+                if len(fields) < 5 or len(rfields) < 3:
+                    continue
+                root, point = fields[3], fields[4].replace("\\040", " ")
+                if rfields[0] == "cgroup2" and "2" not in found:
+                    found["2"] = (point, root)
+                elif rfields[0] == "cgroup" and "memory" in rfields[2].split(",") and "1" not in found:
+                    found["1"] = (point, root)
+    except OSError:
+        pass
+    return found
+
+
+def cgroup_dirs() -> List[Tuple[str, str]]:
+    """This process's memory cgroup and its ancestors up to the hierarchy's root, innermost first, as
+    (version "1" or "2", directory). cgroup v1's memory controller is used where it is mounted (the v2 hierarchy
+    then has no memory controller); empty when neither can be read."""
+    paths: Dict[str, str] = {}
+    text = _read("/proc/self/cgroup") or ""
+    for line in text.splitlines():
+        hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hid == "0" and controllers == "":
+            paths["2"] = path
+        elif "memory" in controllers.split(","):
+            paths["1"] = path
+    mounts = _mounts()
+    for version in ("1", "2"):  # a v1 memory controller takes the controller away from v2
+        if version not in paths or version not in mounts:
+            continue
+        point, root = mounts[version]
+        rel = paths[version]
+        if root != "/" and rel.startswith(root):  # the mount shows a subtree: the path below its root
+            rel = rel[len(root):]
+        probe = "memory.max" if version == "2" else "memory.limit_in_bytes"
+        d = os.path.normpath(point + "/" + rel.strip("/"))
+        dirs: List[Tuple[str, str]] = []
+        while True:
+            if os.path.exists(os.path.join(d, probe)) or os.path.exists(os.path.join(d, "memory.current")):
+                dirs.append((version, d))
+            if os.path.normpath(d) == os.path.normpath(point) or len(d) <= len(point):
+                break
+            d = os.path.dirname(d)
+        if dirs or version == "2":
+            return dirs
+    return []
+
+
+def _cgroup_limits() -> List[Limit]:
+    out = []
+    for version, d in cgroup_dirs():
+        names = ("memory.max", "memory.current") if version == "2" else ("memory.limit_in_bytes",
+                                                                          "memory.usage_in_bytes")
+        limit, usage = (_read(os.path.join(d, n)) for n in names)
+        if limit is None or usage is None or limit == "max":
+            continue
+        try:
+            lim, cur = int(limit), int(usage)
+        except ValueError:
+            continue
+        if lim >= _UNLIMITED_V1:
+            continue
+        out.append(Limit(f"cgroup {names[0]}", f"{d}/{names[0]} = {lim} ({lim // MiB} MiB), {names[1]} = {cur} "
+                                               f"({cur // MiB} MiB)", max(0, lim - cur), MEMORY))
+    return out
+
+
+def _status_kib(field: str) -> Optional[int]:
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def limits() -> List[Limit]:
+    """Every limit on the memory this process may still use, read now (see the module's documentation)."""
+    out: List[Limit] = []
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            avail = int(line.split()[1]) * 1024
+            out.append(Limit("MemAvailable", f"/proc/meminfo MemAvailable = {avail // MiB} MiB", avail, MEMORY))
+    out += _cgroup_limits()
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    size = _status_kib("VmSize")
+    if soft != resource.RLIM_INFINITY and size is not None:
+        out.append(Limit("RLIMIT_AS", f"RLIMIT_AS = {soft} ({soft // MiB} MiB), VmSize in /proc/self/status = "
+                                      f"{size // MiB} MiB", max(0, soft - size), ADDRESS_SPACE))
+    env = os.environ.get("COMPACTOR_MEMORY_LIMIT")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"COMPACTOR_MEMORY_LIMIT={env!r} is not a number of bytes") from None
+        out.append(Limit("COMPACTOR_MEMORY_LIMIT", f"the environment's COMPACTOR_MEMORY_LIMIT = {value} "
+                                                   f"({value // MiB} MiB)", max(0, value), MEMORY))
+    return out
+
+
+def binding_limit(kind: Optional[str] = None) -> Optional[Limit]:
+    """The tightest limit (of ``kind``, or of any kind), or None when none can be read."""
+    candidates = [lim for lim in limits() if kind is None or lim.kind == kind]
+    return min(candidates, key=lambda lim: lim.available) if candidates else None
+
+
+def available(kind: Optional[str] = None) -> Optional[int]:
+    """Bytes this process may still use under every limit (of ``kind``, or of any kind); None when none is known."""
+    lim = binding_limit(kind)
+    return lim.available if lim else None
+
+
+def thread_stack_bytes() -> int:
+    """The address space glibc reserves for a new thread's stack: RLIMIT_STACK's soft limit, 8 MiB when unlimited."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    return 8 * MiB if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
+
+
+def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: bool = False,
+                    keep_image: bool = True, concurrent: bool = True, mutators: int = 0,
+                    live_bytes: Optional[int] = None, planned: bool = True) -> Need:
+    """What one ``collect()`` maps beyond what the process already holds (derived from the core's mappings):
+
+    - the moving space, ``heap_bytes`` resident and mapped, unless already mapped (``space_mapped``);
+    - the pristine image the first reset keeps (``keep_image``): one more heap, unless already kept;
+    - concurrent strategies: the from-space, a second heap of address space (mremap(MREMAP_DONTUNMAP) moves the
+      pages and keeps the moving space mapped), and to-space pages installed while the from-space still holds its
+      pages: at most the live bytes (``live_bytes``; the heap when not known). COPY gives the from-space back
+      behind the compaction front and MOVE recycles its pages, so the peak stays far below that bound (measured:
+      a 256 MiB heap, half live, COPY or MOVE with and without a mutator: peak RSS of the collection no higher than
+      after the reset);
+    - marking and planning when no plan is given: the mark bits and plan tables, an eighth of the heap;
+    - fixed costs: per-thread buffers, latency samples and write logs (32 MiB + 8 MiB per mutator), and a stack
+      per thread (GC, fault thread, mutators) of address space.
+
+    So a first concurrent collection of an unmapped heap needs about 2 heaps + the live bytes resident and 3 heaps
+    of address space; a later one the live bytes and one heap of address space, plus the fixed costs."""
+    parts: List[Tuple[str, int, int]] = []
+    if not space_mapped:
+        parts.append(("moving space", heap_bytes, heap_bytes))
+    if keep_image and not image_kept:
+        parts.append(("pristine image", heap_bytes, heap_bytes))
+    if concurrent:
+        live = heap_bytes if live_bytes is None else min(heap_bytes, live_bytes)
+        parts.append(("from-space", live, heap_bytes))
+    if not planned:
+        parts.append(("marking and plan tables", heap_bytes // 8, heap_bytes // 8))
+    fixed = 32 * MiB + 8 * MiB * mutators
+    parts.append(("buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 2) * thread_stack_bytes()))
+    return Need(sum(p[1] for p in parts), sum(p[2] for p in parts), tuple(parts))
+
+
+TABLE_BYTES_PER_OBJECT = 192  # Heap.generate: the object table and its temporaries (measured: 182 B at the peak)
+
+
+def table_need(objects: int) -> Need:
+    """What generating an object table of about ``objects`` objects allocates (numpy arrays, the native copy)."""
+    n = objects * TABLE_BYTES_PER_OBJECT
+    return Need(n, n, (("object table", n, n),))
+
+
+def check(need: Need, what: str, remedy: str = "use a smaller heap or raise the limit") -> None:
+    """Raises :class:`~compactor.errors.InsufficientMemory` when ``need`` exceeds a limit of its kind, naming the
+    one that falls shortest, with the numbers, before anything is mapped."""
+    short: Optional[Tuple[int, Limit, int]] = None
+    for lim in limits():
+        n = need.memory if lim.kind == MEMORY else need.address_space
+        if n > lim.available and (short is None or lim.available - n < short[0]):
+            short = (lim.available - n, lim, n)
+    if short is None:
+        return
+    _, lim, n = short
+    noun = "of address space" if lim.kind == ADDRESS_SPACE else "of memory"
+    raise InsufficientMemory(
+        f"{what} needs about {n // MiB} MiB {noun} ({need.describe()}); this process may use "
+        f"{lim.available // MiB} MiB more under {lim.name} ({lim.source}): {remedy}",
+        need=n, available=lim.available, limit=lim.name, source=lim.source)
+
+
+def _events_file(cgroup_dir: Optional[str]) -> Optional[str]:
+    if cgroup_dir is None:
+        dirs = cgroup_dirs()
+        if not dirs:
+            return None
+        version, cgroup_dir = dirs[0]
+    else:
+        version = "2" if os.path.exists(os.path.join(cgroup_dir, "memory.events")) else "1"
+    return os.path.join(cgroup_dir, "memory.events" if version == "2" else "memory.oom_control")
+
+
+def oom_kills(cgroup_dir: Optional[str] = None) -> Optional[int]:
+    """The OOM-killer kills counted in a memory cgroup (this process's own by default; v2 memory.events
+    ``oom_kill``, v1 memory.oom_control ``oom_kill``), or None where not readable. A child inherits the cgroup:
+    compare the count before and after it ran to tell an OOM kill from another SIGKILL."""
+    path = _events_file(cgroup_dir)
+    for line in ((_read(path) or "") if path else "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return None
+
+
+def describe_death(returncode: int, oom_before: Optional[int], cgroup_dir: Optional[str] = None) -> str:
+    """Why a child that exited with ``returncode`` (negative: the signal) ended: "killed by the OOM killer
+    (<cgroup>/memory.events oom_kill N)" when it died of SIGKILL and the OOM kills of its cgroup (``cgroup_dir``,
+    this process's by default) rose above ``oom_before``; else the signal or the exit status."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    import signal
+
+    sig = -returncode
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+    after = oom_kills(cgroup_dir)
+    if sig == signal.SIGKILL and after is not None and oom_before is not None and after > oom_before:
+        return f"killed by the OOM killer ({_events_file(cgroup_dir)} oom_kill {after})"
+    return f"killed by {name}"
