@@ -14,6 +14,7 @@ _use_installed_copy(__name__, __file__)
 from .errors import (  # noqa: E402
     HeapCorruption,
     HprofError,
+    KernelMoveWarning,
     PlanFileError,
     SystemCallError,
     UffdError,
@@ -24,7 +25,7 @@ from .errors import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "HeapCorruption", "HprofError", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable",
+    "HeapCorruption", "HprofError", "KernelMoveWarning", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable",
     "WatchdogTimeout",
     "__version__",
 ]

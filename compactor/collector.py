@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _native
 from .heap import Heap
+from .kernel_facts import warn_for_strategy
 from .marking import mark
 from .options import option_table
 from .planning import Plan
@@ -105,10 +106,14 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     kernel finds the GC's first page already mapped; "POISON": the GC poisons its first batch), ``stall_seconds``
     (the GC thread stalls holding a page), ``late_access_seconds`` (mutators touch an empty page after the phase).
 
+    A MOVE strategy (move, move-alloc, hybrid) on a kernel that may have a known UFFDIO_MOVE bug warns once per
+    process with :class:`~compactor.errors.KernelMoveWarning` (see :mod:`compactor.kernel_facts`).
+
     Raises HeapCorruption (naming the first differing object, or a double install), WatchdogTimeout,
     UffdUnavailable, ValueError (an option out of range, naming it and the allowed range).
     """
     config = make_config(strategy, faults, mutators, inject=inject, **options)
+    warn_for_strategy(config.strategy)
     timings: Dict[str, float] = {}
     if plan is None:
         t0 = time.perf_counter()
