@@ -25,7 +25,8 @@ from .errors import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "HeapCorruption", "HprofError", "KernelMoveWarning", "PlanFileError", "SystemCallError", "UffdError", "UffdUnavailable",
+    "HeapCorruption", "HprofError", "KernelMoveWarning", "PlanFileError", "SystemCallError", "UffdError",
+    "UffdUnavailable",
     "WatchdogTimeout",
     "__version__",
 ]

@@ -31,6 +31,7 @@ MOVE_STRATEGIES = ("move", "move-alloc", "hybrid")
 _SERIES_END = 1 << 30  # a last bound "X.Y" covers every X.Y.z
 _PM_UFFD_WP = 1 << 57  # /proc/PID/pagemap: the PTE is uffd write-protected
 _PM_PRESENT = 1 << 63
+_REPORTED = ("id", "title", "affected", "fixed_in", "what", "source", "note")  # a table entry's fields in a report
 
 
 def parse_release(release: str) -> Version:
@@ -124,7 +125,7 @@ def probe_wp_across_move(user_mode_only: bool = True) -> Tuple[str, str]:
             if after & _PM_UFFD_WP:
                 return "preserved", "the moved page is still uffd write-protected (pagemap bit 57 set)"
             return "dropped", "the moved page lost uffd write protection (pagemap bit 57 clear after MOVE)"
-    except Exception as e:  # noqa: BLE001 - a probe reports, it never raises
+    except Exception as e:  # a probe reports, it never raises
         return "unknown", f"{type(e).__name__}: {e}"
 
 
@@ -162,7 +163,7 @@ def evaluate(release: Optional[str] = None, *, move: Optional[bool] = None, prob
         if not move_in_kernel or not _bug_applies(bug, version, result):
             continue
         probed = result is not None and result[0] != "unknown"
-        entry = {k: bug[k] for k in ("id", "title", "affected", "fixed_in", "what", "source", "note") if k in bug}
+        entry: Dict[str, Any] = {k: bug[k] for k in _REPORTED if k in bug}
         entry.update(evidence="probed" if probed else "by version",
                      probe=None if result is None else {"name": bug["probe"], "result": result[0],
                                                         "detail": result[1]})
