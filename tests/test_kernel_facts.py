@@ -70,7 +70,7 @@ VERSIONS = [
 
 @pytest.mark.parametrize(("release", "art", "bugs"), VERSIONS)
 def test_a_release_has_the_known_bugs_of_its_version_and_arts_answer(release, art, bugs):
-    """evaluate(release) lists exactly the table's bugs whose ranges hold the version, and ART's MoveIoctlKernelCheck."""
+    """evaluate(release) lists exactly the bugs whose ranges hold the version, and ART's MoveIoctlKernelCheck."""
     facts = kernel_facts.evaluate(release)
     assert {b["id"] for b in facts["known_bugs"]} == bugs
     assert facts["art_would_use_move"] is art
