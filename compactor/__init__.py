@@ -15,6 +15,7 @@ from .errors import (  # noqa: E402
     HeapCorruption,
     HprofError,
     InsufficientMemory,
+    KernelMoveWarning,
     PlanFileError,
     SystemCallError,
     UffdError,
@@ -25,8 +26,8 @@ from .errors import (  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "HeapCorruption", "HprofError", "InsufficientMemory", "PlanFileError", "SystemCallError", "UffdError",
-    "UffdUnavailable", "WatchdogTimeout",
+    "HeapCorruption", "HprofError", "InsufficientMemory", "KernelMoveWarning", "PlanFileError", "SystemCallError",
+    "UffdError", "UffdUnavailable", "WatchdogTimeout",
     "__version__",
 ]
 

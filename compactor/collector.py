@@ -13,6 +13,7 @@ import numpy as np
 from . import _native, memory
 from .errors import UffdError
 from .heap import Heap
+from .kernel_facts import warn_for_strategy
 from .marking import mark
 from .options import option_table
 from .planning import Plan
@@ -122,6 +123,9 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     kernel finds the GC's first page already mapped; "POISON": the GC poisons its first batch), ``stall_seconds``
     (the GC thread stalls holding a page), ``late_access_seconds`` (mutators touch an empty page after the phase).
 
+    A MOVE strategy (move, move-alloc, hybrid) on a kernel that may have a known UFFDIO_MOVE bug warns once per
+    process with :class:`~compactor.errors.KernelMoveWarning` (see :mod:`compactor.kernel_facts`).
+
     Raises HeapCorruption (naming the first differing object, or a double install), WatchdogTimeout,
     UffdUnavailable, ValueError (an option out of range, naming it and the allowed range), InsufficientMemory
     (before anything is marked or mapped, when the collection would not fit under this process's memory limits:
@@ -132,6 +136,7 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     if plan is not None and plan.heap is not heap:
         raise ValueError("the plan was made for another heap")
     check_collection_memory(heap, config, plan)
+    warn_for_strategy(config.strategy)
     timings: Dict[str, float] = {}
     if plan is None:
         t0 = time.perf_counter()

@@ -69,10 +69,16 @@ class WatchdogTimeout(RuntimeError):
     """No page made progress for longer than the watchdog allows; the run was aborted."""
 
 
+class KernelMoveWarning(UserWarning):
+    """A MOVE strategy runs on a kernel that may have a known UFFDIO_MOVE bug (compactor/kernel_facts.py, the
+    table compactor/data/move_kernel_bugs.json); issued once per process, naming the bugs and the advice."""
+
+
 __all__ = [
     "HeapCorruption",
     "HprofError",
     "InsufficientMemory",
+    "KernelMoveWarning",
     "PlanFileError",
     "SystemCallError",
     "UffdError",

@@ -9,13 +9,16 @@ from typing import Any, Dict, List, Optional
 
 from . import _native
 from .errors import UffdUnavailable
+from .kernel_facts import evaluate as kernel_move_facts
+from .kernel_facts import render_bug
 from .swap import probe as swap_probe
 from .uffd import PAGE_SIZE, probe
 
 
 def environment(user_mode_only: bool = True) -> Dict[str, Any]:
-    """Kernel release, architecture, page size, how userfaultfd was opened, the feature names, and whether MOVE,
-    SIGBUS and MREMAP_DONTUNMAP are usable."""
+    """Kernel release, architecture, page size, how userfaultfd was opened, the feature names, whether MOVE,
+    SIGBUS and MREMAP_DONTUNMAP are usable, and ``move_kernel``: the kernel's MOVE facts (the known MOVE bugs it
+    may have, by version and by probing, whether ART would use MOVE on it, the advice; compactor.kernel_facts)."""
     env: Dict[str, Any] = {
         "kernel": platform.release(),
         "arch": platform.machine(),
@@ -32,7 +35,20 @@ def environment(user_mode_only: bool = True) -> Dict[str, Any]:
         env.update(userfaultfd=False, error=str(e), features=[], feature_bits=0, move=False, sigbus=False)
     sw = swap_probe()
     env["swap"] = {"active": [d.name for d in sw.active], "zram": sw.zram}
+    env["move_kernel"] = kernel_move_facts(move=env["move"], user_mode_only=user_mode_only)
     return env
+
+
+def render_move_kernel(facts: Dict[str, Any]) -> List[str]:
+    """The kernel's MOVE facts as text lines (info, and the bench's report header)."""
+    yes = "yes" if facts["art_would_use_move"] else "no"
+    lines = [f"ART uses MOVE     {yes} (its MoveIoctlKernelCheck: 6.12.20+, 6.13.8+ or 6.14+, and MOVE in the kernel)"]
+    bugs = facts["known_bugs"]
+    lines.append(f"known MOVE bugs   {len(bugs) or 'none'} this kernel may have"
+                 + (" (compactor/data/move_kernel_bugs.json)" if bugs else ""))
+    lines += [f"  - {render_bug(b)}" for b in bugs]
+    lines.append(f"advice            {facts['advice']}")
+    return lines
 
 
 def render(env: Dict[str, Any]) -> str:
@@ -57,6 +73,7 @@ def render(env: Dict[str, Any]) -> str:
         f"swap              {', '.join(env['swap']['active']) or 'none active'}; zram "
         + ("available" if env["swap"]["zram"] else "not in this kernel"),
     ]
+    lines += render_move_kernel(env["move_kernel"])
     return "\n".join(lines)
 
 

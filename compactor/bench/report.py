@@ -25,6 +25,9 @@ def render(report: dict, console: Console) -> None:
     console.print(f"[bold]compactor.bench[/bold] {report.get('created', '')}  Linux {env['kernel']} {env['arch']}, "
                   f"{env['page_size']}-byte pages, {env['cpus']} cpus, {env['where']}"
                   f"{' (virtual machine)' if env.get('virtualized') else ''}{note}")
+    line = move_kernel_line(env)
+    if line:
+        console.print(line)
     cfg, heap = report["config"], report["heap"]
     shape = "from an HPROF dump" if heap.get("hprof") else f"{cfg['live_fraction']:.0%} live ({cfg['garbage']})"
     console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {shape}, "
@@ -101,6 +104,19 @@ def render(report: dict, console: Console) -> None:
     for r in report["runs"]:
         if r.get("fallback"):
             console.print(f"[yellow]note[/yellow]: {r['key']}: {'; '.join(r['fallback'])}")
+
+
+def move_kernel_line(env: dict):
+    """One line on the kernel's MOVE facts (environment.move_kernel; None for reports made before it existed):
+    whether ART would use MOVE, the known MOVE bugs this kernel may have and how each was judged, the advice."""
+    mk = env.get("move_kernel")
+    if mk is None:
+        return None
+    bugs = ", ".join(f"{b['id']} ({b['evidence']}"
+                     + (f": {b['probe']['result']})" if b["evidence"] == "probed" and b.get("probe") else ")")
+                     for b in mk["known_bugs"]) or "none"
+    return (f"MOVE kernel facts: ART would use MOVE: {'yes' if mk['art_would_use_move'] else 'no'}; "
+            f"known MOVE bugs this kernel may have: {bugs}; advice: {mk['advice']}")
 
 
 def _profile(r: dict) -> str:

@@ -12,6 +12,22 @@ SWEEP_SCHEMA_ID = "compactor.sweep/2"  # 2 added the profile axis, the mutator v
 ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", SCHEMA_ID)
 
 _num = {"type": ["number", "null"]}
+# environment.move_kernel: the kernel's MOVE facts (compactor.kernel_facts.evaluate; `info --json` has the same)
+_version_range = {"type": "array", "minItems": 2, "maxItems": 2,
+                  "prefixItems": [{"type": "string"}, {"type": ["string", "null"]}]}
+_move_kernel = {
+    "type": "object",
+    "required": ["known_bugs", "art_would_use_move", "advice"],
+    "properties": {
+        "known_bugs": {"type": "array", "items": {
+            "type": "object", "required": ["id", "title", "affected", "fixed_in", "what", "source", "evidence"],
+            "properties": {"affected": {"type": "array", "minItems": 1, "items": _version_range},
+                           "fixed_in": {"type": ["array", "null"], "items": {"type": "string"}},
+                           "evidence": {"enum": ["probed", "by version"]}}}},
+        "art_would_use_move": {"type": "boolean"},
+        "advice": {"type": "string", "minLength": 1},
+    },
+}
 _profile = {"enum": _profiles.names()}
 # the core's mutator view (NaN as null), medians over the repetitions
 _mutator_view = {
@@ -78,9 +94,10 @@ SCHEMA = {
         "schema": {"const": SCHEMA_ID},
         "environment": {
             "type": "object",
-            "required": ["kernel", "arch", "page_size", "cpus", "features", "where", "emulated"],
+            "required": ["kernel", "arch", "page_size", "cpus", "features", "where", "emulated", "move_kernel"],
             "properties": {"page_size": {"type": "integer"}, "features": {"type": "array", "items": {"type": "string"}},
-                           "where": {"enum": ["host", "device"]}, "emulated": {"type": "boolean"}},
+                           "where": {"enum": ["host", "device"]}, "emulated": {"type": "boolean"},
+                           "move_kernel": _move_kernel},
         },
         "limits": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["name", "median_ns_per_page", "ns_per_page"]}},
@@ -129,6 +146,8 @@ SWEEP_SCHEMA = {
     "required": ["schema", "environment", "config", "cells", "hybrid_vs_best", "crossover"],
     "properties": {
         "schema": {"const": SWEEP_SCHEMA_ID},
+        "environment": {"type": "object", "required": ["kernel", "move_kernel"],
+                        "properties": {"move_kernel": _move_kernel}},
         "config": {"type": "object", "required": ["grid", "heap_bytes", "planes", "live", "mutators", "batch",
                                                   "profiles", "strategies", "repeat", "faults", "options"],
                    "properties": {"grid": {"enum": ["default", "quick", "full", "custom"]},

@@ -13,6 +13,7 @@ import numpy as np
 from .. import profiles as _profiles
 from ..collector import STRATEGIES
 from ..errors import HeapCorruption
+from ..kernel_facts import warn_for_strategy
 from ..planning import plan as make_plan
 from .claims import evaluate_claims
 from .config import BenchConfig
@@ -77,6 +78,8 @@ def run_repetitions(executor: Executor, runnable: List[Scenario], repeat: int, t
 def _run(cfg: BenchConfig, executor: Executor, started: float, tick) -> dict:
     env = executor.environment()
     check_usable(env)
+    for strategy in sorted({sc.strategy for sc in cfg.scenarios()}):  # once per process, with the facts of the
+        warn_for_strategy(strategy, env.get("move_kernel"))           # kernel the runs use (host or device)
     check_memory(cfg.heap, executor.memory_available())
     heap, dump = build_heap(cfg, executor, tick)
     tick("marking and planning", 0, 1)

@@ -30,6 +30,7 @@ from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
+from .report import move_kernel_line
 from .schema import SWEEP_SCHEMA_ID
 from .stats import load_measures, mutator_measures
 from .types import BenchError
@@ -243,6 +244,9 @@ def _cell_text(r: Optional[dict], strategy: str) -> str:
 
 def render(report: dict, console: Console) -> None:
     cfg = report["config"]
+    line = move_kernel_line(report["environment"])
+    if line:
+        console.print(line)
     t = Table(title=f"Sweep: GC-thread ms (vs copy) · TLB shootdowns per 1000 pages · share of pages mutators "
                     f"resolved; {cfg['heap_bytes'] >> 20} MiB, {cfg['faults']}, medians of {cfg['repeat']}",
               title_justify="left")

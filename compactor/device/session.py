@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 import numpy as np
 
 from ..errors import HeapCorruption
+from ..kernel_facts import evaluate as kernel_move_facts
 from .adb import REMOTE_DIR, Device, DeviceError
 from .runner_build import aarch64_runner
 
@@ -56,6 +57,8 @@ class DeviceSession:
             "mremap_dontunmap": p.get("mremap_dontunmap", False), "uid": p.get("uid"),
             "where": "device", "serial": self.serial, "model": self.model or p.get("machine") or "unknown",
             "machine": p.get("machine", ""), "emulated": self.emulated, "virtualized": self.emulated,
+            # the device kernel's MOVE facts, by its release's version (nothing is probed on the device)
+            "move_kernel": kernel_move_facts(p["kernel"], move=bool(p.get("move", False)), probe=False),
         }
 
     def _cpus(self) -> int:
