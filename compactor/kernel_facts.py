@@ -31,7 +31,8 @@ MOVE_STRATEGIES = ("move", "move-alloc", "hybrid")
 _SERIES_END = 1 << 30  # a last bound "X.Y" covers every X.Y.z
 _PM_UFFD_WP = 1 << 57  # /proc/PID/pagemap: the PTE is uffd write-protected
 _PM_PRESENT = 1 << 63
-_REPORTED = ("id", "title", "affected", "fixed_in", "affects_collections", "what", "source", "note")  # a table entry's fields in a report
+# A table entry's fields in a report.
+_REPORTED = ("id", "title", "affected", "fixed_in", "affects_collections", "what", "source", "note")
 
 
 def parse_release(release: str) -> Version:
