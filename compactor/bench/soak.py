@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import compactor
 from compactor import profiles, uffd
@@ -48,7 +48,7 @@ BATCHES = (1, 16, 64, 512)
 ACCESS = ("random", "sequential", "hot-set")
 PRE_PAUSE_MS = (0, 1, 2)  # small: collections stay quick
 # The heaps, generated once (1-8 MiB, every garbage pattern, live shares from 10% to 90%).
-HEAP_SHAPES = (
+HEAP_SHAPES: Tuple[Dict[str, Any], ...] = (
     dict(size="1MiB", live_fraction=0.5, garbage="uniform", seed=1),
     dict(size="2MiB", live_fraction=0.3, garbage="clustered", seed=2),
     dict(size="3MiB", live_fraction=0.9, garbage="dense-prefix", seed=3),
@@ -107,8 +107,10 @@ def draw_configs(seed: int, count: Optional[int] = None, *, move: bool = True, s
             cfg["profile"] = rng.choice(profile_names)
             opts.update(profiles.options(cfg["profile"]))
             opts["access"] = rng.choice(ACCESS)
-        if swap and rng.random() < SWAPPED_RATE:
-            opts["swapped"] = rng.choice(SWAPPED_SHARES)
+        # Drawn with or without swap, so that the rest of the sequence is the same on either machine.
+        swapped = rng.choice(SWAPPED_SHARES) if rng.random() < SWAPPED_RATE else 0.0
+        if swap and swapped:
+            opts["swapped"] = swapped
         u = rng.random()
         hook = None
         for name, rate in EXPECTED_RATES.items():
@@ -143,7 +145,7 @@ def warmup_configs(*, move: bool = True, swap: bool = False, heaps: int = len(HE
     """One collection per strategy and fault mode (4 allocating mutators: the most threads, so that malloc's
     arenas exist; hybrid's first run measures its prices), one on each heap (its pristine image), and each
     in-process error path once."""
-    out = []
+    out: List[dict] = []
     strategies = [s for s in STRATEGIES if move or s not in MOVE_STRATEGIES]
     for s in strategies:
         for f in FAULTS:
