@@ -68,9 +68,10 @@ STALL_SECONDS = 30.0   # far beyond the watchdog: the run ends by the watchdog o
 STALL_WATCHDOG = 0.2
 POISON_TIMEOUT = 120.0
 
-# The leak verdict's bounds (see tests/README.md, "Soak"): fds and threads exactly as at the start; mappings within
-# MAPS_BOUND lines (glibc's per-thread malloc arenas and Python's obmalloc arenas come and go as threads and
-# objects do; measured here: see the README); RSS growth at most 1 MiB per 1,000 collections plus RSS_FIXED.
+# The leak verdict's bounds (tests/README.md, "Soak", has the measurements): fds and threads exactly as at the
+# start; mappings within MAPS_BOUND lines (room for four more glibc malloc arenas, two lines each, should thread
+# contention create them after the warm-up); RSS growth at most 1 MiB per 1,000 collections plus RSS_FIXED (freed
+# memory that malloc's arenas and Python's 1 MiB obmalloc arenas may keep).
 MAPS_BOUND = 8
 RSS_PER_1000 = 1 << 20
 RSS_FIXED = 4 << 20
