@@ -84,6 +84,7 @@ def test_the_configurations_cover_every_strategy_fault_mode_and_error_path():
         if c["expect"] in ("double-install", "poison"):
             assert c["mutators"] == 0 and o["batch"] >= 16 and c["strategy"] in ("copy", "move", "move-alloc")
             assert o["inject_errno"] == (-1 if c["expect"] == "double-install" else -2)
+            assert c["strategy"] != "move" or o["batch"] in soak.MOVE_HOOK_BATCHES
         elif c["expect"] == "watchdog":
             assert c["strategy"] != "stw" and o["stall_seconds"] > 100 * o["watchdog"]
         if o.get("inject_errno") == errno.EBUSY:  # the core injects EBUSY into MOVE only

@@ -64,6 +64,7 @@ SWAPPED_SHARES = (0.25, 0.5)
 # The error-path hooks, as a share of the draws, and what each must end in.
 EXPECTED_RATES = {"double-install": 0.015, "watchdog": 0.01, "poison": 0.005}
 EXPECTED_MESSAGES = {"double-install": "double install", "watchdog": "no page made progress"}
+MOVE_HOOK_BATCHES = (16, 64)  # shorter than the smallest heap's to-space (122 pages)
 STALL_SECONDS = 30.0   # far beyond the watchdog: the run ends by the watchdog or not at all
 STALL_WATCHDOG = 0.2
 POISON_TIMEOUT = 120.0
@@ -131,7 +132,9 @@ def draw_configs(seed: int, count: Optional[int] = None, *, move: bool = True, s
                 cfg["mutators"], cfg["profile"] = 0, None
                 for k in ("think_ns", "think", "frame_hz", "frame_duty", "alloc_rate", "access"):
                     opts.pop(k, None)
-                opts["batch"] = rng.choice(BATCHES[1:])
+                # move: a run as long as the whole to-space (batch 512 on the 1 and 2 MiB heaps) has no recycled
+                # page yet and is COPYed (pool empty), so a double install, which waits for a MOVE, never comes.
+                opts["batch"] = rng.choice(MOVE_HOOK_BATCHES if cfg["strategy"] == "move" else BATCHES[1:])
                 opts["inject_errno"] = -1 if hook == "double-install" else -2
         elif cfg["strategy"] != "stw" and rng.random() < RECOVERABLE_RATE:
             names = ["EAGAIN", "ENOMEM"] + (["EBUSY"] if cfg["strategy"] in MOVE_STRATEGIES else [])
