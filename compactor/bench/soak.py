@@ -8,7 +8,8 @@ Each draw picks a strategy (the MOVE family only where the kernel has UFFDIO_MOV
 with a mutator profile (compactor/profiles.py) and an access pattern, a batch, one of a few small heaps generated
 up front (collect() resets a heap, so they are reused), optionally a recoverable injected errno (EAGAIN, EBUSY,
 ENOMEM at a small fraction: the run must recover and verify), a swapped share where swap is active (never set up
-here), and now and then an error-path hook whose outcome is known ("expected errors"):
+here), app signals sent to the mutators (the signal option) for a quarter of the draws with mutators, and now and
+then an error-path hook whose outcome is known ("expected errors"):
 - double-install: inject_errno=-1, the kernel finds a page already mapped: collect() must raise HeapCorruption;
 - watchdog: stall_seconds with a short watchdog: collect() must raise WatchdogTimeout;
 - poison: inject_errno=-2, the GC poisons its first run; the verifier's read of it is a hardware-error SIGBUS,
@@ -60,6 +61,11 @@ HEAP_SHAPES: Tuple[Dict[str, Any], ...] = (
 RECOVERABLE_RATE = 0.1
 INJECT_FRACTIONS = (0.01, 0.05, 0.1)  # ENOMEM gives up after 64 retries of one ioctl: never at these shares
 SWAPPED_RATE = 0.2
+# The signal option (a profiler's SIGPROF, a timer's SIGALRM, a SIGUSR1 whose handler reads the heap) for a share of
+# the draws with mutators.
+SIGNAL_RATE = 0.25
+SIGNALS = ("sigprof", "sigalrm", "sigusr1")
+SIGNAL_HZ = (500.0, 1000.0, 2000.0)
 SWAPPED_SHARES = (0.25, 0.5)
 # The error-path hooks, as a share of the draws, and what each must end in.
 EXPECTED_RATES = {"double-install": 0.015, "watchdog": 0.01, "poison": 0.005}
@@ -140,6 +146,10 @@ def draw_configs(seed: int, count: Optional[int] = None, *, move: bool = True, s
             names = ["EAGAIN", "ENOMEM"] + (["EBUSY"] if cfg["strategy"] in MOVE_STRATEGIES else [])
             opts["inject_errno"] = getattr(errno, rng.choice(names))
             opts["inject_fraction"] = rng.choice(INJECT_FRACTIONS)
+        # App signals in the fault path (drawn for every config, used where mutators run and no hook does).
+        sig_name, sig_hz = rng.choice(SIGNALS), rng.choice(SIGNAL_HZ)
+        if cfg["mutators"] and cfg["expect"] is None and rng.random() < SIGNAL_RATE:
+            opts.update(signal=sig_name, signal_hz=sig_hz)
         cfg["options"] = opts
         yield cfg
         i += 1
@@ -362,6 +372,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             injected[name] = injected.get(name, 0) + 1
         if "swapped" in cfg["options"]:
             injected["swapped"] = injected.get("swapped", 0) + 1
+        if "signal" in cfg["options"]:
+            name = "signal " + cfg["options"]["signal"]
+            injected[name] = injected.get(name, 0) + 1
         if done % args.sample_every == 0:
             s = canonical_sample(heaps)
             samples.append({"collections": done, "seconds": round(time.perf_counter() - t0, 3), **s})
@@ -379,7 +392,7 @@ def main(argv: Optional[List[str]] = None) -> int:
           + ", ".join(f"{k} {n}" for k, n in expected.items()))
     print("  by strategy/faults: " + ", ".join(f"{k} {by_kind[k]}" for k in sorted(by_kind)))
     if injected:
-        print("  recoverable injection and swap: " + ", ".join(f"{k} {injected[k]}" for k in sorted(injected)))
+        print("  recoverable injection, swap and signals: " + ", ".join(f"{k} {injected[k]}" for k in sorted(injected)))
     print(f"  start: {fmt(start)}\n  end:   {fmt(end)}")
     g = v["growth"]
     print(f"  growth: fds {g['fds']:+d} (bound 0), threads {g['threads']:+d} (bound 0), maps {g['maps']:+d} "
