@@ -86,13 +86,44 @@ class CollectionResult:
     mutator_view: Dict[str, object]
     raw: Dict[str, Any]
     latency_samples_ns: np.ndarray = field(repr=False)
+    # "full" or "young"; ``generational``: what the collection did by generation (see generational_metrics()).
+    kind: str = "full"
+    generational: Dict[str, Any] = field(default_factory=dict)
     # Every logged mutator write: rows of (identity, payload word, old value, new value), uint64.
     mutator_writes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), dtype=np.uint64))
 
     def to_dict(self) -> Dict[str, Any]:
         d = {k: v for k, v in self.raw.items() if k not in ("latency_samples_ns",)}
-        d.update(verified=self.verified, timings=dict(self.timings))
+        d.update(verified=self.verified, timings=dict(self.timings), kind=self.kind, generational=self.generational)
         return d
+
+
+def generational_metrics(plan: Plan, raw: Dict[str, Any]) -> Dict[str, Any]:
+    """What a collection did by generation, with ART's metric names where they map: ``scanned_bytes``
+    (YoungGcScannedBytes / FullGcScannedBytes: the marked bytes, plus the old objects on dirty cards for a young
+    collection), ``freed_bytes`` (YoungGcFreedBytes: the used space minus the post-compact end), ``dirty_cards`` and
+    ``card_objects`` (scanned as roots), the old generation's pages (wholly below old_gen_end) and how many held an
+    object to update, the dense-prefix pages mapped back by MOVE and by COPY (the old generation and the page it ends
+    on, for a young collection) against the pages compacted above it, and ``app_slow_path_ms``
+    (AppSlowPathDuringYoungGc / ...FullGc)."""
+    m = plan.marking
+    ps = plan.page_size
+    old_pages = plan.old_gen_end // ps
+    updated = 0
+    if old_pages:
+        per_page = plan.live_words[: old_pages * ps // 512].reshape(old_pages, ps // 512)
+        updated = int(np.count_nonzero(per_page.any(axis=1)))
+    pages = raw["pages"]
+    dense = int(pages.get("dense_move", 0)) + int(pages.get("dense_copy", 0))
+    return {"kind": plan.kind, "old_gen_end": plan.old_gen_end, "scanned_bytes": m.scanned_bytes if m else 0,
+            "freed_bytes": plan.heap.used_end - plan.post_compact_end,
+            "dirty_cards": m.dirty_cards if m else 0,
+            "card_objects": int(m.card_objects.sum()) if m is not None and m.card_objects is not None else 0,
+            "old_pages": old_pages, "old_pages_updated": updated,
+            "pages_mapped_back_move": int(pages.get("dense_move", 0)),
+            "pages_mapped_back_copy": int(pages.get("dense_copy", 0)),
+            "pages_compacted": int(pages["total"]) - dense,
+            "app_slow_path_ms": raw.get("mutator_view", {}).get("app_slow_path_ms", 0.0)}
 
 
 def check_collection_memory(heap: Heap, config: "_native.CollectorConfig", plan: Optional[Plan] = None) -> None:
@@ -112,7 +143,7 @@ def check_collection_memory(heap: Heap, config: "_native.CollectorConfig", plan:
 
 def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
             mutators: int = _DEFAULTS.mutators, *, plan: Optional[Plan] = None, inject: Optional[str] = None,
-            **options: Any) -> CollectionResult:
+            kind: Optional[str] = None, **options: Any) -> CollectionResult:
     """Collects ``heap``: resets it to its pristine state if needed, marks and plans (unless ``plan`` is given),
     compacts with ``strategy`` (one of :data:`STRATEGIES`), with faults delivered by ``faults`` ("sigbus" or
     "thread") to ``mutators`` native mutator threads, and verifies the result.
@@ -122,6 +153,11 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     ("EAGAIN", "EBUSY", "ENOMEM" with ``inject_fraction``: that share of COPY/MOVE ioctls fails; "EEXIST": the
     kernel finds the GC's first page already mapped; "POISON": the GC poisons its first batch), ``stall_seconds``
     (the GC thread stalls holding a page), ``late_access_seconds`` (mutators touch an empty page after the phase).
+
+    ``kind``: "full" (the default) or "young" (a generational heap, compactor.generations: marks from the roots and
+    the old objects on dirty cards, compacts the mid and young generations, maps the old generation's pages back,
+    updated only where an object starts on a dirty card; ``result.generational`` says what it did by generation);
+    the plan's kind when ``plan`` is given.
 
     A MOVE strategy (move, move-alloc, hybrid) on a kernel that may have a known UFFDIO_MOVE bug warns once per
     process with :class:`~compactor.errors.KernelMoveWarning` (see :mod:`compactor.kernel_facts`).
@@ -135,12 +171,14 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     config = make_config(strategy, faults, mutators, inject=inject, **options)
     if plan is not None and plan.heap is not heap:
         raise ValueError("the plan was made for another heap")
+    if plan is not None and kind is not None and plan.kind != kind:
+        raise ValueError(f"kind={kind!r}, but the plan is a {plan.kind} collection's")
     check_collection_memory(heap, config, plan)
     warn_for_strategy(config.strategy)
     timings: Dict[str, float] = {}
     if plan is None:
         t0 = time.perf_counter()
-        m = mark(heap)
+        m = mark(heap, kind or "full")
         t1 = time.perf_counter()
         plan = make_plan(heap, marking=m)
         t2 = time.perf_counter()
@@ -171,4 +209,5 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
                             mutators=int(raw["mutators"]), timings=timings, gc_thread_seconds=raw["gc_thread_s"],
                             pause_seconds=raw["pause_s"], pages=raw["pages"], fault_latency_us=raw["fault_latency_us"],
                             counters=raw["counters"], fallback=raw["fallback"], mutator_view=raw["mutator_view"],
-                            raw=raw, latency_samples_ns=samples, mutator_writes=writes)
+                            raw=raw, latency_samples_ns=samples, mutator_writes=writes, kind=plan.kind,
+                            generational=generational_metrics(plan, raw))

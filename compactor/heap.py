@@ -11,13 +11,16 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _native, memory
 from .layout import MAX_HEAP_SIZE, MIN_OBJECT_SIZE, identity_of, max_refs, payload_offset
+
+if TYPE_CHECKING:
+    from .generations import Generations
 
 GARBAGE_PATTERNS = ("uniform", "clustered", "dense-prefix")
 
@@ -53,6 +56,14 @@ class HeapSpec:
     ordinary object; garbage: "uniform", "clustered" (live and dead regions of ~64 KiB) or "dense-prefix" (a leading
     region almost fully live, as ART's black-dense prefix); roots: how many root references (more are added when
     the reachability tree needs them); seed: everything is deterministic from it.
+
+    Generations (compactor.generations; ``old_fraction=0``, the default, is a single-generation heap and the
+    fields below are unused): old_fraction and mid_fraction: shares of the space in the old generation (at the
+    bottom, ``old_live`` of its objects live, as after earlier collections) and the mid generation (above it,
+    ``mid_survival`` live); the young generation fills the rest, ``young_survival`` of its objects reachable;
+    old_to_young: the share of the young and mid object trees held only from old objects (through dirty cards);
+    stale_cards: the share of clean cards dirtied by stores since overwritten. ``live_fraction`` and ``garbage``
+    do not apply to generational heaps.
     """
 
     size: int = 64 << 20
@@ -62,6 +73,13 @@ class HeapSpec:
     garbage: str = "uniform"
     roots: int = 1024
     seed: int = 0
+    old_fraction: float = 0.0
+    mid_fraction: float = 0.0
+    young_survival: float = 0.1
+    old_live: float = 0.9
+    mid_survival: float = 0.5
+    old_to_young: float = 0.2
+    stale_cards: float = 0.02
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", parse_size(self.size))
@@ -77,6 +95,16 @@ class HeapSpec:
             raise ValueError("refs_per_object must be non-negative")
         if self.roots < 1:
             raise ValueError("roots must be at least 1")
+        for name in ("old_fraction", "mid_fraction", "young_survival", "old_live", "mid_survival", "old_to_young",
+                     "stale_cards"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {v}")
+        if self.old_fraction + self.mid_fraction > 0.95:
+            raise ValueError(f"old_fraction + mid_fraction must leave the young generation at least 5% of the space, "
+                             f"got {self.old_fraction} + {self.mid_fraction}")
+        if self.mid_fraction > 0 and self.old_fraction == 0:
+            raise ValueError("mid_fraction needs an old generation: set old_fraction > 0 too")
         if isinstance(self.sizes, str):
             if self.sizes != "art":
                 raise ValueError(f"sizes must be 'art' or a sequence of object sizes, got {self.sizes!r}")
@@ -169,6 +197,8 @@ class Heap:
         self._pristine_digest: Optional[Tuple[int, int, int]] = None
         self.keep_pristine_image = True  # reset() copies a kept image back instead of materializing (one more heap)
         self.state = "unmaterialized"
+        # Generational heaps (compactor.generations): the generations' ends and the card table; None: one generation.
+        self.generations: Optional["Generations"] = None
 
     # -- a real heap ----------------------------------------------------------------------------------------
     @classmethod
@@ -252,6 +282,10 @@ class Heap:
         mean = 126.0 if spec.sizes == "art" else float(np.mean(np.asarray(spec.sizes, dtype=np.float64)))
         memory.check(memory.table_need(int(heap_size / mean)),  # refused before the arrays are allocated
                      f"generating the object table of a {heap_size // memory.MiB} MiB heap")
+        if spec.old_fraction > 0:
+            from . import generations
+
+            return generations.generate(spec, ps)
         n_est = int(heap_size / mean * 1.2) + 64
         sizes = _sample_sizes(spec, rng, n_est)
         ends = np.cumsum(sizes)

@@ -1,6 +1,9 @@
 """Compaction planning, after ART's PrepareForCompaction: chunk offsets by exclusive prefix sum, post-compact
 addresses by popcount, per to-space page the first object and the pre-compact offset where copying starts, the
 post-compact end, and the black-dense prefix (leading pages at least 95% live are updated in place, not slid).
+A young collection's plan (generational CMC) compacts the mid and young generations only: the old generation and
+the page it ends on are its dense prefix, and ``old_gen_end`` tells the core which of it is old (updated only where
+an object starts on a dirty card: its live-words bits).
 
 The native core executes the arrays produced here; it never re-plans.
 """
@@ -41,6 +44,9 @@ class Plan:
     post_compact_end: int
     live_bytes: int
     expected_digest: Optional[int] = None
+    kind: str = "full"      # "young": a young collection's plan (compactor.generations)
+    old_gen_end: int = 0    # young: the old generation's end; 0 for a full collection
+    marking: Optional[MarkResult] = field(default=None, repr=False)
     _native: Optional[_NativePlan] = field(default=None, repr=False)
 
     @property
@@ -57,7 +63,7 @@ class Plan:
             self._native = _native.Plan(self.heap_size, self.page_size, self.live_words, self.chunk_offset,
                                         self.first_obj, self.first_obj_header, self.pre_compact_offset,
                                         self.dense_prefix_pages, self.slide_begin, self.post_compact_end,
-                                        self.live_bytes)
+                                        self.live_bytes, self.old_gen_end)
         return self._native
 
     def post_compact_offsets(self, objects: Optional[npt.NDArray[np.integer[Any]]] = None
@@ -95,14 +101,19 @@ class Plan:
                     expected_digest=d["expected_digest"])
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"page_size": self.page_size, "heap_bytes": self.heap_size, "live_bytes": self.live_bytes,
-                "post_compact_end": self.post_compact_end, "to_space_pages": self.num_to_pages,
-                "dense_prefix_pages": self.dense_prefix_pages, "slide_begin": self.slide_begin}
+        d: Dict[str, Any] = {"page_size": self.page_size, "heap_bytes": self.heap_size, "live_bytes": self.live_bytes,
+             "post_compact_end": self.post_compact_end, "to_space_pages": self.num_to_pages,
+             "dense_prefix_pages": self.dense_prefix_pages, "slide_begin": self.slide_begin}
+        if self.kind == "young":
+            d.update(kind="young", old_gen_end=self.old_gen_end)
+        return d
 
 
-def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = None) -> Plan:
+def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResult] = None,
+         kind: Optional[str] = None) -> Plan:
     """Marks (unless ``marking`` is given) and plans the compaction of ``heap`` for pages of ``page_size`` bytes
-    (default: this kernel's)."""
+    (default: this kernel's). ``kind``: "full" (the default) or "young" (a generational heap: the mid and young
+    generations are compacted, the old generation stays in place; ``marking``'s kind when it is given)."""
     from .uffd import PAGE_SIZE
 
     ps = int(page_size or PAGE_SIZE)
@@ -110,7 +121,10 @@ def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResu
         raise ValueError(f"page_size must be a power of two >= 4096, got {ps}")
     if heap.heap_size % ps:
         raise ValueError(f"heap size {heap.heap_size} is not a multiple of the page size {ps}")
-    m = marking if marking is not None else mark(heap)
+    kind = kind if kind is not None else (marking.kind if marking is not None else "full")
+    m = marking if marking is not None else mark(heap, kind)
+    if m.kind != kind:
+        raise ValueError(f"a {m.kind} collection's marking cannot plan a {kind} collection")
     bitmap = m.live_words
     chunk_live = m.chunk_live_bytes
     chunks_per_page = ps // CHUNK_SIZE
@@ -120,10 +134,16 @@ def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResu
 
     # Black-dense prefix: leading pages >= 95% live (only where the heap is tiled with objects, so that the
     # in-place update can walk every object, live or dead).
-    page_live = chunk_live.reshape(-1, chunks_per_page).sum(axis=1)
-    sparse = np.flatnonzero(page_live < DENSE_THRESHOLD * ps)
-    dense_pages = int(sparse[0]) if sparse.size else int(page_live.size)
-    dense_pages = min(dense_pages, heap.used_end // ps) if heap.tiled else 0
+    old_gen_end = 0
+    if kind == "young":  # the old generation and the page it ends on stay in place (ART: the black-dense prefix)
+        assert heap.generations is not None  # mark() refused a heap without generations
+        old_gen_end = heap.generations.old_end
+        dense_pages = min(-(-old_gen_end // ps), -(-heap.used_end // ps))
+    else:
+        page_live = chunk_live.reshape(-1, chunks_per_page).sum(axis=1)
+        sparse = np.flatnonzero(page_live < DENSE_THRESHOLD * ps)
+        dense_pages = int(sparse[0]) if sparse.size else int(page_live.size)
+        dense_pages = min(dense_pages, heap.used_end // ps) if heap.tiled else 0
     dense_end = dense_pages * ps
     slide_begin = dense_end
     straddler = int(np.searchsorted(live_start, dense_end, side="left")) - 1 if dense_pages else -1
@@ -177,4 +197,4 @@ def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResu
                 chunk_offset=chunk_offset.astype(np.uint32), first_obj=first.astype(np.uint32),
                 first_obj_header=header.astype(np.uint64), pre_compact_offset=pre.astype(np.uint32),
                 dense_prefix_pages=dense_pages, slide_begin=int(slide_begin), post_compact_end=int(post_compact_end),
-                live_bytes=m.live_bytes)
+                live_bytes=m.live_bytes, kind=kind, old_gen_end=old_gen_end, marking=m)

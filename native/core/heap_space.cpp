@@ -31,6 +31,7 @@ PlanView PlanData::view() const {
     v.first_obj_header = first_obj_header.data();
     v.pre_compact_offset = pre_compact_offset.data();
     v.dense_prefix_pages = dense_prefix_pages;
+    v.old_gen_end = old_gen_end;
     v.slide_begin = slide_begin;
     v.post_compact_end = post_compact_end;
     v.live_bytes = live_bytes;

@@ -107,12 +107,24 @@ inline void object_refs(Forwarder& f, uint64_t page, uint64_t end, uint64_t obj,
     for (; slot < slots_end && slot + 4 <= end; slot += 4) f.slot(slot - page);
 }
 
+// Whether any live-words bit is set in [begin, end) (chunk-aligned bounds).
+inline bool any_live(const PlanView& p, uint64_t begin, uint64_t end) {
+    for (uint64_t c = begin / kChunkSize; c < end / kChunkSize; ++c)
+        if (p.chunks[c].live_words) return true;
+    return false;
+}
+
 uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_t* target, uint64_t to_page) {
     const uint64_t ps = p.page_size;
     const uint64_t page = to_page * ps;
     const uint64_t end = page + ps;
     const uint64_t dense_end = p.dense_prefix_pages * ps;
     if (target != from_space + page) std::memcpy(target, from_space + page, ps);
+    // An old-generation page (young collection) is updated only where an object starts on a dirty card (its
+    // live-words bit); one holding no such object, or the tail of one that starts on an earlier page, is mapped
+    // back as it is. (An object's slots on this page belong to it even if it starts before: walk from first_obj.)
+    const bool old = end <= p.old_gen_end;
+    if (old && !any_live(p, p.first_obj[to_page] / kChunkSize * kChunkSize, end)) return 0;
     uint64_t cur = p.first_obj[to_page];
     ObjectHeader h = unpack_header(p.first_obj_header[to_page]);
     uint64_t live = 0;
@@ -120,7 +132,13 @@ uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_
     while (cur < end) {
         if (cur >= page) h = unpack_header(load_u64(target + (cur - page)));
         if (h.size < kMinFillerSize || (h.size % 8) != 0) break;  // corrupt: verification reports it
-        if (word_is_live(p, cur)) {
+        if (cur < p.old_gen_end) {  // old generation: never a filler, updated only on a dirty card
+            if (word_is_live(p, cur)) {
+                object_refs(f, page, end, cur, h);
+                live += h.size;
+            }
+            cur += h.size;
+        } else if (word_is_live(p, cur)) {
             object_refs(f, page, end, cur, h);
             live += h.size;
             cur += h.size;

@@ -122,6 +122,7 @@ void count_pages(Counters& c, bool move, bool dense, InstallReason why, uint64_t
         (move ? c.pages_fresh_zero_and_move : c.pages_fresh_copy) += pages;
         return;
     }
+    if (dense && !move) c.pages_dense_copy += pages;  // also counted by its reason below
     if (move) {
         if (dense) c.pages_dense_move += pages;
         else if (call_pages > 1) c.pages_move_batched += pages;

@@ -22,6 +22,8 @@ void validate_plan(const PlanView& p) {
     if (p.num_to_pages != (p.post_compact_end + ps - 1) / ps) fail("num_to_pages disagrees with post_compact_end");
     if (p.num_to_pages && (!p.first_obj || !p.first_obj_header || !p.pre_compact_offset)) fail("missing per-page arrays");
     if (p.dense_prefix_pages > p.num_to_pages) fail("dense prefix longer than the compacted heap");
+    if (p.old_gen_end % 8 || p.old_gen_end > p.dense_prefix_pages * ps)
+        fail("old_gen_end " + s(p.old_gen_end) + " does not lie inside the dense prefix (8-aligned)");
     if (p.slide_begin < p.dense_prefix_pages * ps || p.slide_begin > p.post_compact_end || p.slide_begin % 8)
         fail("slide_begin " + s(p.slide_begin) + " out of range");
     if (p.live_bytes > p.heap_size) fail("live_bytes exceeds the heap");

@@ -196,6 +196,9 @@ void save_plan_file(const std::string& path, const PlanView& plan, const ObjectT
                     const int32_t* root_objects, uint64_t num_roots, uint64_t expected_digest, uint64_t seed,
                     const std::string& description) {
     validate_plan(plan);
+    if (plan.old_gen_end)
+        throw PlanError(path + ": a young collection's plan cannot be saved: plan-file version 1 has no old "
+                              "generation (run young collections in process, with compactor.collect)");
     validate_object_table(table, plan.heap_size);
     root_offsets(table, root_objects, num_roots);  // throws for a root naming no object
 

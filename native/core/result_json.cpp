@@ -88,6 +88,7 @@ std::string collection_json(const CollectionOutcome& out) {
     Obj pages;
     pages.kv("total", num(s.pages_total)).kv("copy", num(s.pages_copy)).kv("move", num(s.pages_move))
         .kv("move_batched", num(s.pages_move_batched)).kv("dense_move", num(s.pages_dense_move))
+        .kv("dense_copy", num(s.pages_dense_copy))
         .kv("zeropage", num(s.pages_zeropage)).kv("copy_fallback_pool_empty", num(s.pages_copy_fallback_pool))
         .kv("copy_fallback_ebusy", num(s.pages_copy_fallback_ebusy)).kv("copy_short_run", num(s.pages_copy_short_run))
         .kv("by_mutators", num(s.pages_by_mutators)).kv("fresh_zero_and_move", num(s.pages_fresh_zero_and_move))

@@ -48,7 +48,7 @@ void register_heap(py::module_& m) {
     using U32s = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
     using I32s = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
     using Bools = py::array_t<bool, py::array::c_style | py::array::forcecast>;
-    m.def("mark_reachable", [](const U64s& ref_start, const I32s& refs, const I32s& roots) {
+    m.def("mark_reachable", [](const U64s& ref_start, const I32s& refs, const I32s& roots, const py::object& premarked) {
         if (ref_start.ndim() != 1 || ref_start.size() < 1) throw py::value_error("ref_start must hold count + 1 entries");
         const uint64_t count = static_cast<uint64_t>(ref_start.size()) - 1;
         const uint64_t* rs = ref_start.data();
@@ -58,14 +58,21 @@ void register_heap(py::module_& m) {
             if (rs[i + 1] < rs[i]) throw py::value_error("ref_start must not decrease (at object " + std::to_string(i) + ")");
         Bools live(static_cast<py::ssize_t>(count));
         std::memset(live.mutable_data(), 0, count);
+        if (!premarked.is_none()) {  // objects taken as marked already: the traversal never enters them
+            const Bools pre = premarked.cast<Bools>();
+            if (static_cast<uint64_t>(pre.size()) != count) throw py::value_error("premarked must have one entry per object");
+            std::memcpy(live.mutable_data(), pre.data(), count);
+        }
         {
             py::gil_scoped_release rel;
             mark_reachable(count, rs, refs.data(), roots.data(), static_cast<uint64_t>(roots.size()),
                            reinterpret_cast<uint8_t*>(live.mutable_data()));
         }
         return live;
-    }, py::arg("ref_start"), py::arg("refs"), py::arg("roots"),
-       "The objects reachable from the roots (bool per object): the planner's marking (native/core/marking.cpp).");
+    }, py::arg("ref_start"), py::arg("refs"), py::arg("roots"), py::arg("premarked") = py::none(),
+       "The objects reachable from the roots (bool per object): the planner's marking (native/core/marking.cpp). "
+       "Objects true in `premarked` count as marked already and are never traversed (a young collection's old "
+       "generation); they are true in the result.");
     m.def("live_words_bitmap", [](uint64_t heap_size, const U32s& offset, const U32s& size, const Bools& live) {
         if (heap_size % layout::kChunkSize) throw py::value_error("heap size must be a multiple of the chunk size");
         const uint64_t n = static_cast<uint64_t>(offset.size());
@@ -107,7 +114,8 @@ void register_heap(py::module_& m) {
     py::class_<PlanData>(m, "Plan", "Plan arrays in native form, validated (bounds and consistency) on construction.")
         .def(py::init([](uint64_t heap_size, uint64_t page_size, const py::array& live_words, const py::array& chunk_offset,
                          const py::array& first_obj, const py::array& first_obj_header, const py::array& pre_compact_offset,
-                         uint64_t dense_prefix_pages, uint64_t slide_begin, uint64_t post_compact_end, uint64_t live_bytes) {
+                         uint64_t dense_prefix_pages, uint64_t slide_begin, uint64_t post_compact_end, uint64_t live_bytes,
+                         uint64_t old_gen_end) {
                  auto p = std::make_unique<PlanData>();
                  p->heap_size = heap_size;
                  p->page_size = page_size;
@@ -120,12 +128,13 @@ void register_heap(py::module_& m) {
                  p->slide_begin = slide_begin;
                  p->post_compact_end = post_compact_end;
                  p->live_bytes = live_bytes;
+                 p->old_gen_end = old_gen_end;
                  assemble_plan(*p);
                  return p;
              }),
              py::arg("heap_size"), py::arg("page_size"), py::arg("live_words"), py::arg("chunk_offset"), py::arg("first_obj"),
              py::arg("first_obj_header"), py::arg("pre_compact_offset"), py::arg("dense_prefix_pages"),
-             py::arg("slide_begin"), py::arg("post_compact_end"), py::arg("live_bytes"));
+             py::arg("slide_begin"), py::arg("post_compact_end"), py::arg("live_bytes"), py::arg("old_gen_end") = 0);
 
     py::class_<HeapSpace>(m, "HeapSpace", "The moving space (one anonymous mapping) and the roots outside it.")
         .def(py::init<uint64_t>(), py::arg("heap_size"))

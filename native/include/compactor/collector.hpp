@@ -106,6 +106,9 @@ struct Counters {
     // thread owns, SIGUSR1 handlers' reads of a root object, and the faults those reads took (each resolved by a
     // SIGBUS handler nested in the signal's; fault-thread mode: by the fault thread, not counted).
     uint64_t signals_sent, signals_handled, signals_in_fault_wait, signal_heap_reads, signal_heap_faults;
+    // Dense-prefix pages (a young collection: the old generation) installed with COPY: a subset of pages_copy and
+    // its fallbacks (pages_dense_move counts the MOVEd ones).
+    uint64_t pages_dense_copy;
 
     void add(const Counters& o);
 };

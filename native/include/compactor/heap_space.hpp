@@ -30,6 +30,7 @@ struct PlanData {
     std::vector<uint64_t> first_obj_header;
     std::vector<uint32_t> pre_compact_offset;
     uint64_t dense_prefix_pages = 0, slide_begin = 0, post_compact_end = 0, live_bytes = 0;
+    uint64_t old_gen_end = 0;  // young collections: the old generation's end (plan.hpp)
     PlanView view() const;
     // Builds `chunks` from live_words and chunk_offset (call once both are set, before validation).
     void derive_chunks();

@@ -29,6 +29,12 @@ struct PlanView {
     const uint64_t* first_obj_header = nullptr;  // per to-space page: that object's header word
     const uint32_t* pre_compact_offset = nullptr;// per to-space page: pre-compact offset of the byte landing at its start
     uint64_t dense_prefix_pages = 0; // leading pages updated in place, not slid
+    // A young collection (generational CMC): [0, old_gen_end) is the old generation (an object boundary), the start
+    // of the dense prefix, which ends on the page it ends on.
+    // It was not traced: its live-words bits mark the objects on dirty cards, the only ones whose references are
+    // updated; the others are left as they are (never turned into fillers), and a page without such an object is
+    // mapped back untouched. 0 for a full collection.
+    uint64_t old_gen_end = 0;
     uint64_t slide_begin = 0;        // first pre-compact offset that slides (>= dense_prefix_pages * page_size)
     uint64_t post_compact_end = 0;   // end of the compacted heap
     uint64_t live_bytes = 0;
