@@ -37,7 +37,8 @@ def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faul
     access, hops, write_fraction, think_ns, think, frame_hz, frame_duty, alloc_rate, tlab, pre_pause_ms, signal,
     signal_hz, batch,
     move_min_run ("auto" or a number of pages), claim_ahead, backoff, gc_cpu, mutator_cpus,
-    release_chunk, swapped, seed, watchdog_seconds (or watchdog), user_mode_only, max_samples, inject_errno,
+    release_chunk, swapped, seed, trace_events, watchdog_seconds (or watchdog), user_mode_only, max_samples,
+    inject_errno,
     inject_fraction, stall_seconds, late_access_seconds, corrupt_new_object; :func:`option_table` describes
     each). Raises ValueError
     naming an unknown option, or the option out of range with the allowed range."""
