@@ -18,6 +18,7 @@ from .marking import mark
 from .options import option_table
 from .planning import Plan
 from .planning import plan as make_plan
+from .trace import DEFAULT_EVENTS, TraceSummary, collection_name, require_perfetto, write_trace
 
 STRATEGIES = tuple(_native.STRATEGIES)  # defined once, in the core: stw, copy, move, move-alloc, hybrid
 # inject=: errno values the core fails ioctls with, or the hooks that make the kernel answer wrongly.
@@ -89,6 +90,10 @@ class CollectionResult:
     latency_samples_ns: np.ndarray = field(repr=False)
     # Every logged mutator write: rows of (identity, payload word, old value, new value), uint64.
     mutator_writes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), dtype=np.uint64))
+    # trace_events > 0: each thread's recorded events (compactor.trace.thread_events reads it); else None.
+    trace: Optional[Dict[str, Any]] = field(repr=False, default=None)
+    # collect(trace=PATH): the file written.
+    trace_file: Optional[TraceSummary] = None
 
     def to_dict(self) -> Dict[str, Any]:
         d = {k: v for k, v in self.raw.items() if k not in ("latency_samples_ns",)}
@@ -113,7 +118,7 @@ def check_collection_memory(heap: Heap, config: "_native.CollectorConfig", plan:
 
 def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
             mutators: int = _DEFAULTS.mutators, *, plan: Optional[Plan] = None, inject: Optional[str] = None,
-            **options: Any) -> CollectionResult:
+            trace: Optional[str] = None, **options: Any) -> CollectionResult:
     """Collects ``heap``: resets it to its pristine state if needed, marks and plans (unless ``plan`` is given),
     compacts with ``strategy`` (one of :data:`STRATEGIES`), with faults delivered by ``faults`` ("sigbus" or
     "thread") to ``mutators`` native mutator threads, and verifies the result.
@@ -124,6 +129,11 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     kernel finds the GC's first page already mapped; "POISON": the GC poisons its first batch), ``stall_seconds``
     (the GC thread stalls holding a page), ``late_access_seconds`` (mutators touch an empty page after the phase).
 
+    ``trace="file.perfetto-trace"`` records the collection's events (``trace_events`` per thread, default
+    :data:`compactor.trace.DEFAULT_EVENTS`) and writes them as a Perfetto trace (:mod:`compactor.trace`; needs
+    ``pip install 'compactor[trace]'``): ``.trace_file`` describes the file. Any ``trace_events`` > 0 alone
+    keeps the events in ``.trace`` without writing a file.
+
     A MOVE strategy (move, move-alloc, hybrid) on a kernel that may have a known UFFDIO_MOVE bug warns once per
     process with :class:`~compactor.errors.KernelMoveWarning` (see :mod:`compactor.kernel_facts`).
 
@@ -133,6 +143,9 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     :func:`check_collection_memory`), UffdError with errno ENOMEM naming the binding limit when the kernel refuses
     pages inside the phase (a cgroup at its memory.max OOM-kills the process instead: see the README).
     """
+    if trace is not None:
+        require_perfetto()  # before anything runs
+        options["trace_events"] = options.get("trace_events") or DEFAULT_EVENTS
     config = make_config(strategy, faults, mutators, inject=inject, **options)
     if plan is not None and plan.heap is not heap:
         raise ValueError("the plan was made for another heap")
@@ -168,8 +181,11 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     timings["compaction"] = raw["gc_thread_s"]
     samples = raw.pop("latency_samples_ns")
     writes = raw.pop("mutator_writes")
+    events = raw.pop("trace", None)
+    written = write_trace(trace, [(collection_name(raw), events)]) if trace is not None and events else None
     return CollectionResult(verified=bool(raw["verified"]), strategy=raw["strategy"], faults=raw["faults"],
                             mutators=int(raw["mutators"]), timings=timings, gc_thread_seconds=raw["gc_thread_s"],
                             pause_seconds=raw["pause_s"], pages=raw["pages"], fault_latency_us=raw["fault_latency_us"],
                             counters=raw["counters"], fallback=raw["fallback"], mutator_view=raw["mutator_view"],
-                            raw=raw, latency_samples_ns=samples, mutator_writes=writes)
+                            raw=raw, latency_samples_ns=samples, mutator_writes=writes, trace=events,
+                            trace_file=written)
