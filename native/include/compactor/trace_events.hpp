@@ -26,7 +26,7 @@ namespace compactor {
     X(Fault, "fault")                       /* mutator (SIGBUS handler) or fault thread: one fault; arg0 page */       \
     X(Wait, "wait")                         /* waiting for a page another thread owns; arg0 page */                    \
     X(FreshPage, "fresh page")              /* a fresh page above the post-compact end installed; arg0 page */         \
-    X(PagesMapped, "pages mapped")          /* counter: to-space pages installed so far (at each GC run's end) */      \
+    X(PagesMapped, "pages mapped")          /* counter: pages installed so far, fresh ones too (at GC runs' ends) */  \
     X(TlbShootdowns, "TLB shootdowns")      /* counter: TLB-shootdown IPIs since the phase began (system-wide) */
 
 enum class TraceKind : uint8_t {
