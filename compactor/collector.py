@@ -107,12 +107,13 @@ def check_collection_memory(heap: Heap, config: "_native.CollectorConfig", plan:
     one with the numbers. The need is :func:`compactor.memory.collection_need` for this heap's state: what the
     first reset maps (moving space, pristine image) unless mapped already, the from-space and to-space pages of a
     concurrent strategy (the from-space: the plan's live bytes resident, one heap of address space), the plan
-    tables when no plan is given, buffers and thread stacks."""
+    tables when no plan is given, buffers, trace buffers and thread stacks."""
     need = memory.collection_need(
         heap.heap_size, space_mapped=heap.space_mapped, image_kept=heap.image_kept,
         keep_image=heap.keep_pristine_image,
         concurrent=config.strategy != "stw", mutators=int(config.mutators),
-        live_bytes=None if plan is None else int(plan.live_bytes), planned=plan is not None)
+        live_bytes=None if plan is None else int(plan.live_bytes), planned=plan is not None,
+        trace_events=int(config.trace_events))
     memory.check(need, f"a {config.strategy} collection of a {heap.heap_size // memory.MiB} MiB heap")
 
 
