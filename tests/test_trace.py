@@ -232,3 +232,12 @@ def test_trace_without_perfetto_names_the_extra(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "pip install 'compactor[trace]'" in p.stdout and p.stdout.split()[-1] == "unmaterialized"  # nothing ran
     assert not list(tmp_path.iterdir())
+
+
+def test_the_writer_names_only_kinds_the_core_defines():
+    """compactor.trace's per-kind names and annotations refer to kinds of the core's one table (trace_events.hpp)."""
+    from compactor import trace
+
+    kinds = set(_native.trace_tables()["kinds"])
+    assert set(trace._BEGIN_ARGS) <= kinds and set(trace._END_ARGS) <= kinds
+    assert {"install", "fault", "fresh page", "release"} <= kinds  # the kinds _slice_name names
