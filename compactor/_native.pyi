@@ -108,6 +108,7 @@ class CollectorConfig:
     seed: int
     hops: int
     max_samples: int
+    trace_events: int
     release_chunk: int
     watchdog_seconds: float
     watchdog: float  # alias of watchdog_seconds
@@ -135,6 +136,7 @@ class CollectorConfig:
     def to_json(self) -> str: ...
 
 def config_options() -> List[Dict[str, Any]]: ...
+def trace_tables() -> Dict[str, Any]: ...
 def collect(space: HeapSpace, plan: Plan, table: ObjectTable, digest_before: int,
             config: CollectorConfig) -> Dict[str, Any]: ...
 def parse_hprof(data: Buffer) -> Dict[str, Any]: ...  # any buffer (py::buffer): bytes, mmap, memoryview

@@ -18,6 +18,7 @@ from .marking import mark
 from .options import option_table
 from .planning import Plan
 from .planning import plan as make_plan
+from .trace import DEFAULT_EVENTS, TraceSummary, collection_name, require_perfetto, write_trace
 
 STRATEGIES = tuple(_native.STRATEGIES)  # defined once, in the core: stw, copy, move, move-alloc, hybrid
 # inject=: errno values the core fails ioctls with, or the hooks that make the kernel answer wrongly.
@@ -37,7 +38,8 @@ def make_config(strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faul
     access, hops, write_fraction, think_ns, think, frame_hz, frame_duty, alloc_rate, tlab, pre_pause_ms, signal,
     signal_hz, batch,
     move_min_run ("auto" or a number of pages), claim_ahead, backoff, gc_cpu, mutator_cpus,
-    release_chunk, swapped, seed, watchdog_seconds (or watchdog), user_mode_only, max_samples, inject_errno,
+    release_chunk, swapped, seed, trace_events, watchdog_seconds (or watchdog), user_mode_only, max_samples,
+    inject_errno,
     inject_fraction, stall_seconds, late_access_seconds, corrupt_new_object; :func:`option_table` describes
     each). Raises ValueError
     naming an unknown option, or the option out of range with the allowed range."""
@@ -91,6 +93,10 @@ class CollectionResult:
     generational: Dict[str, Any] = field(default_factory=dict)
     # Every logged mutator write: rows of (identity, payload word, old value, new value), uint64.
     mutator_writes: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 4), dtype=np.uint64))
+    # trace_events > 0: each thread's recorded events (compactor.trace.thread_events reads it); else None.
+    trace: Optional[Dict[str, Any]] = field(repr=False, default=None)
+    # collect(trace=PATH): the file written.
+    trace_file: Optional[TraceSummary] = None
 
     def to_dict(self) -> Dict[str, Any]:
         d = {k: v for k, v in self.raw.items() if k not in ("latency_samples_ns",)}
@@ -132,18 +138,19 @@ def check_collection_memory(heap: Heap, config: "_native.CollectorConfig", plan:
     one with the numbers. The need is :func:`compactor.memory.collection_need` for this heap's state: what the
     first reset maps (moving space, pristine image) unless mapped already, the from-space and to-space pages of a
     concurrent strategy (the from-space: the plan's live bytes resident, one heap of address space), the plan
-    tables when no plan is given, buffers and thread stacks."""
+    tables when no plan is given, buffers, trace buffers and thread stacks."""
     need = memory.collection_need(
         heap.heap_size, space_mapped=heap.space_mapped, image_kept=heap.image_kept,
         keep_image=heap.keep_pristine_image,
         concurrent=config.strategy != "stw", mutators=int(config.mutators),
-        live_bytes=None if plan is None else int(plan.live_bytes), planned=plan is not None)
+        live_bytes=None if plan is None else int(plan.live_bytes), planned=plan is not None,
+        trace_events=int(config.trace_events))
     memory.check(need, f"a {config.strategy} collection of a {heap.heap_size // memory.MiB} MiB heap")
 
 
 def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAULTS.faults,
             mutators: int = _DEFAULTS.mutators, *, plan: Optional[Plan] = None, inject: Optional[str] = None,
-            kind: Optional[str] = None, **options: Any) -> CollectionResult:
+            kind: Optional[str] = None, trace: Optional[str] = None, **options: Any) -> CollectionResult:
     """Collects ``heap``: resets it to its pristine state if needed, marks and plans (unless ``plan`` is given),
     compacts with ``strategy`` (one of :data:`STRATEGIES`), with faults delivered by ``faults`` ("sigbus" or
     "thread") to ``mutators`` native mutator threads, and verifies the result.
@@ -159,6 +166,11 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     updated only where an object starts on a dirty card; ``result.generational`` says what it did by generation);
     the plan's kind when ``plan`` is given.
 
+    ``trace="file.perfetto-trace"`` records the collection's events (``trace_events`` per thread, default
+    :data:`compactor.trace.DEFAULT_EVENTS`) and writes them as a Perfetto trace (:mod:`compactor.trace`; needs
+    ``pip install 'compactor[trace]'``): ``.trace_file`` describes the file. Any ``trace_events`` > 0 alone
+    keeps the events in ``.trace`` without writing a file.
+
     A MOVE strategy (move, move-alloc, hybrid) on a kernel that may have a known UFFDIO_MOVE bug warns once per
     process with :class:`~compactor.errors.KernelMoveWarning` (see :mod:`compactor.kernel_facts`).
 
@@ -168,6 +180,9 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     :func:`check_collection_memory`), UffdError with errno ENOMEM naming the binding limit when the kernel refuses
     pages inside the phase (a cgroup at its memory.max OOM-kills the process instead: see the README).
     """
+    if trace is not None:
+        require_perfetto()  # before anything runs
+        options["trace_events"] = options.get("trace_events") or DEFAULT_EVENTS
     config = make_config(strategy, faults, mutators, inject=inject, **options)
     if plan is not None and plan.heap is not heap:
         raise ValueError("the plan was made for another heap")
@@ -205,9 +220,11 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     timings["compaction"] = raw["gc_thread_s"]
     samples = raw.pop("latency_samples_ns")
     writes = raw.pop("mutator_writes")
+    events = raw.pop("trace", None)
+    written = write_trace(trace, [(collection_name(raw), events)]) if trace is not None and events else None
     return CollectionResult(verified=bool(raw["verified"]), strategy=raw["strategy"], faults=raw["faults"],
                             mutators=int(raw["mutators"]), timings=timings, gc_thread_seconds=raw["gc_thread_s"],
                             pause_seconds=raw["pause_s"], pages=raw["pages"], fault_latency_us=raw["fault_latency_us"],
                             counters=raw["counters"], fallback=raw["fallback"], mutator_view=raw["mutator_view"],
                             raw=raw, latency_samples_ns=samples, mutator_writes=writes, kind=plan.kind,
-                            generational=generational_metrics(plan, raw))
+                            generational=generational_metrics(plan, raw), trace=events, trace_file=written)

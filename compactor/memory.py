@@ -186,7 +186,7 @@ def thread_stack_bytes() -> int:
 
 def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: bool = False,
                     keep_image: bool = True, concurrent: bool = True, mutators: int = 0,
-                    live_bytes: Optional[int] = None, planned: bool = True) -> Need:
+                    live_bytes: Optional[int] = None, planned: bool = True, trace_events: int = 0) -> Need:
     """What one ``collect()`` maps beyond what the process already holds (derived from the core's mappings):
 
     - the moving space, ``heap_bytes`` resident and mapped, unless already mapped (``space_mapped``);
@@ -199,7 +199,8 @@ def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: 
       after the reset);
     - marking and planning when no plan is given: the mark bits and plan tables, an eighth of the heap;
     - fixed costs: per-thread buffers, latency samples and write logs (32 MiB + 8 MiB per mutator), and a stack
-      per thread (GC, fault thread, mutators) of address space.
+      per thread (GC, fault thread, mutators) of address space;
+    - ``trace_events`` > 0: each thread's trace buffer (24 bytes per event; collector, GC, fault thread, mutators).
 
     So a first concurrent collection of an unmapped heap needs about 2 heaps + the live bytes resident and 3 heaps
     of address space; a later one the live bytes and one heap of address space, plus the fixed costs."""
@@ -215,9 +216,13 @@ def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: 
         parts.append(("marking and plan tables", heap_bytes // 8, heap_bytes // 8))
     fixed = 32 * MiB + 8 * MiB * mutators
     parts.append(("buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 2) * thread_stack_bytes()))
+    if trace_events and concurrent:
+        traces = TRACE_EVENT_BYTES * trace_events * (mutators + 3)
+        parts.append(("trace buffers", traces, traces))
     return Need(sum(p[1] for p in parts), sum(p[2] for p in parts), tuple(parts))
 
 
+TRACE_EVENT_BYTES = 24  # native/include/compactor/trace_events.hpp: sizeof(TraceEvent)
 TABLE_BYTES_PER_OBJECT = 192  # Heap.generate: the object table and its temporaries (measured: 182 B at the peak)
 
 

@@ -25,7 +25,8 @@ NON_DEFAULT = {"strategy": "hybrid", "faults": "thread", "mutators": 3, "access"
                "watchdog_seconds": 2.5, "user_mode_only": False, "max_samples": 1000, "inject_errno": 11,
                "inject_fraction": 0.125, "stall_seconds": 0.5, "late_access_seconds": 0.25, "think_ns": 1000,
                "think": "busy", "frame_hz": 60.0, "frame_duty": 0.5, "alloc_rate": 1 << 20, "tlab": 1 << 16,
-               "pre_pause_ms": 2.5, "signal": "sigusr1", "signal_hz": 250.0, "corrupt_new_object": True}
+               "pre_pause_ms": 2.5, "signal": "sigusr1", "signal_hz": 250.0, "corrupt_new_object": True,
+               "trace_events": 4096}
 
 
 @pytest.fixture(scope="module")

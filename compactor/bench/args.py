@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..heap import parse_size
 from ..layout import MAX_HEAP_SIZE
@@ -89,6 +90,24 @@ def plot_path(ap: argparse.ArgumentParser, path, flag: str = "--plot") -> None:
     """Refuses (usage error) a plot path that is neither .png nor .svg."""
     if path and not path.lower().endswith((".png", ".svg")):
         ap.error(f"{flag} takes a .png or .svg path")
+
+
+def trace_path(path):
+    """--trace FILE, checked before anything runs (the perfetto package installed, the folder there); None when
+    not given. Raises BenchError (status 2) naming the remedy."""
+    if not path:
+        return None
+    from ..trace import PerfettoMissing, require_perfetto
+    from .types import BenchError
+
+    try:
+        require_perfetto()
+    except PerfettoMissing as e:
+        raise BenchError(f"--trace: {e}", 2) from None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BenchError(f"--trace {path}: the folder {folder} does not exist", 2)
+    return path
 
 
 # The app-like mutator options (compactor.profiles sets them by name); as raw flags they override a profile.

@@ -19,7 +19,7 @@ from .. import profiles as _profiles
 from ..collector import STRATEGIES, make_config
 from ..heap import GARBAGE_PATTERNS
 from . import progress
-from .args import add_mutator_flags, mutator_flags, plot_path, profile_list
+from .args import add_mutator_flags, mutator_flags, plot_path, profile_list, trace_path
 from .args import choices as _choices
 from .args import fraction as _fraction
 from .args import int_in as _int_in
@@ -103,6 +103,8 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--runner", action="store_true", help="run each collection in the native compactor-runner")
     ap.add_argument("--device", metavar="SERIAL", help="run the suite on an arm64 ADB device: host:port (TCP) or a "
                                                        "USB serial (adb-shell[usb]); ANDROID_SERIAL is honoured")
+    ap.add_argument("--trace", metavar="FILE", help="a Perfetto trace of every measured collection (open it at "
+                    "ui.perfetto.dev; needs pip install 'compactor[trace]')")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_mutator_flags(ap)
 
@@ -155,6 +157,7 @@ def config_from(args) -> BenchConfig:
             raise BenchError(str(e), 2) from None
     cfg.runner = args.runner
     cfg.device = args.device
+    cfg.trace = trace_path(args.trace)
     return cfg
 
 

@@ -37,6 +37,7 @@ class BenchConfig:
     # mutator profiles (compactor.profiles), each a scenario per strategy, fault mode and mutator count > 0: the
     # stress loop (today's scenario) and the app-like one
     profiles: tuple = (_profiles.STRESS, _profiles.APP)
+    trace: Optional[str] = None  # --trace FILE: every measured collection into one Perfetto trace
 
     def __post_init__(self) -> None:
         if not self.mutators:

@@ -21,6 +21,7 @@ from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap
 from ..options import option_table
+from ..trace import DEFAULT_EVENTS
 from .env import host_environment, memory_available
 from .types import BenchError, RunFailed, Scenario
 
@@ -74,10 +75,14 @@ class Executor(ABC):
         self.batch, self.seed, self.options = batch, seed, dict(options or {})
         self.heap: Optional[Heap] = None  # set by prepare()
         self.plan = None
+        self.trace_events = 0  # > 0: every run records its events (the raw result's "trace")
 
     def options_for(self, sc: Scenario) -> dict:
         """The collect() options of one scenario: its mutator profile's, overridden by the options given."""
-        return _profiles.options_for(sc.profile, sc.mutators, self.options)
+        opts = _profiles.options_for(sc.profile, sc.mutators, self.options)
+        if self.trace_events:
+            opts["trace_events"] = self.trace_events
+        return opts
 
     @abstractmethod
     def environment(self) -> dict: ...
@@ -134,6 +139,8 @@ class BindingExecutor(_HostExecutor):
                     **self.options_for(sc))
         raw = dict(r.raw)
         raw["latency_samples_ns"] = r.latency_samples_ns
+        if r.trace is not None:
+            raw["trace"] = r.trace
         return raw
 
 
@@ -257,7 +264,10 @@ class DeviceExecutor(Executor):
 def executor_for(cfg) -> Executor:
     """The executor a BenchConfig asks for: --device, --runner, else the binding."""
     if cfg.device:
-        return DeviceExecutor(cfg.device, cfg.batch, cfg.seed, cfg.options)
-    if cfg.runner:
-        return RunnerExecutor(cfg.batch, cfg.seed, cfg.options)
-    return BindingExecutor(cfg.batch, cfg.seed, cfg.options)
+        ex: Executor = DeviceExecutor(cfg.device, cfg.batch, cfg.seed, cfg.options)
+    elif cfg.runner:
+        ex = RunnerExecutor(cfg.batch, cfg.seed, cfg.options)
+    else:
+        ex = BindingExecutor(cfg.batch, cfg.seed, cfg.options)
+    ex.trace_events = DEFAULT_EVENTS if cfg.trace else 0
+    return ex

@@ -15,6 +15,7 @@ from ..collector import STRATEGIES
 from ..errors import HeapCorruption
 from ..kernel_facts import warn_for_strategy
 from ..planning import plan as make_plan
+from ..trace import TraceWriter, collection_name
 from .claims import evaluate_claims
 from .config import BenchConfig
 from .env import check_memory, check_usable, default_mutators, host_environment, memory_available, usable_cpus
@@ -54,8 +55,10 @@ def unsupported_scenarios(scenarios: List[Scenario], env: dict) -> Dict[str, str
     return unsupported
 
 
-def run_repetitions(executor: Executor, runnable: List[Scenario], repeat: int, tick) -> Dict[str, List[dict]]:
-    """Every runnable scenario once per repetition, interleaved; a heap that fails verification stops the suite."""
+def run_repetitions(executor: Executor, runnable: List[Scenario], repeat: int, tick,
+                    trace: Optional[TraceWriter] = None) -> Dict[str, List[dict]]:
+    """Every runnable scenario once per repetition, interleaved; a heap that fails verification stops the suite.
+    With `trace`, each run's events go there (a process track per run)."""
     raws: Dict[str, List[dict]] = {sc.key: [] for sc in runnable}
     total, done = repeat * len(runnable), 0
     for rep in range(repeat):
@@ -69,6 +72,9 @@ def run_repetitions(executor: Executor, runnable: List[Scenario], repeat: int, t
                 raise BenchError(f"run {sc.key} repetition {rep + 1}: {e}", 1) from None
             if not raw.get("verified"):
                 raise BenchError(f"run {sc.key} repetition {rep + 1}: the heap was not verified", 3)
+            events = raw.pop("trace", None)
+            if trace is not None and events:
+                trace.add(collection_name(raw, f"{sc.profile} #{rep + 1}"), events)
             raws[sc.key].append(raw)
             done += 1
     tick("done", total, total)
@@ -93,7 +99,15 @@ def _run(cfg: BenchConfig, executor: Executor, started: float, tick) -> dict:
     executor.prepare(heap, plan)
     tick("measuring the compaction floor", 0, 1)
     limits.update(executor.compaction_floor(cfg.floor_repeat))
-    raws = run_repetitions(executor, [sc for sc in scenarios if sc.key not in unsupported], cfg.repeat, tick)
+    runnable = [sc for sc in scenarios if sc.key not in unsupported]
+    trace = TraceWriter(cfg.trace) if cfg.trace else None
+    try:
+        raws = run_repetitions(executor, runnable, cfg.repeat, tick, trace)
+    except BaseException:
+        if trace is not None:
+            trace.abort()
+        raise
+    trace_summary = vars(trace.close()) if trace is not None else None
     runs = aggregate(scenarios, raws, heap.heap_size, plan.live_bytes, unsupported)
     report = {
         "schema": SCHEMA_ID,
@@ -106,6 +120,8 @@ def _run(cfg: BenchConfig, executor: Executor, started: float, tick) -> dict:
         "runs": runs,
         "elapsed_s": time.time() - started,
     }
+    if trace_summary is not None:
+        report["trace"] = trace_summary
     report["compaction"] = compaction_summary(limits, runs)
     report["claims"] = evaluate_claims(report)
     return report

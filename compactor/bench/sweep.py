@@ -23,6 +23,7 @@ from ..collector import STRATEGIES, collect, make_config
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
+from ..trace import DEFAULT_EVENTS, TraceWriter, collection_name
 from . import grid as _grid
 from . import progress
 from .args import add_mutator_flags, choices, fraction, int_in, list_of, mutator_flags, plot_path, profile_list, size
@@ -40,9 +41,11 @@ DEFAULT, QUICK, FULL = _grid.DEFAULT, _grid.QUICK, _grid.FULL
 
 def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: int, faults: str = "sigbus",
               seed: int = 1, options: Optional[dict] = None,
-              progress: Optional[Callable[[str, int, int], None]] = None, grid_name: str = "custom") -> dict:
+              progress: Optional[Callable[[str, int, int], None]] = None, grid_name: str = "custom",
+              trace: Optional[TraceWriter] = None) -> dict:
     """Runs the grid (planes of axes: compactor.bench.grid) and returns the sweep report. `options` (collect()
-    names) override every profile's. Raises BenchError (status 3) when a heap fails verification."""
+    names) override every profile's. With `trace`, every collection's events go there (a process track each).
+    Raises BenchError (status 3) when a heap fails verification."""
     started = time.time()
     env = host_environment()
     check_usable(env)
@@ -64,10 +67,13 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
                 for s in strategies:
                     tick(f"live {f:.2f}: {s} batch {b}, {m} mutators {p} (repetition {rep + 1}/{repeat})", done, total)
                     try:
-                        r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan, **opts)
+                        r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan, **opts,
+                                    trace_events=DEFAULT_EVENTS if trace else None)
                     except HeapCorruption as e:
                         raise BenchError(f"sweep cell live={f} mutators={m} batch={b} profile={p} {s}: "
                                          f"verification failed: {e}", 3) from e
+                    if trace is not None and r.trace:
+                        trace.add(collection_name(r.raw, f"{p} batch {b} live {f:.2f} #{rep + 1}"), r.trace)
                     raws.setdefault((f, m, b, p, s), []).append(r.raw)
                     done += 1
     tick("done", total, total)
@@ -320,6 +326,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", metavar="PATH", help="the sweep report ('-' = stdout, nothing else printed there)")
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
+    ap.add_argument("--trace", metavar="FILE", help="a Perfetto trace of every collection (ui.perfetto.dev)")
     ap.add_argument("--quiet", action="store_true")
     add_mutator_flags(ap)
 
@@ -357,13 +364,24 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     except ValueError as e:
         ap.error(str(e))
     err = Console(stderr=True)
+    from .args import trace_path
+
     try:
-        report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
-                                                     grid["repeat"], args.faults, args.seed, options=options,
-                                                     progress=tick, grid_name=grid["name"]), args.quiet, err)
+        trace = TraceWriter(trace_path(args.trace)) if args.trace else None
+        try:
+            report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
+                                                         grid["repeat"], args.faults, args.seed, options=options,
+                                                         progress=tick, grid_name=grid["name"], trace=trace),
+                                  args.quiet, err)
+        except BaseException:
+            if trace is not None:
+                trace.abort()
+            raise
     except BenchError as e:
         err.print(f"[red]error[/red]: {e}")
         return e.status
+    if trace is not None:
+        report["trace"] = vars(trace.close())
     text = json.dumps(report, indent=2)
     if args.json == "-":
         sys.stdout.write(text + "\n")

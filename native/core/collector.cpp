@@ -274,8 +274,19 @@ CollectionOutcome collect(HeapSpace& space, const PlanView& plan, const Collecto
     const WhatRuns w = choose_what_runs(cfg);
     const bool stw = w.strategy == Strategy::Stw;
     CollectionOutcome out;
+    const uint64_t t_stw = stw ? detail::now_ns() : 0;
     out.stats = stw ? run_stw(space, plan) : detail::run_concurrent(space, plan, cfg, w.strategy, w.mode);
     CollectionStats& st = out.stats;
+    if (stw && cfg.trace_events) {  // the whole collection is the pause, on the calling thread
+        const uint64_t t_end = t_stw + static_cast<uint64_t>(st.pause_s * 1e9);
+        st.traced = true;
+        st.trace.push_back(ThreadTrace{"collector",
+                                       {TraceEvent{t_stw, 0, 0, static_cast<uint8_t>(TraceKind::Pause),
+                                                   static_cast<uint8_t>(TracePhase::Begin), 0, 0},
+                                        TraceEvent{t_end, 0, 0, static_cast<uint8_t>(TraceKind::Pause),
+                                                   static_cast<uint8_t>(TracePhase::End), 0, 0}},
+                                       0});
+    }
     st.strategy = strategy_name(w.strategy);
     st.faults = stw ? "none" : fault_mode_name(w.mode);
     st.requested_strategy = strategy_name(cfg.strategy);

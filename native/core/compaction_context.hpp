@@ -51,6 +51,7 @@ struct ThreadCtx {
     std::vector<uint64_t> samples;  // fault latency (ns), capacity reserved up front
     std::vector<PayloadWrite> writes;
     std::vector<uint32_t> new_objects;  // mutators: offsets of the objects this one allocated, in allocation order
+    TraceBuffer trace;              // trace_events: this thread's events (capacity reserved up front; off: 0)
     bool is_gc = false;
     // Signals (app_signals.cpp). Inside a SIGBUS handler: the signal mask of the code it interrupted (the waits of
     // wait_until_mapped reopen it), else null; whether a wait has it open now. `may_touch_heap`: the mutator is
@@ -213,6 +214,27 @@ bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* sr
 // (sched_yield, then growing nanosleep) while another thread owns it. Returns true when this call installed the
 // page (its COPY/MOVE/ZEROPAGE already woke any faulter on it). Async-signal-safe.
 bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page);
+
+// A trace slice of the calling thread's buffer (`tc` may be null: nothing is recorded): Begin now, End when the
+// scope ends. Off (trace_events 0): one predictable branch each.
+class TraceSlice {
+public:
+    TraceSlice(ThreadCtx* tc, TraceKind k, uint64_t arg0 = 0, uint64_t arg1 = 0)
+        : buf_(tc && tc->trace.on() ? &tc->trace : nullptr), kind_(k) {
+        if (buf_) buf_->record(k, TracePhase::Begin, arg0, arg1);
+    }
+    ~TraceSlice() {
+        if (buf_) buf_->record(kind_, TracePhase::End, end_arg0_, end_arg1_);
+    }
+    void set_end_args(uint64_t arg0, uint64_t arg1) { end_arg0_ = arg0, end_arg1_ = arg1; }
+    TraceSlice(const TraceSlice&) = delete;
+    TraceSlice& operator=(const TraceSlice&) = delete;
+
+private:
+    TraceBuffer* buf_;
+    TraceKind kind_;
+    uint64_t end_arg0_ = 0, end_arg1_ = 0;
+};
 
 // Records one fault-latency sample in the thread's histogram and sample log.
 void record_latency(ThreadCtx& tc, uint64_t ns, uint64_t max_samples);

@@ -77,7 +77,11 @@ void sigbus_handler(int sig, siginfo_t* si, void* uc) {
             tc->interrupted_mask = &static_cast<ucontext_t*>(uc)->uc_sigmask;
             if (tc->in_app_signal) tc->counters.signal_heap_faults += 1;
         }
-        resolve_fault(*ctx, tc, (addr - reinterpret_cast<uint64_t>(ctx->to_space)) / ctx->ps);
+        {
+            const uint64_t page = (addr - reinterpret_cast<uint64_t>(ctx->to_space)) / ctx->ps;
+            TraceSlice slice(tc, TraceKind::Fault, page, 1);
+            resolve_fault(*ctx, tc, page);
+        }
         if (tc) {
             tc->interrupted_mask = outer_mask;
             record_latency(*tc, now_ns() - t0, ctx->cfg.max_samples);
@@ -271,6 +275,8 @@ private:
     }
 
     void StartRun(uint64_t page, bool dense) {
+        tc_.trace.record(TraceKind::GcRun, TracePhase::Begin, page);
+        tc_.trace.record(TraceKind::Compact, TracePhase::Begin, page);
         run_ = CompactionRun{};
         run_.top_page = page;
         run_.dense = dense;
@@ -341,6 +347,7 @@ private:
         CloseCompactWindow();
         if (run_.pages == 0) return true;
         const uint64_t first = run_.top_page - run_.pages + 1;
+        tc_.trace.record(TraceKind::Compact, TracePhase::End, first, run_.pages);
         uint8_t* src = run_.dense ? ctx_.from_space + first * ps_ : run_.region + (run_.capacity - run_.pages) * ps_;
         // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
@@ -357,9 +364,11 @@ private:
         if (ok && learn) LearnShootdown(c_.gc_install_ns - install_ns_before, run_.pages);
         if (ok) {
             for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
-            ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed);
+            const uint64_t mapped = ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed) + run_.pages;
             ctx_.pages_mapped();
+            tc_.trace.record(TraceKind::PagesMapped, TracePhase::Counter, mapped);
         }
+        tc_.trace.record(TraceKind::GcRun, TracePhase::End, first, run_.pages);
         run_.pages = 0;
         AdvanceReclaimBoundary();
         return ok;
@@ -391,6 +400,7 @@ private:
         const uint64_t r = ctx_.reclaim_boundary.load(std::memory_order_acquire);
         if (ctx_.strategy != Strategy::Copy) return;
         if (released_low_ <= r || released_low_ - r < ctx_.cfg.release_chunk) return;
+        TraceSlice slice(&tc_, TraceKind::Release, 0, (released_low_ - r) >> 20);  // arg1: MiB
         const uint64_t t0 = now_ns();
         for (uint64_t hi = released_low_; hi > r;) {  // release_chunk is a positive page multiple
             const uint64_t lo = hi - r > ctx_.cfg.release_chunk ? hi - ctx_.cfg.release_chunk : r;
@@ -408,6 +418,7 @@ private:
 
     // Pages that mutators claimed may still be in flight: wait for every page to be mapped.
     void WaitForPagesMutatorsOwn() {
+        TraceSlice slice(&tc_, TraceKind::WaitMutators);
         const uint64_t tw = now_ns();
         for (uint64_t q = 0; q < p_.num_to_pages && !aborted(); ++q) wait_until_mapped(ctx_, &tc_, q);
         c_.gc_wait_ns += now_ns() - tw;
@@ -416,6 +427,7 @@ private:
     // Releases what is left of the from-space (after an abort, handlers may still read it: the caller unmaps).
     void ReleaseRestOfFromSpace() {
         if (ctx_.abort.load(std::memory_order_acquire)) return;
+        TraceSlice slice(&tc_, TraceKind::Release, 1, from_.length() >> 20);  // arg0 1: the munmap; arg1: MiB
         const uint64_t tr = now_ns();
         ctx_.recycle_pool_closed.store(true, std::memory_order_seq_cst);  // no fresh page takes from it any more
         while (ctx_.fresh_pool_users.load(std::memory_order_seq_cst) > 0) sched_yield();
@@ -456,6 +468,7 @@ void fault_thread_main(Context& ctx, ThreadCtx& tc) {
             if (events[i].kind != EventKind::Pagefault || !ctx.in_space(events[i].address)) continue;
             const uint64_t page = (events[i].address - reinterpret_cast<uint64_t>(ctx.to_space)) / ctx.ps;
             tc.counters.faults_handled += 1;
+            TraceSlice slice(&tc, TraceKind::Fault, page, 1);
             // A page installed by this thread was woken by its own ioctl; one installed by another thread was
             // woken by that ioctl too, unless the fault was queued after it: wake those explicitly.
             if (!resolve_fault(ctx, &tc, page))
@@ -555,6 +568,11 @@ private:
             t.samples.reserve(per_thread_samples);
             if (i < cfg_.mutators) t.writes.reserve(1u << 18);
             if (i < cfg_.mutators && cfg_.alloc_rate > 0) t.new_objects.reserve(1u << 16);
+            if (cfg_.trace_events) t.trace.reserve(cfg_.trace_events);
+        }
+        if (cfg_.trace_events) {
+            gc_.trace.reserve(cfg_.trace_events);
+            trace_.reserve(cfg_.trace_events);
         }
         for (unsigned i = 0; i < cfg_.mutators; ++i)
             mutators_.emplace_back(run_mutator, std::ref(ctx_), std::ref(thread_ctxs_[i]), i);
@@ -609,6 +627,9 @@ private:
         t_concurrent_ = now_ns();
         ctx_.t_resume_ns = t_concurrent_;  // read by mutators after start_mutators (release) is seen
         stats_.pause_s = static_cast<double>(t_concurrent_ - t_pause_) * 1e-9;
+        trace_.record_at(t_pause_, TraceKind::Pause, TracePhase::Begin);
+        trace_.record_at(t_concurrent_, TraceKind::Pause, TracePhase::End);
+        trace_.record_at(t_concurrent_, TraceKind::Phase, TracePhase::Begin);
         irq0_ = read_interrupts();
         read_swap_counts(swin0_, swout0_);
     }
@@ -676,6 +697,12 @@ private:
         stats_.swap_outs = delta(swout0_, swout1);
         stats_.interrupts.tlb_shootdowns = delta(irq0_.tlb_shootdowns, irq1.tlb_shootdowns);
         stats_.interrupts.function_call = delta(irq0_.function_call, irq1.function_call);
+        trace_.record_at(t_gc_end_, TraceKind::Phase, TracePhase::End);
+        if (stats_.interrupts.tlb_shootdowns >= 0) {  // the phase's shootdowns: 0 at its start, the delta at its end
+            trace_.record_at(t_concurrent_, TraceKind::TlbShootdowns, TracePhase::Counter, 0);
+            trace_.record_at(t_gc_end_, TraceKind::TlbShootdowns, TracePhase::Counter,
+                             static_cast<uint64_t>(stats_.interrupts.tlb_shootdowns));
+        }
     }
 
     std::thread StartGcThread() {
@@ -726,6 +753,7 @@ private:
     // after an abort, and in fault-thread mode once the fault thread is gone. SIGBUS handlers resolve their own
     // faults until the mutators are joined.
     void FinishPhase() {
+        trace_.record(TraceKind::Finish, TracePhase::Begin);
         ctx_.stop_mutators.store(true, std::memory_order_release);
         if (fault_thread_.joinable()) fault_thread_.join();
         if (mode_ == FaultMode::Thread) {
@@ -747,6 +775,7 @@ private:
         }
         CloseUserfaultfd();
         stats_.finish_s = static_cast<double>(now_ns() - t_gc_end_) * 1e-9;
+        trace_.record(TraceKind::Finish, TracePhase::End);
         const rusage self1 = usage_of(RUSAGE_SELF);
         stats_.minor_faults = static_cast<uint64_t>(self1.ru_minflt - self0_.ru_minflt);
         stats_.major_faults = static_cast<uint64_t>(self1.ru_majflt - self0_.ru_majflt);
@@ -761,6 +790,20 @@ private:
             stats_.writes.insert(stats_.writes.end(), t.writes.begin(), t.writes.end());
         }
         for (unsigned i = 0; i < cfg_.mutators; ++i) stats_.new_object_offsets.push_back(std::move(thread_ctxs_[i].new_objects));
+        if (cfg_.trace_events) CollectTrace();
+    }
+
+    // Each thread's events, named (the threads have ended).
+    void CollectTrace() {
+        stats_.traced = true;
+        auto add = [this](std::string name, TraceBuffer& b) {
+            const uint64_t dropped = b.dropped();
+            stats_.trace.push_back(ThreadTrace{std::move(name), b.take(), dropped});
+        };
+        add("collector", trace_);
+        add("GC thread", gc_.trace);
+        for (unsigned i = 0; i < cfg_.mutators; ++i) add("mutator " + std::to_string(i), thread_ctxs_[i].trace);
+        if (mode_ == FaultMode::Thread) add("fault thread", thread_ctxs_[cfg_.mutators].trace);
     }
 
     void ThrowIfAborted() const {
@@ -791,6 +834,7 @@ private:
     Mapping gc_buffer_, gc_fresh_, buffers_, fresh_;
     ThreadCtx gc_;
     std::vector<ThreadCtx> thread_ctxs_;
+    TraceBuffer trace_;  // the collection's own thread: pause, phase, finish, the phase's TLB shootdowns
     std::vector<std::thread> mutators_;
     std::unique_ptr<std::atomic<int>[]> mutator_tids_{new std::atomic<int>[kMaxMutators]()};
     AppSignals signals_{ctx_};

@@ -200,6 +200,8 @@ int injected_error(Context& ctx, ThreadCtx& tc, bool move) {
 IoResult issue_install_ioctl(Context& ctx, ThreadCtx& tc, PendingInstall& in, uint64_t dst, uint64_t src) {
     Counters& c = tc.counters;
     const uint64_t len = (in.npages - in.done) * ctx.ps;
+    const TraceMethod method = in.move ? TraceMethod::Move : TraceMethod::Copy;
+    tc.trace.record(TraceKind::Install, TracePhase::Begin, in.first_page + in.done, in.npages - in.done, method);
     const uint64_t t0 = tc.is_gc ? now_ns() : 0;
     IoResult r;
     if (const int inj = injected_error(ctx, tc, in.move)) r = {0, inj};
@@ -207,6 +209,7 @@ IoResult issue_install_ioctl(Context& ctx, ThreadCtx& tc, PendingInstall& in, ui
     if (tc.is_gc) c.gc_install_ns += now_ns() - t0;
     (in.move ? c.ioctl_move : c.ioctl_copy) += 1;
     const uint64_t ok_pages = static_cast<uint64_t>(r.done) / ctx.ps;
+    tc.trace.record(TraceKind::Install, TracePhase::End, in.first_page + in.done, ok_pages, method, r.err);
     (in.move ? c.bytes_moved : c.bytes_copied) += ok_pages * ctx.ps;
     count_pages(c, in.move, in.dense, in.why, ok_pages, in.npages - in.done);
     in.done += ok_pages;
@@ -310,10 +313,13 @@ bool install_pages(Context& ctx, ThreadCtx& tc, uint64_t first_page, uint8_t* sr
 
 namespace {
 
-// A page with no live data, claimed by any thread: the zero page. `c` may be null (a thread without context).
-bool install_zeropage(Context& ctx, Counters* c, uint64_t page) {
+// A page with no live data, claimed by any thread: the zero page. `tc` may be null (a thread without context).
+bool install_zeropage(Context& ctx, ThreadCtx* tc, uint64_t page) {
+    Counters* c = tc ? &tc->counters : nullptr;
     const uint64_t dst = reinterpret_cast<uint64_t>(ctx.to_space) + page * ctx.ps;
+    if (tc) tc->trace.record(TraceKind::Install, TracePhase::Begin, page, 1, TraceMethod::Zeropage);
     IoResult r = ctx.uffd->zeropage(dst, ctx.ps, 0);
+    if (tc) tc->trace.record(TraceKind::Install, TracePhase::End, page, r.err == 0 ? 1 : 0, TraceMethod::Zeropage, r.err);
     if (c) c->ioctl_zeropage += 1;
     if (r.err == 0) {
         if (c) c->pages_zeropage += 1;
@@ -347,7 +353,13 @@ bool install_fresh_page(Context& ctx, ThreadCtx* tc, uint64_t page) {
         ctx.fresh_pool_users.fetch_sub(1, std::memory_order_seq_cst);
         if (got) return ok;
     }
-    return install_zeropage(ctx, tc ? &tc->counters : nullptr, page);
+    return install_zeropage(ctx, tc, page);
+}
+
+// One page compacted by a mutator or the fault thread, as a "compact" slice of its trace.
+void compact_traced(ThreadCtx& tc, const PlanView& p, const uint8_t* from_space, uint8_t* target, uint64_t page) {
+    TraceSlice slice(&tc, TraceKind::Compact, page, 1);
+    compact_page(p, from_space, target, page);
 }
 
 // A claimed page (PageState::kMutatorProcessing) compacted and installed by a mutator or the fault thread: one page, so
@@ -357,23 +369,23 @@ bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
     const bool move = install_with_move(ctx, 1, false);
     if (page_kind(p, page) == PageKind::Dense) {
         uint8_t* in_place = ctx.from_space + page * ctx.ps;
-        compact_page(p, ctx.from_space, in_place, page);
+        compact_traced(tc, p, ctx.from_space, in_place, page);
         return install_pages(ctx, tc, page, in_place, 1, move, true, InstallReason::Compacted);
     }
     if (!move) {
-        compact_page(p, ctx.from_space, tc.buffer, page);
+        compact_traced(tc, p, ctx.from_space, tc.buffer, page);
         return install_pages(ctx, tc, page, tc.buffer, 1, false, false, InstallReason::Compacted);
     }
     if (ctx.strategy == Strategy::MoveAlloc) {
-        compact_page(p, ctx.from_space, tc.fresh, page);
+        compact_traced(tc, p, ctx.from_space, tc.fresh, page);
         return install_pages(ctx, tc, page, tc.fresh, 1, true, false, InstallReason::Compacted);
     }
     uint8_t* target = nullptr;
     if (recycle_pages(ctx, 1, &target) == 1) {
-        compact_page(p, ctx.from_space, target, page);
+        compact_traced(tc, p, ctx.from_space, target, page);
         return install_pages(ctx, tc, page, target, 1, true, false, InstallReason::Compacted);
     }
-    compact_page(p, ctx.from_space, tc.buffer, page);
+    compact_traced(tc, p, ctx.from_space, tc.buffer, page);
     return install_pages(ctx, tc, page, tc.buffer, 1, false, false, InstallReason::PoolEmpty);
 }
 
@@ -385,7 +397,13 @@ bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
     const bool can_resolve = tc != nullptr || fresh;
     if (can_resolve && ctx.page_states->try_claim_for_mutator(page)) {
         const uint64_t t0 = fresh && tc ? now_ns() : 0;
-        const bool ok = fresh ? install_fresh_page(ctx, tc, page) : resolve_claimed(ctx, *tc, page);
+        bool ok;
+        if (fresh) {
+            TraceSlice slice(tc, TraceKind::FreshPage, page, 1);
+            ok = install_fresh_page(ctx, tc, page);
+        } else {
+            ok = resolve_claimed(ctx, *tc, page);
+        }
         if (t0) tc->counters.fresh_install_ns += now_ns() - t0;
         if (ok) {
             if (tc && !fresh) tc->counters.pages_by_mutators += 1;
@@ -395,6 +413,7 @@ bool resolve_fault(Context& ctx, ThreadCtx* tc, uint64_t page) {
             return true;
         }
     }
+    TraceSlice slice(tc, TraceKind::Wait, page, 1);
     wait_until_mapped(ctx, tc, page);
     return false;
 }

@@ -81,9 +81,45 @@ std::string mutator_view_json(const CollectionStats& s) {
     return o.str();
 }
 
+template <size_t N>
+std::string names_json(const char* const (&names)[N]) {
+    std::string t = "[";
+    for (size_t i = 0; i < N; ++i) t += (i ? ", " : "") + json_escape(names[i]);
+    return t + "]";
+}
+
 }  // namespace
 
-std::string collection_json(const CollectionOutcome& out) {
+std::string trace_tables_json() {
+    Obj o;
+    o.kv("clock", json_escape("CLOCK_MONOTONIC")).kv("columns", names_json(kTraceColumns))
+        .kv("kinds", names_json(kTraceKindNames)).kv("phases", names_json(kTracePhaseNames))
+        .kv("methods", names_json(kTraceMethodNames));
+    return o.str();
+}
+
+std::string trace_json(const CollectionStats& s) {
+    std::string threads = "[";
+    for (size_t t = 0; t < s.trace.size(); ++t) {
+        const ThreadTrace& th = s.trace[t];
+        std::string ev = "[";
+        char row[160];
+        for (size_t i = 0; i < th.events.size(); ++i) {
+            const TraceEvent& e = th.events[i];
+            snprintf(row, sizeof row, "%s[%" PRIu64 ", %u, %u, %" PRIu64 ", %u, %u, %u]", i ? ", " : "", e.ts_ns,
+                     unsigned{e.kind}, unsigned{e.phase}, e.arg0, e.arg1, unsigned{e.method}, unsigned{e.errno_});
+            ev += row;
+        }
+        Obj o;
+        o.kv("name", json_escape(th.thread)).kv("dropped", num(th.dropped)).kv("events", ev + "]");
+        threads += (t ? ", " : "") + o.str();
+    }
+    std::string tables = trace_tables_json();
+    tables.pop_back();  // the tables' object, extended with the threads
+    return tables + ", \"threads\": " + threads + "]}";
+}
+
+std::string collection_json(const CollectionOutcome& out, bool with_trace) {
     const CollectionStats& s = out.stats;
     Obj pages;
     pages.kv("total", num(s.pages_total)).kv("copy", num(s.pages_copy)).kv("move", num(s.pages_move))
@@ -168,6 +204,7 @@ std::string collection_json(const CollectionOutcome& out) {
         .kv("verified", out.verify.verified ? "true" : "false").kv("digest", json_escape(digest))
         .kv("reachable_objects", num(out.verify.after.objects)).kv("reachable_bytes", num(out.verify.after.bytes))
         .kv("fillers", num(out.verify.fillers)).kv("new_objects_verified", num(out.verify.new_objects));
+    if (with_trace && s.traced) o.kv("trace", trace_json(s));
     return o.str();
 }
 

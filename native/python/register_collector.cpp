@@ -77,6 +77,31 @@ py::list option_table() {
     return rows;
 }
 
+py::dict trace_tables() { return py::module_::import("json").attr("loads")(trace_tables_json()); }
+
+// The trace of a collection: the tables, and per thread its events as a (n, 7) uint64 array (kTraceColumns).
+py::dict trace_dict(const CollectionStats& st) {
+    py::dict d = trace_tables();
+    py::list threads;
+    for (const ThreadTrace& th : st.trace) {
+        const auto n = static_cast<py::ssize_t>(th.events.size());
+        py::array_t<uint64_t> ev({n, static_cast<py::ssize_t>(7)});
+        auto w = ev.mutable_unchecked<2>();
+        for (py::ssize_t i = 0; i < n; ++i) {
+            const TraceEvent& e = th.events[static_cast<size_t>(i)];
+            w(i, 0) = e.ts_ns, w(i, 1) = e.kind, w(i, 2) = e.phase, w(i, 3) = e.arg0, w(i, 4) = e.arg1;
+            w(i, 5) = e.method, w(i, 6) = e.errno_;
+        }
+        py::dict t;
+        t["name"] = th.thread;
+        t["dropped"] = th.dropped;
+        t["events"] = ev;
+        threads.append(t);
+    }
+    d["threads"] = threads;
+    return d;
+}
+
 }  // namespace
 
 void register_collector(py::module_& m) {
@@ -98,6 +123,8 @@ void register_collector(py::module_& m) {
         for (Strategy s : kStrategies) names.append(strategy_name(s));
         return py::tuple(names);
     }();
+    m.def("trace_tables", &trace_tables,
+          "The names of a trace's event columns, kinds, phases and install methods (trace_events.hpp), and its clock.");
     m.attr("INJECT_DOUBLE_INSTALL") = kDoubleInstall;
     m.attr("INJECT_POISON") = kPoison;
     m.attr("MAX_MUTATORS") = kMaxMutators;
@@ -113,7 +140,8 @@ void register_collector(py::module_& m) {
             py::gil_scoped_release rel;
             out = collect(space, plan.view(), cfg, digest_before, &tv, table.roots.data());
         }
-        py::dict d = py::module_::import("json").attr("loads")(collection_json(out));
+        py::dict d = py::module_::import("json").attr("loads")(collection_json(out, false));
+        if (out.stats.traced) d["trace"] = trace_dict(out.stats);
         auto& v = out.stats.latency_samples_ns;
         py::array_t<uint64_t> samples(static_cast<py::ssize_t>(v.size()));
         if (!v.empty()) std::memcpy(samples.mutable_data(), v.data(), v.size() * 8);

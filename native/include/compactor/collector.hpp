@@ -10,6 +10,7 @@
 
 #include "compactor/heap_space.hpp"
 #include "compactor/move_prices.hpp"
+#include "compactor/trace_events.hpp"
 #include "compactor/verify.hpp"
 
 namespace compactor {
@@ -149,6 +150,9 @@ struct CollectionStats : Counters {
     double shootdown_ns_learned = 0;  // the shootdown price at the end of the phase (from prices.shootdown_ns)
     double suspend_s = 0;        // raising the pause's checkpoint until every mutator had parked
     double app_slow_path_s = 0;  // end of the pause until every to-space page was mapped (AppSlowPathDuringGc)
+    // trace_events > 0: each thread's recorded events (trace_events.hpp); `traced` false: no trace was asked for.
+    bool traced = false;
+    std::vector<ThreadTrace> trace;
 };
 
 struct CollectionOutcome {
