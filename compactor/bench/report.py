@@ -249,3 +249,29 @@ def compare(a: dict, b: dict, console: Console, names=("A", "B")) -> None:
         f = lambda x: "-" if x.get("measured") is None else f"{100 * x['measured']:.0f}% ({x['holds']})"  # noqa: E731
         t.add_row(c["id"], f(c), f(d))
     console.print(t)
+
+
+def compare_many(docs: List[dict], console: Console, names: List[str]) -> None:
+    """Three or more bench reports: each file's machine and kernel, then per scenario each file's median GC-thread
+    time and ratio against COPY (a run from a cluster names its machine)."""
+    for n, d in zip(names, docs):
+        e = d["environment"]
+        machines = ", ".join(d.get("machines") or {}) or e.get("model") or e.get("where")
+        console.print(f"{n}: Linux {e['kernel']} {e['arch']} ({e['where']}{', emulated' if e.get('emulated') else ''};"
+                      f" {machines})")
+    t = Table(title="GC thread completion time, median ms (vs copy)", title_justify="left")
+    for c in ["scenario", *names]:
+        t.add_column(c)
+    keys: List[str] = []
+    for d in docs:
+        keys += [r["key"] for r in d["runs"] if r["key"] not in keys]
+    by = [{r["key"]: r for r in d["runs"]} for d in docs]
+    for k in keys:
+        def one(r) -> str:
+            if r is None or r.get("median") is None:
+                return "-"
+            q = r.get("ratio_vs_copy_median")
+            return _ms(r["median"]) + ("" if q is None or r["strategy"] == "copy" else f" ({q:.2f}x)")
+
+        t.add_row(k, *(one(b.get(k)) for b in by))
+    console.print(t)

@@ -19,20 +19,29 @@ from rich.table import Table
 
 from .. import _native
 from .. import profiles as _profiles
-from ..collector import STRATEGIES, collect, make_config
-from ..errors import HeapCorruption
-from ..heap import Heap, HeapSpec
-from ..planning import plan as make_plan
+from ..collector import STRATEGIES, make_config
 from . import grid as _grid
 from . import progress
-from .args import add_mutator_flags, choices, fraction, int_in, list_of, mutator_flags, plot_path, profile_list, size
+from .args import (
+    add_cluster_arguments,
+    add_mutator_flags,
+    choices,
+    fraction,
+    int_in,
+    list_of,
+    mutator_flags,
+    plot_path,
+    profile_list,
+    size,
+)
+from .cell import cell_executor, cell_heap, cell_rows, run_cell_repetition
 from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
+from .machines import by_kernel, machine_label, render_side_by_side
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
 from .report import move_kernel_line
 from .schema import SWEEP_SCHEMA_ID
-from .stats import load_measures, mutator_measures
 from .types import BenchError
 
 DEFAULT, QUICK, FULL = _grid.DEFAULT, _grid.QUICK, _grid.FULL
@@ -52,37 +61,39 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
     grid_cells = _grid.cells(planes)
     lives = _grid.union(planes, "live")
     total = repeat * len(grid_cells) * len(strategies)
-    raws: Dict[tuple, List[dict]] = {}
-    done = 0
+    raws: Dict[tuple, Dict[str, List[dict]]] = {}
+    done = [0]
     for f in lives:
-        heap = Heap.generate(HeapSpec(size=heap_bytes, live_fraction=f, seed=seed))
-        plan = make_plan(heap)
+        heap, plan = cell_heap(heap_bytes, f, seed)
         here = [c for c in grid_cells if c[0] == f]
+        executors: Dict[int, Any] = {}
+        for c in here:  # one per batch: the binding on this heap (nothing to release but references)
+            executors.setdefault(c[2], cell_executor(c[2], seed, options))
+            executors[c[2]].prepare(heap, plan)
         for rep in range(repeat):
-            for _, m, b, p in here:
-                opts = _profiles.options_for(p, m, options)
-                for s in strategies:
-                    tick(f"live {f:.2f}: {s} batch {b}, {m} mutators {p} (repetition {rep + 1}/{repeat})", done, total)
-                    try:
-                        r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan, **opts)
-                    except HeapCorruption as e:
-                        raise BenchError(f"sweep cell live={f} mutators={m} batch={b} profile={p} {s}: "
-                                         f"verification failed: {e}", 3) from e
-                    raws.setdefault((f, m, b, p, s), []).append(r.raw)
-                    done += 1
+            for c in here:
+                def before(s, c=c, rep=rep):
+                    tick(f"live {c[0]:.2f}: {s} batch {c[2]}, {c[1]} mutators {c[3]} (repetition {rep + 1}/{repeat})",
+                         done[0], total)
+                    done[0] += 1
+
+                for s, raw in run_cell_repetition(executors[c[2]], c, strategies, faults, rep, before).items():
+                    raws.setdefault(c, {}).setdefault(s, []).append(raw)
     tick("done", total, total)
-    rows = []
-    for (f, m, b, p, s), reps in raws.items():
-        gc = [r["gc_thread_s"] for r in reps]
-        base = [r["gc_thread_s"] for r in raws.get((f, m, b, p, "copy"), [])]
-        ratios = [g / c for g, c in zip(gc, base)] if base else []
-        row = {"live_fraction": f, "mutators": m, "batch": b, "profile": p, "strategy": s, "gc_thread_s": gc,
-               "median": statistics.median(gc), "ratio_vs_copy": ratios,
-               "ratio_vs_copy_median": statistics.median(ratios) if ratios else None,
-               "verified": all(r["verified"] for r in reps), "pages": reps[0]["pages"]["total"]}
-        row.update(load_measures(reps))
-        row.update(mutator_measures(reps))
-        rows.append(row)
+    label = machine_label(env)
+    rows = [dict(row, machine=label) for c, by_s in raws.items() for row in cell_rows(c, by_s)]
+    return sweep_report(rows, {label: env}, heap_bytes, planes, strategies, repeat, faults, seed, options, grid_name,
+                        started)
+
+
+def sweep_report(rows: List[dict], machines: Dict[str, dict], heap_bytes: int, planes: List[dict],
+                 strategies: tuple, repeat: int, faults: str, seed: int, options: dict, grid_name: str,
+                 started: float, retried: Optional[List[dict]] = None, failed: Optional[List[dict]] = None,
+                 cluster: Optional[str] = None) -> dict:
+    """The sweep report of measured rows (each tagged with its machine, a key of `machines`: its environment),
+    local or from a cluster; `environment` is the first machine's. `retried` and `failed` name the cells a
+    cluster ran again after a worker died and those that failed on every attempt."""
+    env = next(iter(machines.values()))
     report = {"schema": SWEEP_SCHEMA_ID, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "environment": env,
               "config": {"grid": grid_name, "heap_bytes": heap_bytes,
@@ -92,10 +103,12 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
                          "options": options,
                          "profile_options": {p: _profiles.options_for(p, 1, options)
                                              for p in _grid.union(planes, "profiles")},
-                         "interleaved": True},
-              "cells": rows, "elapsed_s": time.time() - started}
+                         "interleaved": True, "cluster": cluster},
+              "cells": rows, "machines": machines, "retried": retried or [], "failed": failed or [],
+              "elapsed_s": time.time() - started}
     report["hybrid_vs_best"] = hybrid_vs_best(rows)
     report["crossover"] = sweep_crossover(rows)
+    report["by_kernel"] = by_kernel(report)
     return report
 
 
@@ -250,16 +263,21 @@ def render(report: dict, console: Console) -> None:
     t = Table(title=f"Sweep: GC-thread ms (vs copy) · TLB shootdowns per 1000 pages · share of pages mutators "
                     f"resolved; {cfg['heap_bytes'] >> 20} MiB, {cfg['faults']}, medians of {cfg['repeat']}",
               title_justify="left")
-    for c in ("live", "mut.", "batch", "profile") + tuple(cfg["strategies"]):
-        t.add_column(c, justify="left" if c == "profile" else "right")
+    several = len(report.get("machines") or {}) > 1
+    for c in ("live", "mut.", "batch", "profile") + tuple(cfg["strategies"]) + (("machine",) if several else ()):
+        t.add_column(c, justify="left" if c in ("profile", "machine") else "right")
     by = {(r["live_fraction"], r["mutators"], r["batch"], r.get("profile", "stress"), r["strategy"]): r
           for r in report["cells"]}
     planes = cfg.get("planes") or [{"live": cfg["live"], "mutators": cfg["mutators"], "batch": cfg["batch"],
                                     "profiles": cfg.get("profiles") or ["stress"]}]
     for f, m, b, p in _grid.cells(planes):
+        where = next((by[(f, m, b, p, s)].get("machine") or "" for s in cfg["strategies"] if (f, m, b, p, s) in by),
+                     "-")
         t.add_row(f"{f:.2f}", str(m), str(b), p if m else "-", *(_cell_text(by.get((f, m, b, p, s)), s)
-                                                                  for s in cfg["strategies"]))
+                                                                  for s in cfg["strategies"]),
+                  *((where,) if several else ()))
     console.print(t)
+    render_fleet(report, console)
     h = report.get("hybrid_vs_best")
     if h:
         w = h["worst_cell"]
@@ -269,6 +287,27 @@ def render(report: dict, console: Console) -> None:
                       f"shootdowns per page are {'-' if sr is None else f'{sr:.3f}x'} move's where mutators ran "
                       "(median over cells)")
     render_crossover(report.get("crossover"), console)
+
+
+def render_fleet(report: dict, console: Console) -> None:
+    """On a cluster: its machines (kernel, CPU, page size, cells), the cells retried after a worker died, the cells
+    that failed, and with several kernels the same grid per kernel side by side."""
+    cluster = report["config"].get("cluster")
+    if not cluster:
+        return
+    console.print(f"cluster {cluster}:")
+    for label, env in (report.get("machines") or {}).items():
+        n = sum(1 for r in report["cells"] if r.get("machine") == label) // max(1, len(report["config"]["strategies"]))
+        console.print(f"  {label}: Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
+                      f"{env.get('page_size')}-byte pages; {n} cells")
+    for r in report.get("retried") or []:
+        died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
+        console.print(f"[yellow]retried[/yellow]: cell {r['key']}: its worker died ({died}); attempt {r['attempts']} "
+                      f"on {r['delivered_by']} delivered it")
+    for r in report.get("failed") or []:
+        console.print(f"[red]failed[/red]: cell {r['key']}: {r['reason']} ({r['attempts']} attempts)")
+    if report.get("by_kernel"):
+        render_side_by_side(report["by_kernel"], console, "The same grid per kernel: GC-thread ms (vs copy)")
 
 
 def render_crossover(cross: Optional[dict], console: Console) -> None:
@@ -321,6 +360,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
     ap.add_argument("--quiet", action="store_true")
+    add_cluster_arguments(ap, "cell")
     add_mutator_flags(ap)
 
 
@@ -357,10 +397,16 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     except ValueError as e:
         ap.error(str(e))
     err = Console(stderr=True)
+    if args.cluster_devices and not args.cluster:
+        ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
     try:
-        report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
-                                                     grid["repeat"], args.faults, args.seed, options=options,
-                                                     progress=tick, grid_name=grid["name"]), args.quiet, err)
+        if args.cluster:
+            report = progress.run(lambda tick: run_on_cluster(args.cluster, grid, args.faults, args.seed, options,
+                                                              args.cluster_devices, tick), args.quiet, err)
+        else:
+            report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
+                                                         grid["repeat"], args.faults, args.seed, options=options,
+                                                         progress=tick, grid_name=grid["name"]), args.quiet, err)
     except BenchError as e:
         err.print(f"[red]error[/red]: {e}")
         return e.status
@@ -375,4 +421,22 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
         write_csv(report, args.csv)
     if args.plot:
         write_heatmap(report, args.plot)
-    return 0
+    for f in report["failed"]:
+        err.print(f"[red]error[/red]: cell {f['key']} failed: {f['reason']}")
+    return 1 if report["failed"] else 0
+
+
+def run_on_cluster(address: str, grid: Dict[str, Any], faults: str, seed: int, options: dict, devices: bool,
+                   tick) -> dict:
+    """The grid's cells on a Dask cluster (compactor.bench.cluster), in the same report as a local sweep."""
+    from .cluster import run_sweep_cells
+
+    started = time.time()
+    out = run_sweep_cells(address, grid["heap"], _grid.cells(grid["planes"]), grid["strategies"], grid["repeat"],
+                          faults, seed, options, devices, tick)
+    if not out["machines"]:
+        raise BenchError("no cell of the sweep ran on the cluster: " + "; ".join(
+            f"{f['key']}: {f['reason']}" for f in out["failed"]), 1)
+    return sweep_report(out["rows"], out["machines"], grid["heap"], grid["planes"], grid["strategies"],
+                        grid["repeat"], faults, seed, options, grid["name"], started, out["retried"], out["failed"],
+                        out["cluster"])
