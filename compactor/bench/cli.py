@@ -113,6 +113,8 @@ def add_compare_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("reports", nargs="+", metavar="REPORT.json",
                     help="two or more bench reports (one scenario per row, a column per file), or sweep reports "
                          "(their cells lined up by kernel when the machines' kernels differ, else by file)")
+    ap.add_argument("--json", metavar="PATH", help="sweeps: write them merged into one sweep report (its cells tagged "
+                                                   "with their machines, by_kernel when the kernels differ)")
 
 
 def add_plot_arguments(ap: argparse.ArgumentParser) -> None:
@@ -281,6 +283,10 @@ def compare_command(args) -> int:
         for n, path in zip(names, args.reports):
             console.print(f"{n}: {path}")
         compare_sweeps(docs, names, console)
+        if args.json:
+            from .output import atomic_write
+            from .sweep import merged_report
+            atomic_write(args.json, (json.dumps(merged_report(docs, names), indent=2) + "\n").encode())
         return 0
     from .report import compare, compare_many
     if len(docs) == 2:

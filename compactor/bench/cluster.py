@@ -258,7 +258,7 @@ def run_sweep_cells(address: str, heap_bytes: int, cells: List[tuple], strategie
         if res is None:
             continue
         machines.setdefault(res["machine"], res["environment"])
-        rows += [dict(r, machine=res["machine"]) for r in res["rows"]]
+        rows += [dict(r, ran_on=res["machine"]) for r in res["rows"]]
     for r in retried + failed:
         r.update(zip(("live_fraction", "mutators", "batch", "profile"), keys[r["key"]]))
     return {"rows": rows, "machines": machines, "retried": retried, "failed": failed, "cluster": name}
@@ -302,7 +302,7 @@ def run_bench(address: str, cfg: Any, progress: Optional[Callable[[str, int, int
         res = results[key]
         machines.setdefault(res["machine"], res["environment"])
         for r in res["report"]["runs"]:
-            runs[r["key"]] = dict(r, machine=res["machine"])
+            runs[r["key"]] = dict(r, ran_on=res["machine"])
     report = dict(first["report"])
     report["runs"] = [runs[sc.key] for sc in cfg.scenarios() if sc.key in runs]
     report["machines"] = machines

@@ -62,7 +62,7 @@ def side_by_side(cells: List[dict], group_of: Callable[[dict], str], planes: Lis
                          "ratio_vs_copy_median": [med(by.get(g), "ratio_vs_copy_median") for g in names]})
     groups = []
     for g in names:
-        machines = sorted({r.get("machine") or "?" for r in cells if group_of(r) == g})
+        machines = sorted({r.get("ran_on") or "?" for r in cells if group_of(r) == g})
         groups.append({"name": g, "machines": machines, "cells": sum(1 for r in cells if group_of(r) == g),
                        **({k: (describe or {}).get(g, {}).get(k) for k in ("kernel", "arch", "where", "model")}
                           if describe else {})})
@@ -76,7 +76,7 @@ def by_kernel(report: dict) -> Optional[dict]:
     env = report.get("environment") or {}
 
     def group_of(r: dict) -> str:
-        return kernel_group(machines.get(r.get("machine"), env))
+        return kernel_group(machines.get(r.get("ran_on"), env))
 
     if len({group_of(r) for r in report["cells"]}) < 2:
         return None
@@ -121,7 +121,7 @@ def merge_sweeps(reports: List[dict], names: List[str]) -> dict:
                 new = f"{label} ({name})"
             machines[new] = env
             rename[label] = new
-        cells += [dict(r, machine=rename[r.get("machine") or default]) for r in rep["cells"]]
+        cells += [dict(r, ran_on=rename[r.get("ran_on") or default]) for r in rep["cells"]]
     first = reports[0]["config"]
     planes: List[dict] = []
     for rep in reports:
@@ -139,7 +139,7 @@ def compare_sweeps(reports: List[dict], names: List[str], console: Console) -> d
     section = by_kernel(merged)
     title = "Sweeps side by side by kernel: GC-thread ms (vs copy)"
     if section is None:
-        cells = [dict(r, machine=r.get("machine") or machine_label(rep["environment"]), file=n)
+        cells = [dict(r, ran_on=r.get("ran_on") or machine_label(rep["environment"]), file=n)
                  for rep, n in zip(reports, names) for r in rep["cells"]]
         section = {"key": "file", **side_by_side(cells, lambda r: r["file"], merged["config"]["planes"],
                                                  merged["config"]["strategies"])}

@@ -104,6 +104,25 @@ def render(report: dict, console: Console) -> None:
     for r in report["runs"]:
         if r.get("fallback"):
             console.print(f"[yellow]note[/yellow]: {r['key']}: {'; '.join(r['fallback'])}")
+    render_fleet(report, console)
+
+
+def render_fleet(report: dict, console: Console) -> None:
+    """A bench run on a cluster (--cluster): which machine ran each comparison, and the ones retried after their
+    worker died."""
+    cluster = report["config"].get("cluster")
+    if not cluster:
+        return
+    console.print(f"cluster {cluster}; the install and compaction floors from "
+                  f"{report['config'].get('machine_of_limits')}")
+    for label, env in (report.get("machines") or {}).items():
+        keys = [r["key"] for r in report["runs"] if r.get("ran_on") == label]
+        console.print(f"  {label} (Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
+                      f"{env.get('page_size')}-byte pages): {', '.join(keys)}")
+    for r in report.get("retried") or []:
+        died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
+        console.print(f"[yellow]retried[/yellow]: {r['key']}: its worker died ({died}); attempt {r['attempts']} on "
+                      f"{r['delivered_by']} delivered it")
 
 
 def move_kernel_line(env: dict):

@@ -9,7 +9,7 @@ SCHEMA_ID = "compactor.bench/4"  # the report's schema; 2 added interrupts and l
                                   # the compaction floor rows to "limits" and the "compaction" section; 4 added
                                   # mutator profiles (a run's "profile", config "profiles") and the mutator view
 SWEEP_SCHEMA_ID = "compactor.sweep/3"  # 2 added the profile axis, the mutator view per cell and "crossover"; 3 added
-                                       # each cell's "machine", "machines", "retried", "failed" and "by_kernel"
+                                       # each cell's "ran_on", "machines", "retried", "failed" and "by_kernel"
 ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", SCHEMA_ID)
 SWEEPS_ACCEPTED_BY_COMPARE = ("compactor.sweep/2", SWEEP_SCHEMA_ID)
 
@@ -130,7 +130,7 @@ _cell = {
     "type": "object",
     "required": ["live_fraction", "mutators", "batch", "profile", "strategy", "gc_thread_s", "median",
                  "ratio_vs_copy", "ratio_vs_copy_median", "verified", "pages", "interrupts",
-                 "shootdowns_per_1000_pages", "mutator_view", "mutator_pages_per_ms", "machine"],
+                 "shootdowns_per_1000_pages", "mutator_view", "mutator_pages_per_ms", "ran_on"],
     "properties": {
         "strategy": {"enum": [s for s in STRATEGIES if s != "stw"]},
         "mutators": {"type": "integer", "minimum": 0}, "batch": {"type": "integer", "minimum": 1},
@@ -138,7 +138,7 @@ _cell = {
         "ratio_vs_copy": {"type": "array", "items": {"type": "number"}},
         "median": {"type": "number"}, "ratio_vs_copy_median": _num, "verified": {"type": "boolean"},
         "shootdowns_per_1000_pages": _num,
-        "machine": {"type": "string", "minLength": 1},
+        "ran_on": {"type": "string", "minLength": 1},  # the machine that ran the cell: a key of "machines"
         **_mutator_fields,
     },
 }

@@ -37,7 +37,7 @@ from .args import (
 from .cell import cell_executor, cell_heap, cell_rows, run_cell_repetition
 from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
-from .machines import by_kernel, machine_label, render_side_by_side
+from .machines import by_kernel, machine_label, merge_sweeps, render_side_by_side
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
 from .report import move_kernel_line
@@ -81,7 +81,7 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
                     raws.setdefault(c, {}).setdefault(s, []).append(raw)
     tick("done", total, total)
     label = machine_label(env)
-    rows = [dict(row, machine=label) for c, by_s in raws.items() for row in cell_rows(c, by_s)]
+    rows = [dict(row, ran_on=label) for c, by_s in raws.items() for row in cell_rows(c, by_s)]
     return sweep_report(rows, {label: env}, heap_bytes, planes, strategies, repeat, faults, seed, options, grid_name,
                         started)
 
@@ -110,6 +110,17 @@ def sweep_report(rows: List[dict], machines: Dict[str, dict], heap_bytes: int, p
     report["crossover"] = sweep_crossover(rows)
     report["by_kernel"] = by_kernel(report)
     return report
+
+
+def merged_report(reports: List[dict], names: List[str]) -> dict:
+    """Sweep reports (of one grid's settings, from several machines) merged into one sweep report: every cell
+    tagged with its machine, the machines' environments, by_kernel when their kernels differ."""
+    merged = merge_sweeps(reports, names)
+    cfg = merged["config"]
+    return sweep_report(merged["cells"], merged["machines"], cfg["heap_bytes"], cfg["planes"], tuple(cfg["strategies"]),
+                        cfg["repeat"], cfg["faults"], cfg.get("seed", 1), cfg.get("options") or {}, cfg["grid"],
+                        time.time(), [r for rep in reports for r in rep.get("retried") or []],
+                        [r for rep in reports for r in rep.get("failed") or []], cfg.get("cluster"))
 
 
 def sweep_crossover(rows: List[dict]) -> dict:
@@ -271,7 +282,7 @@ def render(report: dict, console: Console) -> None:
     planes = cfg.get("planes") or [{"live": cfg["live"], "mutators": cfg["mutators"], "batch": cfg["batch"],
                                     "profiles": cfg.get("profiles") or ["stress"]}]
     for f, m, b, p in _grid.cells(planes):
-        where = next((by[(f, m, b, p, s)].get("machine") or "" for s in cfg["strategies"] if (f, m, b, p, s) in by),
+        where = next((by[(f, m, b, p, s)].get("ran_on") or "" for s in cfg["strategies"] if (f, m, b, p, s) in by),
                      "-")
         t.add_row(f"{f:.2f}", str(m), str(b), p if m else "-", *(_cell_text(by.get((f, m, b, p, s)), s)
                                                                   for s in cfg["strategies"]),
@@ -293,11 +304,11 @@ def render_fleet(report: dict, console: Console) -> None:
     """On a cluster: its machines (kernel, CPU, page size, cells), the cells retried after a worker died, the cells
     that failed, and with several kernels the same grid per kernel side by side."""
     cluster = report["config"].get("cluster")
-    if not cluster:
+    if not cluster and len(report.get("machines") or {}) < 2:
         return
-    console.print(f"cluster {cluster}:")
+    console.print(f"cluster {cluster}:" if cluster else "machines:")
     for label, env in (report.get("machines") or {}).items():
-        n = sum(1 for r in report["cells"] if r.get("machine") == label) // max(1, len(report["config"]["strategies"]))
+        n = sum(1 for r in report["cells"] if r.get("ran_on") == label) // max(1, len(report["config"]["strategies"]))
         console.print(f"  {label}: Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
                       f"{env.get('page_size')}-byte pages; {n} cells")
     for r in report.get("retried") or []:
