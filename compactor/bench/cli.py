@@ -13,6 +13,7 @@ import sys
 from typing import List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 
 from .. import _native
 from .. import profiles as _profiles
@@ -211,7 +212,7 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
         else:
             report = progress.run(lambda tick: run_suite(cfg, progress=tick), args.quiet, err)
     except BenchError as e:
-        err.print(f"[red]error[/red]: {e}")
+        err.print(f"[red]error[/red]: {escape(str(e))}")
         return e.status
     for r in report["runs"]:
         s = r.pop("_samples", None)

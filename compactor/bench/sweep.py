@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import _native
@@ -419,7 +420,7 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
                                                          grid["repeat"], args.faults, args.seed, options=options,
                                                          progress=tick, grid_name=grid["name"]), args.quiet, err)
     except BenchError as e:
-        err.print(f"[red]error[/red]: {e}")
+        err.print(f"[red]error[/red]: {escape(str(e))}")
         return e.status
     text = json.dumps(report, indent=2)
     if args.json == "-":
@@ -433,7 +434,7 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     if args.plot:
         write_heatmap(report, args.plot)
     for f in report["failed"]:
-        err.print(f"[red]error[/red]: cell {f['key']} failed: {f['reason']}")
+        err.print(f"[red]error[/red]: cell {f['key']} failed: {escape(f['reason'])}")
     return 1 if report["failed"] else 0
 
 
