@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -190,7 +191,26 @@ def _crossover_panel(ax, group: Optional[dict]) -> None:
                     if group.get("threshold_pages_per_ms") else "not crossed"), fontsize=7)
 
 
-def write_heatmap(report: dict, path: str) -> None:
+def write_heatmap(report: dict, path: str) -> List[str]:
+    """The heatmap (write_grid_heatmap); with cells from several kernels (by_kernel), one file per kernel group:
+    PATH for group [1], PATH's stem + "-N" for group [N]. Returns the files written."""
+    section = report.get("by_kernel")
+    if not section:
+        write_grid_heatmap(report, path)
+        return [path]
+    stem, ext = os.path.splitext(path)
+    machines = report.get("machines") or {}
+    written = []
+    for i, g in enumerate(section["groups"]):
+        cells = [c for c in report["cells"] if c.get("ran_on") in g["machines"]]
+        env = machines.get(g["machines"][0], report["environment"])
+        out = path if i == 0 else f"{stem}-{i + 1}{ext}"
+        write_grid_heatmap(dict(report, cells=cells, environment=env, crossover=sweep_crossover(cells)), out)
+        written.append(out)
+    return written
+
+
+def write_grid_heatmap(report: dict, path: str) -> None:
     """Rows: GC time vs COPY for each non-COPY strategy, then shootdowns per 1000 pages for every strategy, for the
     stress profile's cells; columns: mutator counts; each panel is live fraction (y) by batch (x), annotated. A last
     row, when profiles were swept: the best MOVE-based strategy's time against COPY over the mutators' fault rate,
@@ -432,7 +452,9 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     if args.csv:
         write_csv(report, args.csv)
     if args.plot:
-        write_heatmap(report, args.plot)
+        written = write_heatmap(report, args.plot)
+        if len(written) > 1:
+            err.print("heatmaps, one per kernel: " + ", ".join(f"[{i + 1}] {w}" for i, w in enumerate(written)))
     for f in report["failed"]:
         err.print(f"[red]error[/red]: cell {f['key']} failed: {escape(f['reason'])}")
     return 1 if report["failed"] else 0
