@@ -76,7 +76,7 @@ def connect(address: str, allowed_failures: int = ALLOWED_FAILURES) -> Iterator[
                                            silence_logs=logging.ERROR,
                                            scheduler_kwargs={"allowed_failures": allowed_failures})
         try:
-            with distributed.Client(cluster) as client:
+            with distributed.Client(cluster) as client, _reported(address):
                 yield client, f"local ({n} worker{'s' if n > 1 else ''} on {platform.node()})"
         finally:
             cluster.close()
@@ -87,9 +87,21 @@ def connect(address: str, allowed_failures: int = ALLOWED_FAILURES) -> Iterator[
         raise BenchError(f"--cluster {address}: cannot reach the Dask scheduler there ({e}); start one with "
                          "`dask scheduler` or use --cluster local", 2) from None
     try:
-        yield client, address
+        with _reported(address):
+            yield client, address
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def _reported(address: str) -> Iterator[None]:
+    """Ctrl-C and a lost scheduler as BenchError (the tasks are cancelled and the cluster closed on the way out)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise BenchError("interrupted (Ctrl-C): the cluster's remaining tasks were cancelled", 130) from None
+    except OSError as e:
+        raise BenchError(f"--cluster {address}: lost the Dask scheduler ({e})", 1) from None
 
 
 def _capable(client: Any, need: Dict[str, int]) -> List[str]:
