@@ -61,44 +61,46 @@ def test_two_workers_split_the_cells_and_keep_each_cells_strategies_on_one_machi
     assert len(per_cell) == 6 and all(len(m) == 1 for m in per_cell.values())
 
 
-# A LocalCluster of two worker processes (under nannies, which restart a killed worker) that prints its address,
-# then kills the worker process of the first attempt the sweep logs (the sweep's attempt events carry the pid),
-# prints that pid and waits for stdin to close.
+# A LocalCluster of two worker processes (under nannies, which restart a killed worker; a task may lose
+# ALLOWED_FAILURES workers) that prints its address, then kills the worker process of the first attempt the sweep
+# logs (the sweep's attempt events carry the pid), and of the next KILLS - 1 attempts of that cell; prints the
+# pids, the workers and the cell, and waits for stdin to close.
 KILLER = textwrap.dedent("""
     import logging, os, signal, sys, time
     from distributed import Client, LocalCluster
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, resources={"machine": 1},
                            dashboard_address=None, silence_logs=logging.CRITICAL,
-                           scheduler_kwargs={"allowed_failures": 2})
+                           scheduler_kwargs={"allowed_failures": ALLOWED_FAILURES})
     client = Client(cluster)
     print(cluster.scheduler_address, flush=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        events = [e for t, es in client.get_events().items() if t.startswith("compactor-attempts-") for e in es]
-        if events:
-            _, first = events[0]
-            os.kill(first["pid"], signal.SIGKILL)
-            print(first["pid"], first["worker"], first["key"], flush=True)
-            break
+    deadline, killed, key = time.monotonic() + 120, [], None
+    while time.monotonic() < deadline and len(killed) < KILLS:
+        events = [e for t, es in client.get_events().items() if t.startswith("compactor-attempts-") for _, e in es]
+        for e in events:
+            key = key or e["key"]
+            if e["key"] == key and e["pid"] not in [k["pid"] for k in killed] and len(killed) < KILLS:
+                os.kill(e["pid"], signal.SIGKILL)
+                killed.append(e)
         time.sleep(0.02)
+    print(";".join(f"{k['pid']},{k['worker']}" for k in killed), key, flush=True)
     sys.stdin.read()
     client.close()
     cluster.close()
 """)
 
 
-@pytest.mark.slow
-def test_a_worker_killed_mid_cell_has_its_cell_retried_and_reported(tmp_path):
-    """A worker process killed (SIGKILL) while it runs a cell: the cell runs again, and the report names it."""
-    helper = subprocess.Popen([sys.executable, "-c", KILLER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+def sweep_under_killer(tmp_path, kills: int, allowed_failures: int, *args: str):
+    """The sweep (args) on the KILLER's cluster: its exit, the report, the killed (pid, worker)s and the cell."""
+    script = KILLER.replace("ALLOWED_FAILURES", str(allowed_failures)).replace("KILLS", str(kills))
+    helper = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd="/")
     try:
         address = helper.stdout.readline().strip()
         assert address.startswith("tcp://"), address
         out = tmp_path / "c.json"
-        p = bench("sweep", "--heap", "64MiB", "--live", "0.5", "--mutators", "0", "--batch", "1",
-                  "--strategies", "copy,move", "--repeat", "3", "--quiet", "--json", str(out), "--cluster", address)
-        pid, worker, key = helper.stdout.readline().split()
+        p = bench("sweep", "--heap", "64MiB", "--mutators", "0", "--batch", "1", "--strategies", "copy,move",
+                  "--repeat", "3", "--quiet", "--json", str(out), "--cluster", address, *args, check=False)
+        pids, key = helper.stdout.readline().split()
     finally:
         helper.stdin.close()
         try:
@@ -106,13 +108,33 @@ def test_a_worker_killed_mid_cell_has_its_cell_retried_and_reported(tmp_path):
         finally:
             helper.kill()
             helper.stdout.close()
-    rep = json.loads(out.read_text())
+    killed = [(int(k.split(",")[0]), k.split(",")[1]) for k in pids.split(";")]
+    return p, json.loads(out.read_text()), killed, key
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_cell_has_its_cell_retried_and_reported(tmp_path):
+    """A worker process killed (SIGKILL) while it runs a cell: the cell runs again, and the report names it."""
+    p, rep, killed, key = sweep_under_killer(tmp_path, 1, 2, "--live", "0.5")
+    assert p.returncode == 0, p.stderr
     jsonschema.validate(rep, SWEEP_SCHEMA)
     (r,) = rep["retried"]
     assert r["key"] == key and r["attempts"] == 2 and rep["failed"] == []
-    assert [(d["pid"], d["worker"]) for d in r["died"]] == [(int(pid), worker)]
+    assert [(d["pid"], d["worker"]) for d in r["died"]] == killed
     assert {c["strategy"] for c in rep["cells"]} == {"copy", "move"} and all(c["verified"] for c in rep["cells"])
-    assert f"retried: cell {key}: its worker died" in p.stdout and f"pid {pid}" in p.stdout
+    assert f"retried: cell {key}: its worker died" in p.stdout and f"pid {killed[0][0]}" in p.stdout
+
+
+@pytest.mark.slow
+def test_a_cell_whose_worker_dies_on_every_attempt_is_reported_failed_and_the_sweep_exits_1(tmp_path):
+    """Two attempts of a cell killed where the scheduler allows one lost worker: failed, named, exit 1, no hang."""
+    p, rep, killed, key = sweep_under_killer(tmp_path, 2, 1, "--live", "0.25,0.5")
+    assert p.returncode == 1 and f"cell {key} failed: its worker died on every attempt" in " ".join(p.stderr.split())
+    jsonschema.validate(rep, SWEEP_SCHEMA)
+    (f,) = rep["failed"]
+    assert f["key"] == key and f["attempts"] == 2 and [(d["pid"], d["worker"]) for d in f["died"]] == killed
+    assert {(c["live_fraction"], c["strategy"]) for c in rep["cells"]} == {
+        (lv, s) for lv in (0.25, 0.5) if lv != f["live_fraction"] for s in ("copy", "move")}
 
 
 def test_sweeps_of_two_kernels_line_up_by_kernel_in_the_report_and_in_compare(tmp_path):

@@ -204,7 +204,7 @@ def run_tasks(client: Any, tasks: List[Tuple[str, Callable, tuple]], need: Dict[
                 elif fut.status == "error":
                     exc = fut.exception()
                     if isinstance(exc, distributed.KilledWorker):
-                        failed[key] = f"its worker died on every attempt ({allowed_failures + 1})"
+                        failed[key] = "its worker died on every attempt"
                     else:
                         failed[key] = f"{type(exc).__name__}: {exc}"
                 else:
@@ -216,7 +216,8 @@ def run_tasks(client: Any, tasks: List[Tuple[str, Callable, tuple]], need: Dict[
                 if len(attempts.get(futures[fut], [])) > allowed_failures + 1:
                     fut.cancel()
                     pending.discard(fut)
-                    failed[futures[fut]] = f"its worker died on every attempt ({allowed_failures + 1})"
+                    failed[futures[fut]] = (f"its worker died on every attempt (cancelled at attempt "
+                                            f"{allowed_failures + 2})")
             if _capable(client, need):
                 alone_since = None
             elif alone_since is None:
