@@ -134,6 +134,17 @@ def add_mutator_flags(ap: argparse.ArgumentParser) -> None:
         g.add_argument(o["flag"], **kw)
 
 
+def add_cluster_arguments(ap: argparse.ArgumentParser, unit: str) -> None:
+    """--cluster and --cluster-devices (the sweep's and the bench's: each `unit` is one task)."""
+    ap.add_argument("--cluster", metavar="ADDRESS",
+                    help=f"run each {unit} on a Dask cluster: tcp://HOST:8786 (workers: dask worker tcp://HOST:8786 "
+                         "--resources machine=1 --nthreads 1), or local (a LocalCluster of one worker here); needs "
+                         "pip install 'compactor[cluster]'")
+    ap.add_argument("--cluster-devices", action="store_true",
+                    help="with --cluster: run on the workers' phones (workers with --resources machine=1,device=1 "
+                         "and COMPACTOR_DEVICE_SERIAL set)")
+
+
 def mutator_flags(args) -> dict:
     """The mutator options given on the command line (collect() names)."""
     return {k: getattr(args, k) for k in MUTATOR_OPTIONS if getattr(args, k, None) is not None}

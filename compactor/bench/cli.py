@@ -13,13 +13,14 @@ import sys
 from typing import List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 
 from .. import _native
 from .. import profiles as _profiles
 from ..collector import STRATEGIES, make_config
 from ..heap import GARBAGE_PATTERNS
 from . import progress
-from .args import add_mutator_flags, mutator_flags, plot_path, profile_list, trace_path
+from .args import add_cluster_arguments, add_mutator_flags, mutator_flags, plot_path, profile_list, trace_path
 from .args import choices as _choices
 from .args import fraction as _fraction
 from .args import int_in as _int_in
@@ -27,7 +28,7 @@ from .args import ints as _ints
 from .args import share as _share
 from .args import size as _size
 from .config import BenchConfig
-from .schema import ACCEPTED_BY_COMPARE
+from .schema import ACCEPTED_BY_COMPARE, SWEEPS_ACCEPTED_BY_COMPARE
 from .suite import run_suite
 from .types import BenchError
 
@@ -41,14 +42,15 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
         description="Reproduce the UFFDIO_REMAP series' measurements (MOVE vs COPY in a concurrent compacting GC) "
-                    "and say whether each claim holds here. Subcommands: compare A.json B.json; "
+                    "and say whether each claim holds here. Subcommands: compare A.json B.json [C.json ...]; "
                     "sweep (where MOVE wins: python -m compactor.bench sweep --help); "
                     "scale (how costs grow with the heap); "
                     "plot REPORT.json -o PATH (redraw a report's plot).")
     add_bench_arguments(ap)
     sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,scale,plot}")
     for name, add, help_, description in (
-            ("compare", add_compare_arguments, "two reports", "Two bench JSON reports side by side, with ratios."),
+            ("compare", add_compare_arguments, "reports side by side", "Bench JSON reports side by side, with ratios, "
+             "or sweep reports lined up by machine and kernel."),
             ("sweep", sweep.add_arguments, "where MOVE wins", sweep.DESCRIPTION),
             ("scale", scale.add_arguments, "how costs grow with the heap", scale.DESCRIPTION),
             ("plot", add_plot_arguments, "redraw a report's plot", "Redraw the --plot figure of a bench JSON report "
@@ -106,12 +108,16 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--trace", metavar="FILE", help="a Perfetto trace of every measured collection (open it at "
                     "ui.perfetto.dev; needs pip install 'compactor[trace]')")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_cluster_arguments(ap, "comparison (every strategy of one fault mode, mutator count and profile)")
     add_mutator_flags(ap)
 
 
 def add_compare_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("a")
-    ap.add_argument("b")
+    ap.add_argument("reports", nargs="+", metavar="REPORT.json",
+                    help="two or more bench reports (one scenario per row, a column per file), or sweep reports "
+                         "(their cells lined up by kernel when the machines' kernels differ, else by file)")
+    ap.add_argument("--json", metavar="PATH", help="sweeps: write them merged into one sweep report (its cells tagged "
+                                                   "with their machines, by_kernel when the kernels differ)")
 
 
 def add_plot_arguments(ap: argparse.ArgumentParser) -> None:
@@ -188,6 +194,13 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
     err = Console(stderr=True)
     if args.device and args.runner:
         ap.error("--device and --runner exclude each other")
+    if args.cluster and (args.device or args.runner or args.heap_from_app):
+        ap.error("--cluster runs on the cluster's workers: --device, --runner and --heap-from-app are for this "
+                 "machine (a worker's phone: --cluster-devices)")
+    if args.cluster_devices and not args.cluster:
+        ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
+    if args.trace and args.cluster:
+        ap.error("--trace records the collections of this machine: run the traced bench without --cluster")
     try:
         cfg = config_from(args)
     except BenchError as e:
@@ -197,9 +210,14 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
     out = Console(file=sys.stderr if to_stdout_json else sys.stdout, soft_wrap=False, width=200)
     samples = {}
     try:
-        report = progress.run(lambda tick: run_suite(cfg, progress=tick), args.quiet, err)
+        if args.cluster:
+            from .cluster import run_bench
+            report = progress.run(lambda tick: run_bench(args.cluster, cfg, tick, args.cluster_devices), args.quiet,
+                                  err)
+        else:
+            report = progress.run(lambda tick: run_suite(cfg, progress=tick), args.quiet, err)
     except BenchError as e:
-        err.print(f"[red]error[/red]: {e}")
+        err.print(f"[red]error[/red]: {escape(str(e))}")
         return e.status
     for r in report["runs"]:
         s = r.pop("_samples", None)
@@ -230,8 +248,8 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
     return 0
 
 
-def read_report(path: str) -> Optional[dict]:
-    """A bench JSON report, or None after saying on stderr why it is not one."""
+def read_report(path: str, accept_sweeps: bool = False) -> Optional[dict]:
+    """A bench JSON report (or a sweep's, with accept_sweeps), or None after saying on stderr why it is not one."""
     try:
         if os.path.getsize(path) > MAX_REPORT_BYTES:  # untrusted input: bounded before it is read
             raise OSError(f"larger than {MAX_REPORT_BYTES >> 20} MiB: not a bench report")
@@ -242,21 +260,45 @@ def read_report(path: str) -> Optional[dict]:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         print(f"error: cannot read {path}: {e}", file=sys.stderr)
         return None
-    if d.get("schema") not in ACCEPTED_BY_COMPARE:
-        print(f"error: {path} is not a compactor.bench report ({' or '.join(ACCEPTED_BY_COMPARE)})", file=sys.stderr)
+    accepted = ACCEPTED_BY_COMPARE + (SWEEPS_ACCEPTED_BY_COMPARE if accept_sweeps else ())
+    if d.get("schema") not in accepted:
+        print(f"error: {path} is not a compactor.bench report ({' or '.join(accepted)})", file=sys.stderr)
         return None
     return d
 
 
 def compare_command(args) -> int:
+    if len(args.reports) < 2:
+        print("python -m compactor.bench compare: error: give two or more reports", file=sys.stderr)
+        return 2
     docs: List[dict] = []
-    for path in (args.a, args.b):
-        doc = read_report(path)
+    for path in args.reports:
+        doc = read_report(path, accept_sweeps=True)
         if doc is None:
             return 2
         docs.append(doc)
-    from .report import compare
-    compare(docs[0], docs[1], Console(width=200), names=("A", "B"))
+    sweeps = [d["schema"] in SWEEPS_ACCEPTED_BY_COMPARE for d in docs]
+    if any(sweeps) and not all(sweeps):
+        print("python -m compactor.bench compare: error: compare bench reports with bench reports and sweeps with "
+              "sweeps", file=sys.stderr)
+        return 2
+    names = [chr(ord("A") + i) if i < 26 else f"F{i + 1}" for i in range(len(docs))]
+    console = Console(width=240)
+    if all(sweeps):
+        from .machines import compare_sweeps
+        for n, path in zip(names, args.reports):
+            console.print(f"{n}: {path}")
+        compare_sweeps(docs, names, console)
+        if args.json:
+            from .output import atomic_write
+            from .sweep import merged_report
+            atomic_write(args.json, (json.dumps(merged_report(docs, names), indent=2) + "\n").encode())
+        return 0
+    from .report import compare, compare_many
+    if len(docs) == 2:
+        compare(docs[0], docs[1], console, names=("A", "B"))
+    else:
+        compare_many(docs, console, names)
     return 0
 
 

@@ -57,8 +57,20 @@ def virtualized() -> bool:
         return False
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's "model name", else the architecture)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def host_environment() -> dict:
     env = environment()
-    env.update(where="host", model=platform.node(), emulated=False, virtualized=virtualized(),
-               python=platform.python_version())
+    env.update(where="host", model=platform.node(), hostname=platform.node(), cpu_model=cpu_model(), emulated=False,
+               virtualized=virtualized(), python=platform.python_version())
     return env

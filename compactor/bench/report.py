@@ -104,6 +104,25 @@ def render(report: dict, console: Console) -> None:
     for r in report["runs"]:
         if r.get("fallback"):
             console.print(f"[yellow]note[/yellow]: {r['key']}: {'; '.join(r['fallback'])}")
+    render_fleet(report, console)
+
+
+def render_fleet(report: dict, console: Console) -> None:
+    """A bench run on a cluster (--cluster): which machine ran each comparison, and the ones retried after their
+    worker died."""
+    cluster = report["config"].get("cluster")
+    if not cluster:
+        return
+    console.print(f"cluster {cluster}; the install and compaction floors from "
+                  f"{report['config'].get('machine_of_limits')}")
+    for label, env in (report.get("machines") or {}).items():
+        keys = [r["key"] for r in report["runs"] if r.get("ran_on") == label]
+        console.print(f"  {label} (Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
+                      f"{env.get('page_size')}-byte pages): {', '.join(keys)}")
+    for r in report.get("retried") or []:
+        died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
+        console.print(f"[yellow]retried[/yellow]: {r['key']}: its worker died ({died}); attempt {r['attempts']} on "
+                      f"{r['delivered_by']} delivered it")
 
 
 def move_kernel_line(env: dict):
@@ -248,4 +267,30 @@ def compare(a: dict, b: dict, console: Console, names=("A", "B")) -> None:
         d = cb.get(c["id"], {})
         f = lambda x: "-" if x.get("measured") is None else f"{100 * x['measured']:.0f}% ({x['holds']})"  # noqa: E731
         t.add_row(c["id"], f(c), f(d))
+    console.print(t)
+
+
+def compare_many(docs: List[dict], console: Console, names: List[str]) -> None:
+    """Three or more bench reports: each file's machine and kernel, then per scenario each file's median GC-thread
+    time and ratio against COPY (a run from a cluster names its machine)."""
+    for n, d in zip(names, docs):
+        e = d["environment"]
+        machines = ", ".join(d.get("machines") or {}) or e.get("model") or e.get("where")
+        console.print(f"{n}: Linux {e['kernel']} {e['arch']} ({e['where']}{', emulated' if e.get('emulated') else ''};"
+                      f" {machines})")
+    t = Table(title="GC thread completion time, median ms (vs copy)", title_justify="left")
+    for c in ["scenario", *names]:
+        t.add_column(c)
+    keys: List[str] = []
+    for d in docs:
+        keys += [r["key"] for r in d["runs"] if r["key"] not in keys]
+    by = [{r["key"]: r for r in d["runs"]} for d in docs]
+    for k in keys:
+        def one(r) -> str:
+            if r is None or r.get("median") is None:
+                return "-"
+            q = r.get("ratio_vs_copy_median")
+            return _ms(r["median"]) + ("" if q is None or r["strategy"] == "copy" else f" ({q:.2f}x)")
+
+        t.add_row(k, *(one(b.get(k)) for b in by))
     console.print(t)

@@ -8,8 +8,10 @@ from ..collector import STRATEGIES
 SCHEMA_ID = "compactor.bench/4"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
                                   # the compaction floor rows to "limits" and the "compaction" section; 4 added
                                   # mutator profiles (a run's "profile", config "profiles") and the mutator view
-SWEEP_SCHEMA_ID = "compactor.sweep/2"  # 2 added the profile axis, the mutator view per cell and "crossover"
+SWEEP_SCHEMA_ID = "compactor.sweep/3"  # 2 added the profile axis, the mutator view per cell and "crossover"; 3 added
+                                       # each cell's "ran_on", "machines", "retried", "failed" and "by_kernel"
 ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", SCHEMA_ID)
+SWEEPS_ACCEPTED_BY_COMPARE = ("compactor.sweep/2", SWEEP_SCHEMA_ID)
 
 _num = {"type": ["number", "null"]}
 # environment.move_kernel: the kernel's MOVE facts (compactor.kernel_facts.evaluate; `info --json` has the same)
@@ -128,7 +130,7 @@ _cell = {
     "type": "object",
     "required": ["live_fraction", "mutators", "batch", "profile", "strategy", "gc_thread_s", "median",
                  "ratio_vs_copy", "ratio_vs_copy_median", "verified", "pages", "interrupts",
-                 "shootdowns_per_1000_pages", "mutator_view", "mutator_pages_per_ms"],
+                 "shootdowns_per_1000_pages", "mutator_view", "mutator_pages_per_ms", "ran_on"],
     "properties": {
         "strategy": {"enum": [s for s in STRATEGIES if s != "stw"]},
         "mutators": {"type": "integer", "minimum": 0}, "batch": {"type": "integer", "minimum": 1},
@@ -136,14 +138,26 @@ _cell = {
         "ratio_vs_copy": {"type": "array", "items": {"type": "number"}},
         "median": {"type": "number"}, "ratio_vs_copy_median": _num, "verified": {"type": "boolean"},
         "shootdowns_per_1000_pages": _num,
+        "ran_on": {"type": "string", "minLength": 1},  # the machine that ran the cell: a key of "machines"
         **_mutator_fields,
     },
 }
+# a worker that died under a cell (compactor.bench.cluster)
+_death = {"type": "object", "required": ["worker", "name", "host", "pid"]}
+_cell_of = {"required": ["key", "live_fraction", "mutators", "batch", "profile", "attempts", "died"],
+            "properties": {"attempts": {"type": "integer", "minimum": 0}, "died": {"type": "array", "items": _death}}}
+_side_by_side = {"type": "object", "required": ["key", "groups", "rows"],
+                 "properties": {"groups": {"type": "array", "minItems": 2, "items": {
+                     "type": "object", "required": ["name", "machines", "cells"]}},
+                     "rows": {"type": "array", "items": {
+                         "type": "object", "required": ["live_fraction", "mutators", "batch", "profile", "strategy",
+                                                        "median", "ratio_vs_copy_median"]}}}}
 SWEEP_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "compactor.bench sweep report",
     "type": "object",
-    "required": ["schema", "environment", "config", "cells", "hybrid_vs_best", "crossover"],
+    "required": ["schema", "environment", "config", "cells", "hybrid_vs_best", "crossover", "machines", "retried",
+                 "failed", "by_kernel"],
     "properties": {
         "schema": {"const": SWEEP_SCHEMA_ID},
         "environment": {"type": "object", "required": ["kernel", "move_kernel"],
@@ -153,6 +167,13 @@ SWEEP_SCHEMA = {
                    "properties": {"grid": {"enum": ["default", "quick", "full", "custom"]},
                                   "profiles": {"type": "array", "items": _profile}}},
         "cells": {"type": "array", "items": _cell},
+        "machines": {"type": "object", "minProperties": 1, "additionalProperties": {
+            "type": "object", "required": ["kernel", "arch", "page_size"]}},
+        "retried": {"type": "array", "items": {"allOf": [{"type": "object", "required": ["delivered_by"]},
+                                                         {"type": "object", **_cell_of}]}},
+        "failed": {"type": "array", "items": {"allOf": [{"type": "object", "required": ["reason"]},
+                                                        {"type": "object", **_cell_of}]}},
+        "by_kernel": {"anyOf": [{"type": "null"}, _side_by_side]},
         "crossover": {"type": "object", "required": ["groups", "headline"],
                       "properties": {"groups": {"type": "array", "items": {
                           "allOf": [_crossover, {"type": "object",

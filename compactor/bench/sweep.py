@@ -9,31 +9,42 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import _native
 from .. import profiles as _profiles
-from ..collector import STRATEGIES, collect, make_config
-from ..errors import HeapCorruption
-from ..heap import Heap, HeapSpec
-from ..planning import plan as make_plan
+from ..collector import STRATEGIES, make_config
 from ..trace import DEFAULT_EVENTS, TraceWriter, collection_name
 from . import grid as _grid
 from . import progress
-from .args import add_mutator_flags, choices, fraction, int_in, list_of, mutator_flags, plot_path, profile_list, size
+from .args import (
+    add_cluster_arguments,
+    add_mutator_flags,
+    choices,
+    fraction,
+    int_in,
+    list_of,
+    mutator_flags,
+    plot_path,
+    profile_list,
+    size,
+)
+from .cell import cell_executor, cell_heap, cell_rows, run_cell_repetition
 from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
+from .machines import by_kernel, machine_label, merge_sweeps, render_side_by_side
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
 from .report import move_kernel_line
 from .schema import SWEEP_SCHEMA_ID
-from .stats import load_measures, mutator_measures
 from .types import BenchError
 
 DEFAULT, QUICK, FULL = _grid.DEFAULT, _grid.QUICK, _grid.FULL
@@ -55,40 +66,43 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
     grid_cells = _grid.cells(planes)
     lives = _grid.union(planes, "live")
     total = repeat * len(grid_cells) * len(strategies)
-    raws: Dict[tuple, List[dict]] = {}
-    done = 0
+    raws: Dict[tuple, Dict[str, List[dict]]] = {}
+    done = [0]
     for f in lives:
-        heap = Heap.generate(HeapSpec(size=heap_bytes, live_fraction=f, seed=seed))
-        plan = make_plan(heap)
+        heap, plan = cell_heap(heap_bytes, f, seed)
         here = [c for c in grid_cells if c[0] == f]
+        executors: Dict[int, Any] = {}
+        for c in here:  # one per batch: the binding on this heap (nothing to release but references)
+            executors.setdefault(c[2], cell_executor(c[2], seed, options))
+            executors[c[2]].trace_events = DEFAULT_EVENTS if trace is not None else 0
+            executors[c[2]].prepare(heap, plan)
         for rep in range(repeat):
-            for _, m, b, p in here:
-                opts = _profiles.options_for(p, m, options)
-                for s in strategies:
-                    tick(f"live {f:.2f}: {s} batch {b}, {m} mutators {p} (repetition {rep + 1}/{repeat})", done, total)
-                    try:
-                        r = collect(heap, s, faults=faults, mutators=m, batch=b, seed=seed + rep, plan=plan, **opts,
-                                    trace_events=DEFAULT_EVENTS if trace else None)
-                    except HeapCorruption as e:
-                        raise BenchError(f"sweep cell live={f} mutators={m} batch={b} profile={p} {s}: "
-                                         f"verification failed: {e}", 3) from e
-                    if trace is not None and r.trace:
-                        trace.add(collection_name(r.raw, f"{p} batch {b} live {f:.2f} #{rep + 1}"), r.trace)
-                    raws.setdefault((f, m, b, p, s), []).append(r.raw)
-                    done += 1
+            for c in here:
+                def before(s, c=c, rep=rep):
+                    tick(f"live {c[0]:.2f}: {s} batch {c[2]}, {c[1]} mutators {c[3]} (repetition {rep + 1}/{repeat})",
+                         done[0], total)
+                    done[0] += 1
+
+                for s, raw in run_cell_repetition(executors[c[2]], c, strategies, faults, rep, before).items():
+                    events = raw.pop("trace", None)
+                    if trace is not None and events:
+                        trace.add(collection_name(raw, f"{c[3]} batch {c[2]} live {c[0]:.2f} #{rep + 1}"), events)
+                    raws.setdefault(c, {}).setdefault(s, []).append(raw)
     tick("done", total, total)
-    rows = []
-    for (f, m, b, p, s), reps in raws.items():
-        gc = [r["gc_thread_s"] for r in reps]
-        base = [r["gc_thread_s"] for r in raws.get((f, m, b, p, "copy"), [])]
-        ratios = [g / c for g, c in zip(gc, base)] if base else []
-        row = {"live_fraction": f, "mutators": m, "batch": b, "profile": p, "strategy": s, "gc_thread_s": gc,
-               "median": statistics.median(gc), "ratio_vs_copy": ratios,
-               "ratio_vs_copy_median": statistics.median(ratios) if ratios else None,
-               "verified": all(r["verified"] for r in reps), "pages": reps[0]["pages"]["total"]}
-        row.update(load_measures(reps))
-        row.update(mutator_measures(reps))
-        rows.append(row)
+    label = machine_label(env)
+    rows = [dict(row, ran_on=label) for c, by_s in raws.items() for row in cell_rows(c, by_s)]
+    return sweep_report(rows, {label: env}, heap_bytes, planes, strategies, repeat, faults, seed, options, grid_name,
+                        started)
+
+
+def sweep_report(rows: List[dict], machines: Dict[str, dict], heap_bytes: int, planes: List[dict],
+                 strategies: tuple, repeat: int, faults: str, seed: int, options: dict, grid_name: str,
+                 started: float, retried: Optional[List[dict]] = None, failed: Optional[List[dict]] = None,
+                 cluster: Optional[str] = None) -> dict:
+    """The sweep report of measured rows (each tagged with its machine, a key of `machines`: its environment),
+    local or from a cluster; `environment` is the first machine's. `retried` and `failed` name the cells a
+    cluster ran again after a worker died and those that failed on every attempt."""
+    env = next(iter(machines.values()))
     report = {"schema": SWEEP_SCHEMA_ID, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
               "environment": env,
               "config": {"grid": grid_name, "heap_bytes": heap_bytes,
@@ -98,11 +112,24 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
                          "options": options,
                          "profile_options": {p: _profiles.options_for(p, 1, options)
                                              for p in _grid.union(planes, "profiles")},
-                         "interleaved": True},
-              "cells": rows, "elapsed_s": time.time() - started}
+                         "interleaved": True, "cluster": cluster},
+              "cells": rows, "machines": machines, "retried": retried or [], "failed": failed or [],
+              "elapsed_s": time.time() - started}
     report["hybrid_vs_best"] = hybrid_vs_best(rows)
     report["crossover"] = sweep_crossover(rows)
+    report["by_kernel"] = by_kernel(report)
     return report
+
+
+def merged_report(reports: List[dict], names: List[str]) -> dict:
+    """Sweep reports (of one grid's settings, from several machines) merged into one sweep report: every cell
+    tagged with its machine, the machines' environments, by_kernel when their kernels differ."""
+    merged = merge_sweeps(reports, names)
+    cfg = merged["config"]
+    return sweep_report(merged["cells"], merged["machines"], cfg["heap_bytes"], cfg["planes"], tuple(cfg["strategies"]),
+                        cfg["repeat"], cfg["faults"], cfg.get("seed", 1), cfg.get("options") or {}, cfg["grid"],
+                        time.time(), [r for rep in reports for r in rep.get("retried") or []],
+                        [r for rep in reports for r in rep.get("failed") or []], cfg.get("cluster"))
 
 
 def sweep_crossover(rows: List[dict]) -> dict:
@@ -171,7 +198,26 @@ def _crossover_panel(ax, group: Optional[dict]) -> None:
                     if group.get("threshold_pages_per_ms") else "not crossed"), fontsize=7)
 
 
-def write_heatmap(report: dict, path: str) -> None:
+def write_heatmap(report: dict, path: str) -> List[str]:
+    """The heatmap (write_grid_heatmap); with cells from several kernels (by_kernel), one file per kernel group:
+    PATH for group [1], PATH's stem + "-N" for group [N]. Returns the files written."""
+    section = report.get("by_kernel")
+    if not section:
+        write_grid_heatmap(report, path)
+        return [path]
+    stem, ext = os.path.splitext(path)
+    machines = report.get("machines") or {}
+    written = []
+    for i, g in enumerate(section["groups"]):
+        cells = [c for c in report["cells"] if c.get("ran_on") in g["machines"]]
+        env = machines.get(g["machines"][0], report["environment"])
+        out = path if i == 0 else f"{stem}-{i + 1}{ext}"
+        write_grid_heatmap(dict(report, cells=cells, environment=env, crossover=sweep_crossover(cells)), out)
+        written.append(out)
+    return written
+
+
+def write_grid_heatmap(report: dict, path: str) -> None:
     """Rows: GC time vs COPY for each non-COPY strategy, then shootdowns per 1000 pages for every strategy, for the
     stress profile's cells; columns: mutator counts; each panel is live fraction (y) by batch (x), annotated. A last
     row, when profiles were swept: the best MOVE-based strategy's time against COPY over the mutators' fault rate,
@@ -256,16 +302,21 @@ def render(report: dict, console: Console) -> None:
     t = Table(title=f"Sweep: GC-thread ms (vs copy) · TLB shootdowns per 1000 pages · share of pages mutators "
                     f"resolved; {cfg['heap_bytes'] >> 20} MiB, {cfg['faults']}, medians of {cfg['repeat']}",
               title_justify="left")
-    for c in ("live", "mut.", "batch", "profile") + tuple(cfg["strategies"]):
-        t.add_column(c, justify="left" if c == "profile" else "right")
+    several = len(report.get("machines") or {}) > 1
+    for c in ("live", "mut.", "batch", "profile") + tuple(cfg["strategies"]) + (("machine",) if several else ()):
+        t.add_column(c, justify="left" if c in ("profile", "machine") else "right")
     by = {(r["live_fraction"], r["mutators"], r["batch"], r.get("profile", "stress"), r["strategy"]): r
           for r in report["cells"]}
     planes = cfg.get("planes") or [{"live": cfg["live"], "mutators": cfg["mutators"], "batch": cfg["batch"],
                                     "profiles": cfg.get("profiles") or ["stress"]}]
     for f, m, b, p in _grid.cells(planes):
+        where = next((by[(f, m, b, p, s)].get("ran_on") or "" for s in cfg["strategies"] if (f, m, b, p, s) in by),
+                     "-")
         t.add_row(f"{f:.2f}", str(m), str(b), p if m else "-", *(_cell_text(by.get((f, m, b, p, s)), s)
-                                                                  for s in cfg["strategies"]))
+                                                                  for s in cfg["strategies"]),
+                  *((where,) if several else ()))
     console.print(t)
+    render_fleet(report, console)
     h = report.get("hybrid_vs_best")
     if h:
         w = h["worst_cell"]
@@ -275,6 +326,27 @@ def render(report: dict, console: Console) -> None:
                       f"shootdowns per page are {'-' if sr is None else f'{sr:.3f}x'} move's where mutators ran "
                       "(median over cells)")
     render_crossover(report.get("crossover"), console)
+
+
+def render_fleet(report: dict, console: Console) -> None:
+    """On a cluster: its machines (kernel, CPU, page size, cells), the cells retried after a worker died, the cells
+    that failed, and with several kernels the same grid per kernel side by side."""
+    cluster = report["config"].get("cluster")
+    if not cluster and len(report.get("machines") or {}) < 2:
+        return
+    console.print(f"cluster {cluster}:" if cluster else "machines:")
+    for label, env in (report.get("machines") or {}).items():
+        n = sum(1 for r in report["cells"] if r.get("ran_on") == label) // max(1, len(report["config"]["strategies"]))
+        console.print(f"  {label}: Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
+                      f"{env.get('page_size')}-byte pages; {n} cells")
+    for r in report.get("retried") or []:
+        died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
+        console.print(f"[yellow]retried[/yellow]: cell {r['key']}: its worker died ({died}); attempt {r['attempts']} "
+                      f"on {r['delivered_by']} delivered it")
+    for r in report.get("failed") or []:
+        console.print(f"[red]failed[/red]: cell {r['key']}: {r['reason']} ({r['attempts']} attempts)")
+    if report.get("by_kernel"):
+        render_side_by_side(report["by_kernel"], console, "The same grid per kernel: GC-thread ms (vs copy)")
 
 
 def render_crossover(cross: Optional[dict], console: Console) -> None:
@@ -328,6 +400,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
     ap.add_argument("--trace", metavar="FILE", help="a Perfetto trace of every collection (ui.perfetto.dev)")
     ap.add_argument("--quiet", action="store_true")
+    add_cluster_arguments(ap, "cell")
     add_mutator_flags(ap)
 
 
@@ -364,24 +437,32 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     except ValueError as e:
         ap.error(str(e))
     err = Console(stderr=True)
+    if args.cluster_devices and not args.cluster:
+        ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
+    if args.trace and args.cluster:
+        ap.error("--trace records the collections of this machine: run the traced sweep without --cluster")
     from .args import trace_path
 
     try:
-        trace = TraceWriter(trace_path(args.trace)) if args.trace else None
-        try:
-            report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
-                                                         grid["repeat"], args.faults, args.seed, options=options,
-                                                         progress=tick, grid_name=grid["name"], trace=trace),
-                                  args.quiet, err)
-        except BaseException:
+        if args.cluster:
+            report = progress.run(lambda tick: run_on_cluster(args.cluster, grid, args.faults, args.seed, options,
+                                                              args.cluster_devices, tick), args.quiet, err)
+        else:
+            trace = TraceWriter(trace_path(args.trace)) if args.trace else None
+            try:
+                report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
+                                                             grid["repeat"], args.faults, args.seed, options=options,
+                                                             progress=tick, grid_name=grid["name"], trace=trace),
+                                      args.quiet, err)
+            except BaseException:
+                if trace is not None:
+                    trace.abort()
+                raise
             if trace is not None:
-                trace.abort()
-            raise
+                report["trace"] = vars(trace.close())
     except BenchError as e:
-        err.print(f"[red]error[/red]: {e}")
+        err.print(f"[red]error[/red]: {escape(str(e))}")
         return e.status
-    if trace is not None:
-        report["trace"] = vars(trace.close())
     text = json.dumps(report, indent=2)
     if args.json == "-":
         sys.stdout.write(text + "\n")
@@ -392,5 +473,25 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     if args.csv:
         write_csv(report, args.csv)
     if args.plot:
-        write_heatmap(report, args.plot)
-    return 0
+        written = write_heatmap(report, args.plot)
+        if len(written) > 1:
+            err.print("heatmaps, one per kernel: " + ", ".join(f"[{i + 1}] {w}" for i, w in enumerate(written)))
+    for f in report["failed"]:
+        err.print(f"[red]error[/red]: cell {f['key']} failed: {escape(f['reason'])}")
+    return 1 if report["failed"] else 0
+
+
+def run_on_cluster(address: str, grid: Dict[str, Any], faults: str, seed: int, options: dict, devices: bool,
+                   tick) -> dict:
+    """The grid's cells on a Dask cluster (compactor.bench.cluster), in the same report as a local sweep."""
+    from .cluster import run_sweep_cells
+
+    started = time.time()
+    out = run_sweep_cells(address, grid["heap"], _grid.cells(grid["planes"]), grid["strategies"], grid["repeat"],
+                          faults, seed, options, devices, tick)
+    if not out["machines"]:
+        raise BenchError("no cell of the sweep ran on the cluster: " + "; ".join(
+            f"{f['key']}: {f['reason']}" for f in out["failed"]), 1)
+    return sweep_report(out["rows"], out["machines"], grid["heap"], grid["planes"], grid["strategies"],
+                        grid["repeat"], faults, seed, options, grid["name"], started, out["retried"], out["failed"],
+                        out["cluster"])

@@ -12,6 +12,9 @@ class BenchError(Exception):
         super().__init__(message)
         self.status = status
 
+    def __reduce__(self):  # pickled with its status (a cluster's worker raises it, the client reports it)
+        return (type(self), (str(self), self.status))
+
 
 @dataclass(frozen=True)
 class Scenario:
