@@ -22,6 +22,13 @@ def machine_label(env: dict, worker: Optional[str] = None) -> str:
     return base if worker is None else f"{base}/{worker}"
 
 
+def retried_line(r: dict, what: str) -> str:
+    """The report line of a cell or comparison (`what` names it) that a cluster ran again after its worker died."""
+    died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
+    return (f"[yellow]retried[/yellow]: {what}{r['key']}: its worker died ({died}); attempt {r['attempts']} on "
+            f"{r['delivered_by']} delivered it")
+
+
 def kernel_group(env: dict) -> str:
     """What a kernel A/B compares: the kernel release and architecture, and for a phone its model."""
     kernel = f"Linux {env.get('kernel', '?')} {env.get('arch', '')}".rstrip()

@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .machines import retried_line
 from .output import atomic_write  # noqa: F401  (their old home)
 from .output import write_bench_csv as write_csv  # noqa: F401  (their old home)
 from .speed import render_line
@@ -120,9 +121,7 @@ def render_fleet(report: dict, console: Console) -> None:
         console.print(f"  {label} (Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
                       f"{env.get('page_size')}-byte pages): {', '.join(keys)}")
     for r in report.get("retried") or []:
-        died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
-        console.print(f"[yellow]retried[/yellow]: {r['key']}: its worker died ({died}); attempt {r['attempts']} on "
-                      f"{r['delivered_by']} delivered it")
+        console.print(retried_line(r, ""))
 
 
 def move_kernel_line(env: dict):

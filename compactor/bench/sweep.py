@@ -40,7 +40,7 @@ from .args import (
 from .cell import cell_executor, cell_heap, cell_rows, run_cell_repetition
 from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
-from .machines import by_kernel, machine_label, merge_sweeps, render_side_by_side
+from .machines import by_kernel, machine_label, merge_sweeps, render_side_by_side, retried_line
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
 from .report import move_kernel_line
@@ -340,9 +340,7 @@ def render_fleet(report: dict, console: Console) -> None:
         console.print(f"  {label}: Linux {env.get('kernel')} {env.get('arch')}, {env.get('cpu_model', '?')}, "
                       f"{env.get('page_size')}-byte pages; {n} cells")
     for r in report.get("retried") or []:
-        died = ", ".join(f"{d['name']} ({d['worker']} on {d['host']}, pid {d['pid']})" for d in r["died"])
-        console.print(f"[yellow]retried[/yellow]: cell {r['key']}: its worker died ({died}); attempt {r['attempts']} "
-                      f"on {r['delivered_by']} delivered it")
+        console.print(retried_line(r, "cell "))
     for r in report.get("failed") or []:
         console.print(f"[red]failed[/red]: cell {r['key']}: {r['reason']} ({r['attempts']} attempts)")
     if report.get("by_kernel"):
