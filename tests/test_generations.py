@@ -186,3 +186,17 @@ def test_bad_generation_specs_are_refused(kw, message):
     """HeapSpec refuses generation shares that do not make a heap, naming the field."""
     with pytest.raises(ValueError, match=message):
         gen_spec(**kw)
+
+
+@pytest.mark.parametrize("faults", ["sigbus", "thread"])
+def test_young_collections_with_allocating_signalled_mutators_verify_every_new_object(gheap, need_move, faults):
+    """Two mutators allocating (64 MiB/s) and taking SIGUSR1 (whose handler reads the heap) during young MOVE and
+    COPY collections: every new object verifies, and the old generation is mapped back by the strategy's method."""
+    plan = compactor.plan(gheap, kind="young")
+    for strategy in ("copy", "move"):
+        r = compactor.collect(gheap, strategy, faults=faults, mutators=2, plan=plan, alloc_rate=64 << 20,
+                              think_ns=20_000, signal="sigusr1", seed=7)
+        gm = r.generational
+        assert r.verified and r.raw["new_objects_verified"] == r.mutator_view["new_objects"] > 0
+        assert gm["pages_mapped_back_move"] + gm["pages_mapped_back_copy"] == plan.dense_prefix_pages
+        assert gm["pages_mapped_back_move" if strategy == "move" else "pages_mapped_back_copy"] > 0
