@@ -5,12 +5,14 @@ from __future__ import annotations
 from .. import profiles as _profiles
 from ..collector import STRATEGIES
 
-SCHEMA_ID = "compactor.bench/4"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
+SCHEMA_ID = "compactor.bench/5"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
                                   # the compaction floor rows to "limits" and the "compaction" section; 4 added
-                                  # mutator profiles (a run's "profile", config "profiles") and the mutator view
+                                  # mutator profiles (a run's "profile", config "profiles") and the mutator view;
+                                  # 5 added collection kinds (a run's required "kind", config "gc", "generations",
+                                  # a run's "generational" and "art_metrics", the young claim)
 SWEEP_SCHEMA_ID = "compactor.sweep/3"  # 2 added the profile axis, the mutator view per cell and "crossover"; 3 added
                                        # each cell's "ran_on", "machines", "retried", "failed" and "by_kernel"
-ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", SCHEMA_ID)
+ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", "compactor.bench/4", SCHEMA_ID)
 SWEEPS_ACCEPTED_BY_COMPARE = ("compactor.sweep/2", SWEEP_SCHEMA_ID)
 
 _num = {"type": ["number", "null"]}
@@ -62,11 +64,33 @@ _crossover = {
         "text": {"type": "string"},
     },
 }
+# what a collection did by generation (compactor.collector.generational_metrics), its median repetition's
+_count = {"type": "integer", "minimum": 0}
+_generational = {
+    "type": "object",
+    "required": ["kind", "old_gen_end", "scanned_bytes", "freed_bytes", "dirty_cards", "card_objects", "old_pages",
+                 "old_pages_updated", "pages_mapped_back_move", "pages_mapped_back_copy", "pages_compacted",
+                 "app_slow_path_ms"],
+    "properties": {"kind": {"enum": ["young", "full"]}, "old_gen_end": _count, "scanned_bytes": _count,
+                   "freed_bytes": {"type": "integer"}, "dirty_cards": _count, "card_objects": _count,
+                   "old_pages": _count, "old_pages_updated": _count, "pages_mapped_back_move": _count,
+                   "pages_mapped_back_copy": _count, "pages_compacted": _count, "app_slow_path_ms": _num},
+}
+# ART's metric names (runtime/gc/heap.cc) for a young or a full collection
+_art_metrics = {"type": "object", "minProperties": 3, "maxProperties": 3,
+                "propertyNames": {"enum": ["YoungGcScannedBytes", "YoungGcFreedBytes", "AppSlowPathDuringYoungGc",
+                                           "FullGcScannedBytes", "FullGcFreedBytes", "AppSlowPathDuringFullGc"]},
+                "additionalProperties": _num}
 _run = {
     "type": "object",
-    "required": ["strategy", "faults", "mutators", "heap_bytes", "live_bytes", "status", "verified"],
+    "required": ["strategy", "faults", "mutators", "kind", "heap_bytes", "live_bytes", "status", "verified"],
     "properties": {
         "strategy": {"enum": list(STRATEGIES)},
+        "kind": {"enum": ["young", "full"]},
+        "generational": _generational,
+        "art_metrics": _art_metrics,
+        "ratio_vs_full": {"type": "array", "items": {"type": "number"}},
+        "ratio_vs_full_median": _num,
         "faults": {"enum": ["sigbus", "thread", "none"]},
         "mutators": {"type": "integer", "minimum": 0},
         "heap_bytes": {"type": "integer"}, "live_bytes": {"type": "integer"},
@@ -103,8 +127,13 @@ SCHEMA = {
         },
         "limits": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["name", "median_ns_per_page", "ns_per_page"]}},
-        "config": {"type": "object", "required": ["profiles", "profile_options"],
-                   "properties": {"profiles": {"type": "array", "items": _profile, "minItems": 1}}},
+        "config": {"type": "object", "required": ["profiles", "profile_options", "gc", "generations"],
+                   "properties": {"profiles": {"type": "array", "items": _profile, "minItems": 1},
+                                  "gc": {"type": "array", "minItems": 1, "items": {"enum": ["young", "full"]}},
+                                  "generations": {"anyOf": [{"type": "null"}, {
+                                      "type": "object", "required": ["old_fraction", "mid_fraction",
+                                                                     "young_survival"],
+                                      "additionalProperties": {"type": "number"}}]}}},
         "runs": {"type": "array", "items": _run},
         "compaction": {
             "type": "object",
@@ -121,6 +150,7 @@ SCHEMA = {
         },
         "claims": {"type": "array", "minItems": 3, "items": {
             "type": "object", "required": ["id", "seed_text", "seed_value", "measured", "holds", "where", "verdict"],
+            # seed_value: the seed's figure; null for a claim the seed did not make (move-in-young-collections)
             "properties": {"holds": {"enum": ["yes", "direction only", "no", "not measured"]},
                            "crossover": _crossover}}},
     },
