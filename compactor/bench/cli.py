@@ -186,7 +186,8 @@ def generations_from(args) -> Optional[dict]:
     given = {k: getattr(args, k) for k in GENERATION_FLAGS if getattr(args, k, None) is not None}
     if "young" not in args.gc:
         if given:
-            raise BenchError(f"{', '.join(GENERATION_FLAGS[k] for k in given)} shape the generational heap of young "
+            raise BenchError(f"{', '.join(GENERATION_FLAGS[k] for k in given)} "
+                             f"{'shape' if len(given) > 1 else 'shapes'} the generational heap of young "
                              "collections: add young to --gc (e.g. --gc young,full)", 2)
         return None
     if args.runner or args.device:

@@ -85,8 +85,9 @@ def write_sweep_csv(report: dict, path: str) -> None:
                 t = tlb[i] if i < len(tlb) else None
                 yield [r["live_fraction"], r["mutators"], r["batch"], r["strategy"], i + 1, f"{g:.9f}", ratio,
                        "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}",
-                       r.get("profile", "stress"), *mutator_view_cells(r, i)]
+                       r.get("profile", "stress"), *mutator_view_cells(r, i), r.get("kind", "full"),
+                       r.get("old_fraction", 0.0)]
 
     write_rows(path, ["live_fraction", "mutators", "batch", "strategy", "repetition", "gc_thread_s", "ratio_vs_copy",
                       "tlb_shootdowns", "shootdowns_per_1000_pages", "profile",
-                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS)], rows())
+                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS), "kind", "old_fraction"], rows())

@@ -169,6 +169,9 @@ _cell = {
         "median": {"type": "number"}, "ratio_vs_copy_median": _num, "verified": {"type": "boolean"},
         "shootdowns_per_1000_pages": _num,
         "ran_on": {"type": "string", "minLength": 1},  # the machine that ran the cell: a key of "machines"
+        # sweep --gc young: the cell's heap's old generation share and its collection (absent: full, share 0)
+        "kind": {"enum": ["young", "full"]}, "old_fraction": {"type": "number", "minimum": 0},
+        "generational": _generational, "art_metrics": _art_metrics,
         **_mutator_fields,
     },
 }
@@ -194,7 +197,10 @@ SWEEP_SCHEMA = {
                         "properties": {"move_kernel": _move_kernel}},
         "config": {"type": "object", "required": ["grid", "heap_bytes", "planes", "live", "mutators", "batch",
                                                   "profiles", "strategies", "repeat", "faults", "options"],
-                   "properties": {"grid": {"enum": ["default", "quick", "full", "custom"]},
+                   "properties": {"grid": {"enum": ["default", "quick", "full", "custom", "young", "young-quick",
+                                                    "young-custom"]},
+                                  "gc": {"enum": ["full", "young"]},  # absent: full (sweeps before --gc)
+                                  "old_fractions": {"type": "array", "items": {"type": "number"}},
                                   "profiles": {"type": "array", "items": _profile}}},
         "cells": {"type": "array", "items": _cell},
         "machines": {"type": "object", "minProperties": 1, "additionalProperties": {
