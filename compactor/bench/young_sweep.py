@@ -31,7 +31,7 @@ def old_share_heap(heap_bytes: int, old: float, live: float, seed: int) -> Tuple
     (share 0), or a generational heap with that old share collected young."""
     if old <= 0:
         return Heap.generate(HeapSpec(size=heap_bytes, live_fraction=live, seed=seed)), "full"
-    shares = dict(GENERATION_DEFAULTS, old_fraction=old)
+    shares: Dict[str, Any] = dict(GENERATION_DEFAULTS, old_fraction=old)
     return Heap.generate(HeapSpec(size=heap_bytes, seed=seed, **shares)), "young"
 
 
