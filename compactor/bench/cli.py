@@ -37,8 +37,8 @@ MAX_REPORT_BYTES = 256 << 20
 
 
 def parser() -> argparse.ArgumentParser:
-    """The bench's options at the top level, and the subcommands compare, sweep, scale and plot."""
-    from . import scale, sweep
+    """The bench's options at the top level, and the subcommands compare, sweep, scale, plot and lifetime."""
+    from . import lifetime, scale, sweep
 
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
@@ -46,16 +46,19 @@ def parser() -> argparse.ArgumentParser:
                     "and say whether each claim holds here. Subcommands: compare A.json B.json [C.json ...]; "
                     "sweep (where MOVE wins: python -m compactor.bench sweep --help); "
                     "scale (how costs grow with the heap); "
-                    "plot REPORT.json -o PATH (redraw a report's plot).")
+                    "plot REPORT.json -o PATH (redraw a report's plot); "
+                    "lifetime (young and full collections over an app's lifetime, chosen by ART's heuristic).")
     add_bench_arguments(ap)
-    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,scale,plot}")
+    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,scale,plot,lifetime}")
     for name, add, help_, description in (
             ("compare", add_compare_arguments, "reports side by side", "Bench JSON reports side by side, with ratios, "
              "or sweep reports lined up by machine and kernel."),
             ("sweep", sweep.add_arguments, "where MOVE wins", sweep.DESCRIPTION),
             ("scale", scale.add_arguments, "how costs grow with the heap", scale.DESCRIPTION),
             ("plot", add_plot_arguments, "redraw a report's plot", "Redraw the --plot figure of a bench JSON report "
-             "(no measurement; fault latency from the report's percentiles).")):
+             "(no measurement; fault latency from the report's percentiles)."),
+            ("lifetime", lifetime.add_arguments, "young and full collections over an app's lifetime",
+             lifetime.DESCRIPTION)):
         p = sub.add_parser(name, prog=f"python -m compactor.bench {name}", help=help_, description=description)
         add(p)
         p.set_defaults(subparser=p)
@@ -228,6 +231,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return scale.run_command(args)
     if args.command == "plot":
         return plot_command(args.subparser, args)
+    if args.command == "lifetime":
+        from . import lifetime
+        return lifetime.run_command(args.subparser, args)
     return bench_command(ap, args)
 
 

@@ -12,6 +12,7 @@ SCHEMA_ID = "compactor.bench/5"  # the report's schema; 2 added interrupts and l
                                   # a run's "generational" and "art_metrics", the young claim)
 SWEEP_SCHEMA_ID = "compactor.sweep/3"  # 2 added the profile axis, the mutator view per cell and "crossover"; 3 added
                                        # each cell's "ran_on", "machines", "retried", "failed" and "by_kernel"
+LIFETIME_SCHEMA_ID = "compactor.lifetime/1"  # python -m compactor.bench lifetime --json
 ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", "compactor.bench/4", SCHEMA_ID)
 SWEEPS_ACCEPTED_BY_COMPARE = ("compactor.sweep/2", SWEEP_SCHEMA_ID)
 
@@ -215,5 +216,38 @@ SWEEP_SCHEMA = {
                           "allOf": [_crossover, {"type": "object",
                                                  "required": ["live_fraction", "mutators", "batch", "profiles"]}]}},
                           "headline": {"anyOf": [{"type": "null"}, _crossover]}}},
+    },
+}
+
+_lifetime_kind = {"type": "object", "required": ["count", "gc_thread_s", "mean_gc_thread_s", "freed_bytes"],
+                  "properties": {"count": {"type": "integer", "minimum": 0}, "gc_thread_s": {"type": "number"},
+                                 "mean_gc_thread_s": _num, "freed_bytes": {"type": "integer"}}}
+LIFETIME_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "compactor.bench lifetime report",
+    "type": "object",
+    "required": ["schema", "environment", "config", "cycles", "strategies"],
+    "properties": {
+        "schema": {"const": LIFETIME_SCHEMA_ID},
+        "environment": {"type": "object", "required": ["kernel", "move_kernel"],
+                        "properties": {"move_kernel": _move_kernel}},
+        "config": {"type": "object", "required": ["heap_bytes", "cycles", "alloc_bytes", "generations", "strategies",
+                                                  "faults", "mutators", "seed", "young_throughput_adjustment"],
+                   "properties": {"cycles": {"type": "integer", "minimum": 1},
+                                  "strategies": {"type": "array", "minItems": 1,
+                                                 "items": {"enum": [s for s in STRATEGIES if s != "stw"]}}}},
+        "cycles": {"type": "array", "items": {
+            "type": "object",
+            "required": ["cycle", "strategy", "kind", "why", "verified", "gc_thread_s", "pause_s", "freed_bytes",
+                         "scanned_bytes", "used_bytes", "post_compact_end", "old_gen_end", "dirty_cards",
+                         "pages_mapped_back", "pages_compacted", "allocated_bytes", "throughput_bytes_per_s"],
+            "properties": {"cycle": {"type": "integer", "minimum": 1}, "kind": {"enum": ["young", "full"]},
+                           "verified": {"const": True}, "gc_thread_s": {"type": "number", "minimum": 0},
+                           "freed_bytes": {"type": "integer"}, "why": {"type": "string", "minLength": 1}}}},
+        "strategies": {"type": "object", "minProperties": 1, "additionalProperties": {
+            "type": "object", "required": ["collections", "verified", "gc_thread_s", "freed_bytes", "young", "full",
+                                           "gc_thread_vs_copy"],
+            "properties": {"young": _lifetime_kind, "full": _lifetime_kind, "verified": {"const": True},
+                           "gc_thread_vs_copy": _num}}},
     },
 }
