@@ -40,7 +40,7 @@ from .schema import LIFETIME_SCHEMA_ID
 from .types import BenchError
 
 YOUNG_THROUGHPUT_ADJUSTMENT = 0.5  # heap.cc GetStickyGcThroughputAdjustment with generational CMC
-DEFAULT_HEAP = 128 << 20  # 20 cycles of COPY and MOVE in well under a minute on 2 CPUs (64 MiB: about 20 s)
+DEFAULT_HEAP = 128 << 20  # 20 cycles of COPY and MOVE in about a minute on 2 CPUs (64 MiB: about 20 s)
 DEFAULT_CYCLES = 20
 DEFAULT_ALLOC_SHARE = 0.10  # of the heap, per epoch
 LIFETIME_STRATEGIES = ("copy", "move")
@@ -53,7 +53,7 @@ DESCRIPTION = ("An app's heap over many collections: a generational heap (old 80
                "and a full one ran; full when the free space cannot take the next epoch), verified, and the "
                "promotion it leaves. COPY and MOVE live separate lifetimes from the same seed, interleaved cycle by "
                "cycle. Reports per cycle the kind, GC-thread time and bytes freed, and the young/full mix and totals "
-               "per strategy. The default (128 MiB, 20 cycles) takes under a minute on 2 CPUs.")
+               "per strategy. The default (128 MiB, 20 cycles) takes about a minute on 2 CPUs.")
 
 
 def next_kind(history: List[dict], free_bytes: int, alloc_bytes: int) -> Tuple[str, str]:
