@@ -13,7 +13,7 @@ import pytest
 from compactor.bench.lifetime import next_kind
 from compactor.bench.schema import LIFETIME_SCHEMA, SCHEMA, SWEEP_SCHEMA
 
-from conftest import bench
+from conftest import bench, features, require
 
 TINY = ["--quick", "--heap", "8MiB", "--repeat", "2", "--quiet", "--strategies", "copy,move,hybrid"]
 
@@ -21,6 +21,7 @@ TINY = ["--quick", "--heap", "8MiB", "--repeat", "2", "--quiet", "--strategies",
 @pytest.fixture(scope="module")
 def young_full(tmp_path_factory):
     """One `bench --gc young,full` run on 8 MiB (0 and 1 mutators), its JSON report and CSV rows."""
+    require("move" in features(), "this kernel lacks UFFDIO_MOVE (Linux >= 6.8)")
     d = tmp_path_factory.mktemp("young")
     p = bench(*TINY, "--mutators", "0,1", "--mutator-profile", "stress", "--gc", "young,full",
               "--json", str(d / "r.json"), "--csv", str(d / "r.csv"))
@@ -99,7 +100,7 @@ def test_young_runs_are_refused_where_they_cannot_run(args, message):
     assert p.returncode == 2 and message in p.stderr and not p.stdout
 
 
-def test_sweep_old_share_axis(tmp_path):
+def test_sweep_old_share_axis(tmp_path, need_move):
     """`sweep --gc young` on a tiny grid: one heap per old share, share 0 a full collection, the others young,
     every cell verified, the JSON valid and the CSV tagged with the kind and share."""
     out, table = tmp_path / "s.json", tmp_path / "s.csv"
@@ -128,6 +129,7 @@ def test_sweep_old_shares_need_young():
 
 @pytest.fixture(scope="module")
 def lifetime(tmp_path_factory):
+    require("move" in features(), "this kernel lacks UFFDIO_MOVE (Linux >= 6.8)")
     out = tmp_path_factory.mktemp("lifetime") / "l.json"
     p = bench("lifetime", "--heap", "8MiB", "--cycles", "20", "--quiet", "--json", str(out))
     return json.loads(out.read_text()), p.stdout

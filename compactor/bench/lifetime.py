@@ -47,7 +47,7 @@ LIFETIME_STRATEGIES = ("copy", "move")
 
 PROG = "python -m compactor.bench lifetime"
 DESCRIPTION = ("An app's heap over many collections: a generational heap (old 80%, mid 5%, young survival 10% unless "
-               "given), then per cycle an epoch of allocation (--alloc, default 10%% of the heap), reference stores "
+               "given), then per cycle an epoch of allocation (--alloc, default 10% of the heap), reference stores "
                "into old objects and roots turned over, a young or full collection chosen by ART's heuristic "
                "(heap.cc GrowForUtilization: young again while young throughput x 0.5 >= the mean full throughput "
                "and a full one ran; full when the free space cannot take the next epoch), verified, and the "
@@ -110,6 +110,9 @@ def run_lifetime(heap_bytes: int = DEFAULT_HEAP, cycles: int = DEFAULT_CYCLES, a
     check_usable(env)
     check_memory(heap_bytes * len(strategies), memory_available())
     tick = progress or (lambda *_: None)
+    if not env.get("move") and any(s not in ("copy",) for s in strategies):
+        raise BenchError("this kernel has no UFFDIO_MOVE (UFFD_FEATURE_MOVE, Linux >= 6.8): run the lifetime with "
+                         "--strategies copy", 2)
     shares: Dict[str, Any] = dict(GENERATION_DEFAULTS, **(generations or {}))
     alloc = int(alloc_bytes if alloc_bytes is not None else DEFAULT_ALLOC_SHARE * heap_bytes)
     try:
