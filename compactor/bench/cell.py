@@ -40,16 +40,17 @@ def cell_executor(batch: int, seed: int, options: Optional[dict], device: Option
 
 
 def run_cell_repetition(executor: Executor, cell: Cell, strategies: tuple, faults: str, rep: int,
-                        before: Optional[Callable[[str], None]] = None) -> Dict[str, dict]:
+                        before: Optional[Callable[[str], None]] = None, kind: str = "full") -> Dict[str, dict]:
     """One repetition of a cell: each strategy once, in order, on the executor's prepared heap (whose batch is the
-    cell's); the raw results by strategy. Raises BenchError (status 3) when a heap fails verification."""
+    cell's), a `kind` collection; the raw results by strategy. Raises BenchError (status 3) when a heap fails
+    verification."""
     _, m, _, p = cell
     out = {}
     for s in strategies:
         if before:
             before(s)
         try:
-            raw = executor.run(Scenario(s, faults, m, p), rep)
+            raw = executor.run(Scenario(s, faults, m, p, kind), rep)
         except HeapCorruption as e:
             raise BenchError(f"sweep cell {describe(cell)} {s}: verification failed: {e}", 3) from e
         raw.pop("latency_samples_ns", None)  # the sweep keeps the core's percentiles only

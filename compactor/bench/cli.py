@@ -18,7 +18,7 @@ from rich.markup import escape
 from .. import _native
 from .. import profiles as _profiles
 from ..collector import STRATEGIES, make_config
-from ..heap import GARBAGE_PATTERNS
+from ..heap import GARBAGE_PATTERNS, HeapSpec
 from . import progress
 from .args import add_cluster_arguments, add_mutator_flags, mutator_flags, plot_path, profile_list, trace_path
 from .args import choices as _choices
@@ -28,6 +28,7 @@ from .args import ints as _ints
 from .args import share as _share
 from .args import size as _size
 from .config import BenchConfig
+from .generational import GENERATION_DEFAULTS, GENERATION_FLAGS, KINDS
 from .schema import ACCEPTED_BY_COMPARE, SWEEPS_ACCEPTED_BY_COMPARE
 from .suite import run_suite
 from .types import BenchError
@@ -36,8 +37,8 @@ MAX_REPORT_BYTES = 256 << 20
 
 
 def parser() -> argparse.ArgumentParser:
-    """The bench's options at the top level, and the subcommands compare, sweep, scale and plot."""
-    from . import scale, sweep
+    """The bench's options at the top level, and the subcommands compare, sweep, scale, plot and lifetime."""
+    from . import lifetime, scale, sweep
 
     ap = argparse.ArgumentParser(
         prog="python -m compactor.bench",
@@ -45,16 +46,19 @@ def parser() -> argparse.ArgumentParser:
                     "and say whether each claim holds here. Subcommands: compare A.json B.json [C.json ...]; "
                     "sweep (where MOVE wins: python -m compactor.bench sweep --help); "
                     "scale (how costs grow with the heap); "
-                    "plot REPORT.json -o PATH (redraw a report's plot).")
+                    "plot REPORT.json -o PATH (redraw a report's plot); "
+                    "lifetime (young and full collections over an app's lifetime, chosen by ART's heuristic).")
     add_bench_arguments(ap)
-    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,scale,plot}")
+    sub = ap.add_subparsers(dest="command", metavar="{compare,sweep,scale,plot,lifetime}")
     for name, add, help_, description in (
             ("compare", add_compare_arguments, "reports side by side", "Bench JSON reports side by side, with ratios, "
              "or sweep reports lined up by machine and kernel."),
             ("sweep", sweep.add_arguments, "where MOVE wins", sweep.DESCRIPTION),
             ("scale", scale.add_arguments, "how costs grow with the heap", scale.DESCRIPTION),
             ("plot", add_plot_arguments, "redraw a report's plot", "Redraw the --plot figure of a bench JSON report "
-             "(no measurement; fault latency from the report's percentiles).")):
+             "(no measurement; fault latency from the report's percentiles)."),
+            ("lifetime", lifetime.add_arguments, "young and full collections over an app's lifetime",
+             lifetime.DESCRIPTION)):
         p = sub.add_parser(name, prog=f"python -m compactor.bench {name}", help=help_, description=description)
         add(p)
         p.set_defaults(subparser=p)
@@ -107,6 +111,17 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
                                                        "USB serial (adb-shell[usb]); ANDROID_SERIAL is honoured")
     ap.add_argument("--trace", metavar="FILE", help="a Perfetto trace of every measured collection (open it at "
                     "ui.perfetto.dev; needs pip install 'compactor[trace]')")
+    ap.add_argument("--gc", type=_choices(KINDS, "collection kind"), default=("full",),
+                    help="comma-separated collection kinds, each a scenario per strategy: full (the default: today's "
+                         "single-generation heap) and young (ART 16's young collection: the heap becomes "
+                         "generational and its mid and young generations are compacted, the old one mapped back); "
+                         "e.g. --gc young,full")
+    ap.add_argument("--old-fraction", type=_fraction, help="with --gc young: the old generation's share of the space "
+                    f"(default {GENERATION_DEFAULTS['old_fraction']})")
+    ap.add_argument("--mid-fraction", type=_share, help="with --gc young: the mid generation's share of the space "
+                    f"(default {GENERATION_DEFAULTS['mid_fraction']})")
+    ap.add_argument("--young-survival", type=_share, help="with --gc young: the share of the young generation's "
+                    f"objects still reachable (default {GENERATION_DEFAULTS['young_survival']})")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_cluster_arguments(ap, "comparison (every strategy of one fault mode, mutator count and profile)")
     add_mutator_flags(ap)
@@ -164,7 +179,38 @@ def config_from(args) -> BenchConfig:
     cfg.runner = args.runner
     cfg.device = args.device
     cfg.trace = trace_path(args.trace)
+    cfg.gc, cfg.generations = args.gc, generations_from(args)
     return cfg
+
+
+def generations_from(args) -> Optional[dict]:
+    """The generational heap's shares (HeapSpec names) for --gc young, or None; BenchError (status 2) for a
+    generation flag without young collections, or young collections where they cannot run."""
+    given = {k: getattr(args, k) for k in GENERATION_FLAGS if getattr(args, k, None) is not None}
+    if "young" not in args.gc:
+        if given:
+            raise BenchError(f"{', '.join(GENERATION_FLAGS[k] for k in given)} "
+                             f"{'shape' if len(given) > 1 else 'shapes'} the generational heap of young "
+                             "collections: add young to --gc (e.g. --gc young,full)", 2)
+        return None
+    if args.runner or args.device:
+        raise BenchError("--gc young runs in this process only: compactor-runner (--runner, --device) executes plan "
+                         "files, and a young plan cannot be saved to one (plan-file v1 has no old generation: "
+                         "PlanFileError); drop young from --gc or run without --runner/--device", 2)
+    if args.heap_from or args.heap_from_app:
+        raise BenchError("--gc young needs a generational heap, and a heap from an HPROF dump (--heap-from, "
+                         "--heap-from-app) has one generation: drop young from --gc or the dump", 2)
+    if args.live is not None:
+        raise BenchError("--live does not apply to the generational heap of --gc young: its live data is set by "
+                         "--old-fraction (90% of the old generation live), --mid-fraction (half of it live) and "
+                         "--young-survival", 2)
+    shares = dict(GENERATION_DEFAULTS, **given)
+    try:
+        HeapSpec(size=args.heap or (64 << 20), **shares)
+    except ValueError as e:
+        raise BenchError(str(e).replace("old_fraction", "--old-fraction").replace("mid_fraction", "--mid-fraction")
+                         .replace("young_survival", "--young-survival"), 2) from None
+    return shares
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -185,6 +231,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return scale.run_command(args)
     if args.command == "plot":
         return plot_command(args.subparser, args)
+    if args.command == "lifetime":
+        from . import lifetime
+        return lifetime.run_command(args.subparser, args)
     return bench_command(ap, args)
 
 
@@ -201,6 +250,9 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
         ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
     if args.trace and args.cluster:
         ap.error("--trace records the collections of this machine: run the traced bench without --cluster")
+    if args.cluster and "young" in args.gc:
+        ap.error("--gc young runs on this machine only (a cluster's workers build single-generation heaps): run it "
+                 "without --cluster")
     try:
         cfg = config_from(args)
     except BenchError as e:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .. import profiles as _profiles
 from ..collector import STRATEGIES
@@ -38,6 +38,12 @@ class BenchConfig:
     # stress loop (today's scenario) and the app-like one
     profiles: tuple = (_profiles.STRESS, _profiles.APP)
     trace: Optional[str] = None  # --trace FILE: every measured collection into one Perfetto trace
+    # --gc: the collections measured, each kind a scenario per strategy ("full": today's; "young": ART 16's young
+    # collection of a generational heap, compactor.generations)
+    gc: tuple = ("full",)
+    # the generational heap's shares (HeapSpec names) when "young" is in gc: old_fraction, mid_fraction,
+    # young_survival; None: a single-generation heap
+    generations: Optional[Dict[str, Any]] = None
 
     def __post_init__(self) -> None:
         if not self.mutators:
@@ -46,15 +52,16 @@ class BenchConfig:
             self.options = {}
 
     def scenarios(self) -> List[Scenario]:
-        """Per strategy, fault mode and mutator count, one scenario per profile (one without mutators: no app runs,
-        so its profile is "stress")."""
+        """Per collection kind (--gc, in the order given), strategy, fault mode and mutator count, one scenario per
+        profile (one without mutators: no app runs, so its profile is "stress")."""
         out = []
-        for s in self.strategies:
-            if s == "stw":
-                out.append(Scenario("stw", "none", 0))
-            else:
-                out += [Scenario(s, f, m, p) for f in self.faults for m in self.mutators
-                        for p in (self.profiles if m else (_profiles.STRESS,))]
+        for k in self.gc:
+            for s in self.strategies:
+                if s == "stw":
+                    out.append(Scenario("stw", "none", 0, kind=k))
+                else:
+                    out += [Scenario(s, f, m, p, k) for f in self.faults for m in self.mutators
+                            for p in (self.profiles if m else (_profiles.STRESS,))]
         return out
 
     def scenario_options(self, sc: Scenario) -> dict:

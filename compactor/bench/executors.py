@@ -75,6 +75,7 @@ class Executor(ABC):
         self.batch, self.seed, self.options = batch, seed, dict(options or {})
         self.heap: Optional[Heap] = None  # set by prepare()
         self.plan = None
+        self.plans: dict = {}  # by collection kind, set by prepare()
         self.trace_events = 0  # > 0: every run records its events (the raw result's "trace")
 
     def options_for(self, sc: Scenario) -> dict:
@@ -96,9 +97,19 @@ class Executor(ABC):
     @abstractmethod
     def install_floor(self, pages: int, repeat: int) -> dict: ...
 
-    def prepare(self, heap: Heap, plan) -> None:
-        """The heap and plan every later call works on."""
+    def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
+        """The heap and plan every later call works on; `plans`: the plan of each collection kind a scenario may
+        ask for (default: `plan`'s kind only)."""
         self.heap, self.plan = heap, plan
+        self.plans = dict(plans or {plan.kind: plan})
+
+    def plan_for(self, sc: Scenario):
+        """The prepared plan of the scenario's collection kind; RunFailed when none was prepared (only the binding
+        runs young plans: plan files cannot hold them)."""
+        p = self.plans.get(sc.kind)
+        if p is None:
+            raise RunFailed(f"{sc.key}: no {sc.kind} plan was prepared for the {self.name} executor", 2)
+        return p
 
     @abstractmethod
     def compaction_floor(self, repeat: int) -> dict: ...
@@ -135,9 +146,10 @@ class BindingExecutor(_HostExecutor):
     def run(self, sc: Scenario, rep: int) -> dict:
         assert self.heap is not None, "prepare() comes first"
         r = collect(self.heap, sc.strategy, faults=sc.faults if sc.faults != "none" else "sigbus",
-                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan,
+                    mutators=sc.mutators, batch=self.batch, seed=self.seed + rep, plan=self.plan_for(sc),
                     **self.options_for(sc))
         raw = dict(r.raw)
+        raw["kind"], raw["generational"] = r.kind, r.generational
         raw["latency_samples_ns"] = r.latency_samples_ns
         if r.trace is not None:
             raw["trace"] = r.trace
@@ -174,13 +186,15 @@ class RunnerExecutor(_HostExecutor):
         self.plan_file = _PlanFile()
         self.plan_path: Optional[str] = None  # set by prepare()
 
-    def prepare(self, heap: Heap, plan) -> None:
-        super().prepare(heap, plan)
+    def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
+        # a plan file holds a full plan only (plan-file v1 has no old generation): young plans are not prepared
+        super().prepare(heap, plan, {k: p for k, p in (plans or {plan.kind: plan}).items() if k == "full"})
         self.runner = self.runner or runner_path()
         self.plan_path = self.plan_file.save(plan)
 
     def run(self, sc: Scenario, rep: int) -> dict:
         assert self.runner is not None and self.plan_path is not None, "prepare() comes first"
+        self.plan_for(sc)  # refuses a young scenario
         cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
                "--batch", str(self.batch), "--seed", str(self.seed + rep)] + runner_flags(self.options_for(sc))
         if sc.faults != "none":
@@ -237,8 +251,9 @@ class DeviceExecutor(Executor):
             return self.session.measure_floor(min(pages, 1024), 1)
         return self.session.measure_floor(pages, repeat)
 
-    def prepare(self, heap: Heap, plan) -> None:
-        super().prepare(heap, plan)
+    def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
+        # a plan file holds a full plan only (plan-file v1 has no old generation): young plans are not prepared
+        super().prepare(heap, plan, {k: p for k, p in (plans or {plan.kind: plan}).items() if k == "full"})
         self.session.push_plan(self.plan_file.save(plan))
 
     def compaction_floor(self, repeat: int) -> dict:
@@ -248,6 +263,7 @@ class DeviceExecutor(Executor):
             raise BenchError(f"compaction floor: {e}", 1) from None
 
     def run(self, sc: Scenario, rep: int) -> dict:
+        self.plan_for(sc)  # refuses a young scenario
         try:
             return self.session.collect(sc.strategy, sc.faults, sc.mutators, self.batch, self.seed + rep,
                                         runner_flags(self.options_for(sc)))

@@ -40,6 +40,17 @@ FULL: Dict[str, Any] = {
                 "profiles": ALL_PROFILES}]}
 AXES = ("live", "mutators", "batch", "profiles")
 
+# Young collections (sweep --gc young): the old generation's share of the space is the axis, one heap per share
+# (0: today's single-generation heap at the plane's live fraction, a full collection; above 0: a generational heap,
+# mid 5%, young survival 10%, a young collection), each with the plane's mutators, batch and profile. Small on
+# purpose: 3 shares x 2 mutator counts x 3 strategies x 3 repetitions of 64 MiB (about a minute on 2 CPUs).
+YOUNG: Dict[str, Any] = {
+    "name": "young", "heap": 64 << 20, "strategies": STRATEGIES, "repeat": 3, "old": (0.0, 0.5, 0.8),
+    "planes": [{"live": (0.5,), "mutators": (0, 1), "batch": (64,), "profiles": ("stress",)}]}
+YOUNG_QUICK: Dict[str, Any] = {
+    "name": "young-quick", "heap": 16 << 20, "strategies": STRATEGIES, "repeat": 2, "old": (0.0, 0.5, 0.8),
+    "planes": [{"live": (0.5,), "mutators": (0,), "batch": (64,), "profiles": ("stress",)}]}
+
 
 def cells(planes: List[dict]) -> List[Cell]:
     """Every cell of the planes, in plane order, without duplicates (profile "stress" without mutators)."""

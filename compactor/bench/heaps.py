@@ -1,4 +1,5 @@
-"""The heap a bench run compacts: generated, or loaded from an HPROF dump (a file, or an app's heap on a device)."""
+"""The heap a bench run compacts: generated (single-generation, or generational for --gc young), or loaded from an
+HPROF dump (a file, or an app's heap on a device)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def build_heap(cfg: BenchConfig, executor, tick) -> Tuple[Heap, Optional[str]]:
         dump = executor.dump_app_heap(cfg.heap_from_app)
     if dump:
         return real_heap(cfg, dump, executor.page_size), dump
+    if cfg.generations:  # --gc young: a generational heap (compactor.generations), its shares from the flags
+        try:
+            spec = HeapSpec(size=cfg.heap, seed=cfg.seed, **cfg.generations)
+        except ValueError as e:
+            raise BenchError(f"generational heap: {e}", 2) from None
+        return Heap.generate(spec, page_size=executor.page_size), dump
     heap = Heap.generate(HeapSpec(size=cfg.heap, live_fraction=cfg.live, garbage=cfg.garbage, seed=cfg.seed),
                          page_size=executor.page_size)
     return heap, dump

@@ -48,9 +48,14 @@ def mutator_view_cells(r: dict, i: int) -> list:
     return ["" if v.get(k) is None else v[k] for k in MUTATOR_VIEW_COLUMNS]
 
 
+# What a collection did by generation (a run's "generational", its median repetition's; empty for a runner's run)
+GENERATIONAL_COLUMNS = ("scanned_bytes", "freed_bytes", "dirty_cards", "card_objects", "pages_mapped_back_move",
+                        "pages_mapped_back_copy", "pages_compacted")
+
+
 def write_bench_csv(report: dict, path: str) -> None:
     """One row per repetition of each measured run of a bench report (the columns before profiles first, the
-    profile and the mutator view after them)."""
+    profile and the mutator view after them, then the collection kind and what it did by generation)."""
     env = report["environment"]
 
     def rows():
@@ -59,13 +64,15 @@ def write_bench_csv(report: dict, path: str) -> None:
                 continue
             for i, g in enumerate(r["gc_thread_s"]):
                 ratio = r["ratio_vs_copy"][i] if i < len(r["ratio_vs_copy"]) else ""
+                gen = r.get("generational") or {}
                 yield [r["strategy"], r["faults"], r["mutators"], i + 1, f"{g:.9f}", ratio, r["pause_s"][i],
                        r["heap_bytes"], r["live_bytes"], env["kernel"], env["where"], r.get("profile", "stress"),
-                       *mutator_view_cells(r, i)]
+                       *mutator_view_cells(r, i), r.get("kind", "full"),
+                       *("" if gen.get(c) is None else gen[c] for c in GENERATIONAL_COLUMNS)]
 
     write_rows(path, ["strategy", "faults", "mutators", "repetition", "gc_thread_s", "ratio_vs_copy", "pause_s",
                       "heap_bytes", "live_bytes", "kernel", "where", "profile",
-                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS)], rows())
+                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS), "kind", *GENERATIONAL_COLUMNS], rows())
 
 
 def write_sweep_csv(report: dict, path: str) -> None:
@@ -78,8 +85,9 @@ def write_sweep_csv(report: dict, path: str) -> None:
                 t = tlb[i] if i < len(tlb) else None
                 yield [r["live_fraction"], r["mutators"], r["batch"], r["strategy"], i + 1, f"{g:.9f}", ratio,
                        "" if t is None else t, "" if t is None else f"{1000 * t / r['pages']:.3f}",
-                       r.get("profile", "stress"), *mutator_view_cells(r, i)]
+                       r.get("profile", "stress"), *mutator_view_cells(r, i), r.get("kind", "full"),
+                       r.get("old_fraction", 0.0)]
 
     write_rows(path, ["live_fraction", "mutators", "batch", "strategy", "repetition", "gc_thread_s", "ratio_vs_copy",
                       "tlb_shootdowns", "shootdowns_per_1000_pages", "profile",
-                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS)], rows())
+                      *("mutator_" + c for c in MUTATOR_VIEW_COLUMNS), "kind", "old_fraction"], rows())

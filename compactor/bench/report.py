@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from .generational import young_full_rows
 from .machines import retried_line
 from .output import atomic_write  # noqa: F401  (their old home)
 from .output import write_bench_csv as write_csv  # noqa: F401  (their old home)
@@ -30,7 +31,10 @@ def render(report: dict, console: Console) -> None:
     if line:
         console.print(line)
     cfg, heap = report["config"], report["heap"]
-    shape = "from an HPROF dump" if heap.get("hprof") else f"{cfg['live_fraction']:.0%} live ({cfg['garbage']})"
+    g = cfg.get("generations")
+    shape = "from an HPROF dump" if heap.get("hprof") else (
+        f"generational: old {g['old_fraction']:.0%}, mid {g['mid_fraction']:.0%} of the space, young survival "
+        f"{g['young_survival']:.0%}" if g else f"{cfg['live_fraction']:.0%} live ({cfg['garbage']})")
     console.print(f"heap {cfg['heap_bytes'] >> 20} MiB, {shape}, "
                   f"{heap['objects']:,} objects, {heap['to_space_pages']:,} to-space pages; "
                   f"{cfg['repeat']} repetitions "
@@ -60,7 +64,7 @@ def render(report: dict, console: Console) -> None:
         t.add_column(c)
     for r in report["runs"]:
         if r["status"] != "measured":
-            t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _profile(r), "-", "-", "-", "-", r["reason"],
+            t.add_row(_strategy(r), r["faults"], str(r["mutators"]), _profile(r), "-", "-", "-", "-", r["reason"],
                       "-", "-", "-", "-")
             continue
         p, lat = r["pages"], r["fault_latency_us"]
@@ -73,10 +77,11 @@ def render(report: dict, console: Console) -> None:
         tlb = "-" if irq is None else f"{irq:.0f} ({per_k:.1f})" if per_k is not None else f"{irq:.0f}"
         mach = r.get("machine") or {}
         cpus = f"{mach.get('threads_needed', '-')}/{mach.get('cpus', '-')}" if mach.get("cpus") else "-"
-        t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _profile(r), _ms(r["median"]),
+        t.add_row(_strategy(r), r["faults"], str(r["mutators"]), _profile(r), _ms(r["median"]),
                   f"{_ms(r['min'])}-{_ms(r['max'])}", ratio, _ms(r["pause_median"]), pages, tlb, cpus, latency,
                   "yes" if r["verified"] else "NO")
     console.print(t)
+    render_young_full(report, console, note)
     render_mutator_view(report, console, note)
     swapped = [r for r in report["runs"] if r.get("swap")]
     if swapped:
@@ -100,7 +105,8 @@ def render(report: dict, console: Console) -> None:
         t.add_column(c)
     for c in report["claims"]:
         m = "-" if c["measured"] is None else f"{100 * c['measured']:.0f}%"
-        t.add_row(c["id"], f"{100 * c['seed_value']:.0f}%", m, c["holds"], c["verdict"] + f" [dim]({c['where']})[/dim]")
+        seed = "-" if c.get("seed_value") is None else f"{100 * c['seed_value']:.0f}%"
+        t.add_row(c["id"], seed, m, c["holds"], c["verdict"] + f" [dim]({c['where']})[/dim]")
     console.print(t)
     for r in report["runs"]:
         if r.get("fallback"):
@@ -141,6 +147,40 @@ def _profile(r: dict) -> str:
     return r.get("profile", "stress") if r["mutators"] else "-"
 
 
+def _strategy(r: dict) -> str:
+    """The strategy, with "(young)" for a young collection's run."""
+    return r["strategy"] + (" (young)" if r.get("kind") == "young" else "")
+
+
+def render_young_full(report: dict, console: Console, note: str = "") -> None:
+    """Young and full collections side by side (a report with --gc young): per kind and strategy the GC-thread
+    time, against COPY of the same kind and (young) against the full collection of the same strategy, and what it
+    did by generation: pages mapped back (MOVE/COPY) and compacted, old pages (with an object to update), dirty
+    cards (card objects), bytes scanned and freed (ART's {Young,Full}GcScannedBytes/FreedBytes) and the app's slow
+    path (AppSlowPathDuring{Young,Full}Gc)."""
+    rows = young_full_rows(report["runs"])
+    if not rows:
+        return
+    t = Table(title="Young and full collections (medians): GC-thread time, and what each did by generation" + note,
+              title_justify="left")
+    for c in ("kind", "strategy", "faults", "mut.", "profile", "GC ms", "vs copy", "young vs full",
+              "mapped back move/copy", "compacted", "old pages (updated)", "dirty cards (objects)", "scanned MiB",
+              "freed MiB", "app slow path ms", "verified"):
+        t.add_column(c, justify="left" if c in ("kind", "strategy", "faults", "profile") else "right")
+    for r in sorted(rows, key=lambda r: (r["faults"], r["mutators"], r["profile"], r["kind"] != "young")):
+        g = r["generational"]
+        x = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
+        mib = lambda v: "-" if v is None else f"{v / 2**20:.1f}"  # noqa: E731
+        t.add_row(r["kind"], r["strategy"], r["faults"], str(r["mutators"]), r["profile"] if r["mutators"] else "-",
+                  _ms(r["median"]), x(r["ratio_vs_copy_median"]), x(r["ratio_vs_full_median"]),
+                  f"{g.get('pages_mapped_back_move', '-')}/{g.get('pages_mapped_back_copy', '-')}",
+                  str(g.get("pages_compacted", "-")), f"{g.get('old_pages', '-')} ({g.get('old_pages_updated', '-')})",
+                  f"{g.get('dirty_cards', '-')} ({g.get('card_objects', '-')})", mib(g.get("scanned_bytes")),
+                  mib(g.get("freed_bytes")), _num(g.get("app_slow_path_ms"), "{:.2f}"),
+                  "yes" if r["verified"] else "NO")
+    console.print(t)
+
+
 def _num(x, fmt: str = "{:.1f}") -> str:
     return "-" if x is None else fmt.format(x)
 
@@ -161,7 +201,7 @@ def render_mutator_view(report: dict, console: Console, note: str = "") -> None:
         v = r["mutator_view"]
         fresh = v.get("fresh_pages") or {}
         n = lambda x: _num(x, "{:,.0f}")  # noqa: E731
-        t.add_row(r["strategy"], r["faults"], str(r["mutators"]), _profile(r),
+        t.add_row(_strategy(r), r["faults"], str(r["mutators"]), _profile(r),
                   _num(v.get("pages_resolved_share"), "{:.0%}"), _num(r.get("mutator_pages_per_ms"), "{:.2g}"),
                   n(v.get("faults")), f"{_num(v.get('fault_p50_us'))}/{_num(v.get('fault_p99_us'))}",
                   _num(v.get("longest_stall_us"), "{:.0f}"), _num(v.get("rate_during_vs_before"), "{:.2f}"),
@@ -179,7 +219,7 @@ def _times_panel(ax, measured: List[dict], env: dict, heap_bytes: int) -> None:
     ax.barh(y, med, xerr=[lo, hi], capsize=3,
             color=["#888" if r["strategy"] == "stw" else "#c44" if r["strategy"] == "copy" else "#48c"
                    for r in measured])
-    ax.set_yticks(y, [f"{r['strategy']} {r['faults']}/{r['mutators']}m"
+    ax.set_yticks(y, [f"{_strategy(r)} {r['faults']}/{r['mutators']}m"
                       + (f" {r['profile']}" if r["mutators"] and r.get("profile", "stress") != "stress" else "")
                       for r in measured], fontsize=8)
     ax.set_xlabel("GC thread completion time (ms), median and min-max")

@@ -5,12 +5,15 @@ from __future__ import annotations
 from .. import profiles as _profiles
 from ..collector import STRATEGIES
 
-SCHEMA_ID = "compactor.bench/4"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
+SCHEMA_ID = "compactor.bench/5"  # the report's schema; 2 added interrupts and load measures to each run; 3 added
                                   # the compaction floor rows to "limits" and the "compaction" section; 4 added
-                                  # mutator profiles (a run's "profile", config "profiles") and the mutator view
+                                  # mutator profiles (a run's "profile", config "profiles") and the mutator view;
+                                  # 5 added collection kinds (a run's required "kind", config "gc", "generations",
+                                  # a run's "generational" and "art_metrics", the young claim)
 SWEEP_SCHEMA_ID = "compactor.sweep/3"  # 2 added the profile axis, the mutator view per cell and "crossover"; 3 added
                                        # each cell's "ran_on", "machines", "retried", "failed" and "by_kernel"
-ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", SCHEMA_ID)
+LIFETIME_SCHEMA_ID = "compactor.lifetime/1"  # python -m compactor.bench lifetime --json
+ACCEPTED_BY_COMPARE = ("compactor.bench/1", "compactor.bench/2", "compactor.bench/3", "compactor.bench/4", SCHEMA_ID)
 SWEEPS_ACCEPTED_BY_COMPARE = ("compactor.sweep/2", SWEEP_SCHEMA_ID)
 
 _num = {"type": ["number", "null"]}
@@ -62,11 +65,33 @@ _crossover = {
         "text": {"type": "string"},
     },
 }
+# what a collection did by generation (compactor.collector.generational_metrics), its median repetition's
+_count = {"type": "integer", "minimum": 0}
+_generational = {
+    "type": "object",
+    "required": ["kind", "old_gen_end", "scanned_bytes", "freed_bytes", "dirty_cards", "card_objects", "old_pages",
+                 "old_pages_updated", "pages_mapped_back_move", "pages_mapped_back_copy", "pages_compacted",
+                 "app_slow_path_ms"],
+    "properties": {"kind": {"enum": ["young", "full"]}, "old_gen_end": _count, "scanned_bytes": _count,
+                   "freed_bytes": {"type": "integer"}, "dirty_cards": _count, "card_objects": _count,
+                   "old_pages": _count, "old_pages_updated": _count, "pages_mapped_back_move": _count,
+                   "pages_mapped_back_copy": _count, "pages_compacted": _count, "app_slow_path_ms": _num},
+}
+# ART's metric names (runtime/gc/heap.cc) for a young or a full collection
+_art_metrics = {"type": "object", "minProperties": 3, "maxProperties": 3,
+                "propertyNames": {"enum": ["YoungGcScannedBytes", "YoungGcFreedBytes", "AppSlowPathDuringYoungGc",
+                                           "FullGcScannedBytes", "FullGcFreedBytes", "AppSlowPathDuringFullGc"]},
+                "additionalProperties": _num}
 _run = {
     "type": "object",
-    "required": ["strategy", "faults", "mutators", "heap_bytes", "live_bytes", "status", "verified"],
+    "required": ["strategy", "faults", "mutators", "kind", "heap_bytes", "live_bytes", "status", "verified"],
     "properties": {
         "strategy": {"enum": list(STRATEGIES)},
+        "kind": {"enum": ["young", "full"]},
+        "generational": _generational,
+        "art_metrics": _art_metrics,
+        "ratio_vs_full": {"type": "array", "items": {"type": "number"}},
+        "ratio_vs_full_median": _num,
         "faults": {"enum": ["sigbus", "thread", "none"]},
         "mutators": {"type": "integer", "minimum": 0},
         "heap_bytes": {"type": "integer"}, "live_bytes": {"type": "integer"},
@@ -103,8 +128,13 @@ SCHEMA = {
         },
         "limits": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["name", "median_ns_per_page", "ns_per_page"]}},
-        "config": {"type": "object", "required": ["profiles", "profile_options"],
-                   "properties": {"profiles": {"type": "array", "items": _profile, "minItems": 1}}},
+        "config": {"type": "object", "required": ["profiles", "profile_options", "gc", "generations"],
+                   "properties": {"profiles": {"type": "array", "items": _profile, "minItems": 1},
+                                  "gc": {"type": "array", "minItems": 1, "items": {"enum": ["young", "full"]}},
+                                  "generations": {"anyOf": [{"type": "null"}, {
+                                      "type": "object", "required": ["old_fraction", "mid_fraction",
+                                                                     "young_survival"],
+                                      "additionalProperties": {"type": "number"}}]}}},
         "runs": {"type": "array", "items": _run},
         "compaction": {
             "type": "object",
@@ -121,6 +151,7 @@ SCHEMA = {
         },
         "claims": {"type": "array", "minItems": 3, "items": {
             "type": "object", "required": ["id", "seed_text", "seed_value", "measured", "holds", "where", "verdict"],
+            # seed_value: the seed's figure; null for a claim the seed did not make (move-in-young-collections)
             "properties": {"holds": {"enum": ["yes", "direction only", "no", "not measured"]},
                            "crossover": _crossover}}},
     },
@@ -139,6 +170,9 @@ _cell = {
         "median": {"type": "number"}, "ratio_vs_copy_median": _num, "verified": {"type": "boolean"},
         "shootdowns_per_1000_pages": _num,
         "ran_on": {"type": "string", "minLength": 1},  # the machine that ran the cell: a key of "machines"
+        # sweep --gc young: the cell's heap's old generation share and its collection (absent: full, share 0)
+        "kind": {"enum": ["young", "full"]}, "old_fraction": {"type": "number", "minimum": 0},
+        "generational": _generational, "art_metrics": _art_metrics,
         **_mutator_fields,
     },
 }
@@ -164,7 +198,10 @@ SWEEP_SCHEMA = {
                         "properties": {"move_kernel": _move_kernel}},
         "config": {"type": "object", "required": ["grid", "heap_bytes", "planes", "live", "mutators", "batch",
                                                   "profiles", "strategies", "repeat", "faults", "options"],
-                   "properties": {"grid": {"enum": ["default", "quick", "full", "custom"]},
+                   "properties": {"grid": {"enum": ["default", "quick", "full", "custom", "young", "young-quick",
+                                                    "young-custom"]},
+                                  "gc": {"enum": ["full", "young"]},  # absent: full (sweeps before --gc)
+                                  "old_fractions": {"type": "array", "items": {"type": "number"}},
                                   "profiles": {"type": "array", "items": _profile}}},
         "cells": {"type": "array", "items": _cell},
         "machines": {"type": "object", "minProperties": 1, "additionalProperties": {
@@ -179,5 +216,38 @@ SWEEP_SCHEMA = {
                           "allOf": [_crossover, {"type": "object",
                                                  "required": ["live_fraction", "mutators", "batch", "profiles"]}]}},
                           "headline": {"anyOf": [{"type": "null"}, _crossover]}}},
+    },
+}
+
+_lifetime_kind = {"type": "object", "required": ["count", "gc_thread_s", "mean_gc_thread_s", "freed_bytes"],
+                  "properties": {"count": {"type": "integer", "minimum": 0}, "gc_thread_s": {"type": "number"},
+                                 "mean_gc_thread_s": _num, "freed_bytes": {"type": "integer"}}}
+LIFETIME_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "compactor.bench lifetime report",
+    "type": "object",
+    "required": ["schema", "environment", "config", "cycles", "strategies"],
+    "properties": {
+        "schema": {"const": LIFETIME_SCHEMA_ID},
+        "environment": {"type": "object", "required": ["kernel", "move_kernel"],
+                        "properties": {"move_kernel": _move_kernel}},
+        "config": {"type": "object", "required": ["heap_bytes", "cycles", "alloc_bytes", "generations", "strategies",
+                                                  "faults", "mutators", "seed", "young_throughput_adjustment"],
+                   "properties": {"cycles": {"type": "integer", "minimum": 1},
+                                  "strategies": {"type": "array", "minItems": 1,
+                                                 "items": {"enum": [s for s in STRATEGIES if s != "stw"]}}}},
+        "cycles": {"type": "array", "items": {
+            "type": "object",
+            "required": ["cycle", "strategy", "kind", "why", "verified", "gc_thread_s", "pause_s", "freed_bytes",
+                         "scanned_bytes", "used_bytes", "post_compact_end", "old_gen_end", "dirty_cards",
+                         "pages_mapped_back", "pages_compacted", "allocated_bytes", "throughput_bytes_per_s"],
+            "properties": {"cycle": {"type": "integer", "minimum": 1}, "kind": {"enum": ["young", "full"]},
+                           "verified": {"const": True}, "gc_thread_s": {"type": "number", "minimum": 0},
+                           "freed_bytes": {"type": "integer"}, "why": {"type": "string", "minLength": 1}}}},
+        "strategies": {"type": "object", "minProperties": 1, "additionalProperties": {
+            "type": "object", "required": ["collections", "verified", "gc_thread_s", "freed_bytes", "young", "full",
+                                           "gc_thread_vs_copy"],
+            "properties": {"young": _lifetime_kind, "full": _lifetime_kind, "verified": {"const": True},
+                           "gc_thread_vs_copy": _num}}},
     },
 }

@@ -34,12 +34,14 @@ def compaction_summary(limits: dict, runs: List[dict]) -> dict:
         pages = r["pages"].get("total", 0) - r["pages"].get("by_mutators", 0)
         per_page = compact_ns / pages if compact_ns is not None and pages > 0 else None
         gc.append({"key": r["key"], "strategy": r["strategy"], "faults": r["faults"], "mutators": r["mutators"],
+                   "kind": r.get("kind", "full"),
                    "pages_compacted_by_gc": pages, "compact_ns_per_page": per_page,
                    "compact_share_of_gc_thread": _ratio(compact_ns / 1e9 if compact_ns is not None else None,
                                                         r.get("median")),
                    "vs_memcpy": _ratio(per_page, memcpy), "vs_live_stride_copy": _ratio(per_page, stride)})
-    ref = next((g for g in gc if g["strategy"] == "copy" and g["mutators"] == 0 and g["faults"] == "sigbus"), None)
-    ref = ref or next((g for g in gc if g["mutators"] == 0), None)
+    full = [g for g in gc if g["kind"] == "full"] or gc  # the reference is a full collection when one ran
+    ref = next((g for g in full if g["strategy"] == "copy" and g["mutators"] == 0 and g["faults"] == "sigbus"), None)
+    ref = ref or next((g for g in full if g["mutators"] == 0), None)
     out: Dict[str, Any] = {
         "floor_ns_per_page": floor,
         "compact_page_vs_memcpy": _ratio(floor.get("compact_page"), memcpy),

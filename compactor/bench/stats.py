@@ -8,6 +8,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .generational import art_metrics, ratios_vs_full, run_generational
 from .types import Scenario
 
 
@@ -15,17 +16,22 @@ def _median(xs):
     return float(statistics.median(xs)) if xs else None
 
 
-def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes: int,
+def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes: int, live_bytes,
               unsupported: Dict[str, str]) -> List[dict]:
+    """Per scenario: its repetitions' times, ratios against COPY of the same collection kind, pages, load and
+    mutator measures and (young scenarios) the ratio against the full collection of the same strategy.
+    `live_bytes`: the bytes the plan keeps, or a dict of them by collection kind."""
     runs = []
-    copy_of: Dict[Tuple[Optional[str], int, str], List[float]] = {}  # (faults, mutators, profile): COPY's GC times
+    # (kind, faults, mutators, profile): COPY's GC times (each kind's runs against COPY of the same kind)
+    copy_of: Dict[Tuple[str, Optional[str], int, str], List[float]] = {}
     for sc in scenarios:
         if sc.strategy == "copy" and sc.key in raws:
-            copy_of[(sc.faults, sc.mutators, sc.profile)] = [r["gc_thread_s"] for r in raws[sc.key]]
+            copy_of[(sc.kind, sc.faults, sc.mutators, sc.profile)] = [r["gc_thread_s"] for r in raws[sc.key]]
     first_fault = next((sc.faults for sc in scenarios if sc.strategy == "copy"), None)
     for sc in scenarios:
         row = {"strategy": sc.strategy, "faults": sc.faults, "mutators": sc.mutators, "profile": sc.profile,
-               "key": sc.key, "heap_bytes": heap_bytes, "live_bytes": live_bytes}
+               "kind": sc.kind, "key": sc.key, "heap_bytes": heap_bytes,
+               "live_bytes": live_bytes.get(sc.kind, 0) if isinstance(live_bytes, dict) else live_bytes}
         if sc.key in unsupported:
             row.update(status="unsupported", reason=unsupported[sc.key], verified=None)
             runs.append(row)
@@ -34,8 +40,9 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
         gc = [r["gc_thread_s"] for r in reps]
         order = np.argsort(gc)
         mid = reps[int(order[len(order) // 2])] if reps else {}
-        base = copy_of.get((sc.faults, sc.mutators, sc.profile)) \
-            or copy_of.get((first_fault, sc.mutators, sc.profile)) or copy_of.get((first_fault, 0, "stress"))
+        k = sc.kind
+        base = copy_of.get((k, sc.faults, sc.mutators, sc.profile)) \
+            or copy_of.get((k, first_fault, sc.mutators, sc.profile)) or copy_of.get((k, first_fault, 0, "stress"))
         ratios = [g / b for g, b in zip(gc, base)] if base else []
         rep_samples = [r.get("latency_samples_ns") for r in reps]
         samples = np.concatenate([s for s in rep_samples if s is not None and len(s)]) if any(
@@ -56,8 +63,12 @@ def aggregate(scenarios: List[Scenario], raws: Dict[str, List[dict]], heap_bytes
             verified=all(r.get("verified") for r in reps) and bool(reps),
             repetitions=len(reps),
         )
+        gen = run_generational(reps)
+        if gen is not None:  # what the collection did by generation, and ART's names for it
+            row.update(generational=gen, art_metrics=art_metrics(sc.kind, gen))
         row["_samples"] = samples
         runs.append(row)
+    ratios_vs_full(runs)
     return runs
 
 

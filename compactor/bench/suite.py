@@ -13,6 +13,7 @@ import numpy as np
 from .. import profiles as _profiles
 from ..collector import STRATEGIES
 from ..errors import HeapCorruption
+from ..generations import describe as describe_generations
 from ..kernel_facts import warn_for_strategy
 from ..planning import plan as make_plan
 from ..trace import TraceWriter, collection_name
@@ -90,13 +91,16 @@ def _run(cfg: BenchConfig, executor: Executor, started: float, tick) -> dict:
     heap, dump = build_heap(cfg, executor, tick)
     tick("marking and planning", 0, 1)
     t0 = time.perf_counter()
-    plan = make_plan(heap, page_size=executor.page_size)
+    plan = make_plan(heap, page_size=executor.page_size)  # the full plan: the floors and the "heap" section's
     plan_s = time.perf_counter() - t0
+    plans = {"full": plan}
+    if "young" in cfg.gc:  # made once, from the same heap; every young scenario runs it
+        plans["young"] = make_plan(heap, page_size=executor.page_size, kind="young")
     tick("measuring the install floor", 0, 1)
     limits = executor.install_floor(cfg.floor_pages, cfg.floor_repeat)
     scenarios = cfg.scenarios()
     unsupported = unsupported_scenarios(scenarios, env)
-    executor.prepare(heap, plan)
+    executor.prepare(heap, plan, plans)
     tick("measuring the compaction floor", 0, 1)
     limits.update(executor.compaction_floor(cfg.floor_repeat))
     runnable = [sc for sc in scenarios if sc.key not in unsupported]
@@ -108,14 +112,14 @@ def _run(cfg: BenchConfig, executor: Executor, started: float, tick) -> dict:
             trace.abort()
         raise
     trace_summary = vars(trace.close()) if trace is not None else None
-    runs = aggregate(scenarios, raws, heap.heap_size, plan.live_bytes, unsupported)
+    runs = aggregate(scenarios, raws, heap.heap_size, {k: p.live_bytes for k, p in plans.items()}, unsupported)
     report = {
         "schema": SCHEMA_ID,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "command": "python -m compactor.bench",
         "environment": env,
         "config": run_config(cfg, heap, plan, dump, executor.name),
-        "heap": heap_section(heap, plan, plan_s),
+        "heap": heap_section(heap, plan, plan_s, plans.get("young")),
         "limits": limits,
         "runs": runs,
         "elapsed_s": time.time() - started,
@@ -130,7 +134,7 @@ def _run(cfg: BenchConfig, executor: Executor, started: float, tick) -> dict:
 def run_config(cfg: BenchConfig, heap, plan, dump: Optional[str], executor_name: str) -> dict:
     """The report's "config" section."""
     return {"heap_bytes": heap.heap_size,
-            "live_fraction": cfg.live if not dump or cfg.live_given else None,
+            "live_fraction": None if cfg.generations else cfg.live if not dump or cfg.live_given else None,
             "garbage": cfg.garbage if not dump else "real (HPROF)",
             "strategies": list(cfg.strategies), "faults": list(cfg.faults), "mutators": list(cfg.mutators),
             "batch": cfg.batch, "repeat": cfg.repeat, "seed": cfg.seed, "executor": executor_name,
@@ -138,12 +142,21 @@ def run_config(cfg: BenchConfig, heap, plan, dump: Optional[str], executor_name:
             "profiles": list(cfg.profiles),
             "profile_options": {p: _profiles.options_for(p, 1, cfg.options) for p in cfg.profiles},
             "page_size": plan.page_size,
-            "interleaved": True}
+            "interleaved": True,
+            "gc": list(cfg.gc),
+            "generations": dict(cfg.generations) if cfg.generations else None}
 
 
-def heap_section(heap, plan, plan_s: float) -> dict:
-    """The report's "heap" section."""
-    return {"objects": heap.num_objects, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
+def heap_section(heap, plan, plan_s: float, young_plan=None) -> dict:
+    """The report's "heap" section (a generational heap's generations and, with --gc young, the young plan)."""
+    extra: dict = {}
+    if heap.generations is not None:
+        extra["generations"] = describe_generations(heap)
+    if young_plan is not None:
+        extra["young_plan"] = {"to_space_pages": young_plan.num_to_pages, "old_gen_end": young_plan.old_gen_end,
+                               "dense_prefix_pages": young_plan.dense_prefix_pages,
+                               "live_bytes": young_plan.live_bytes, "post_compact_end": young_plan.post_compact_end}
+    return {**extra, "objects": heap.num_objects, "live_bytes": plan.live_bytes, "to_space_pages": plan.num_to_pages,
             "dense_prefix_pages": plan.dense_prefix_pages, "plan_seconds": plan_s,
             "empty_pages": int(heap.heap_size // plan.page_size - np.count_nonzero(plan.live_words.reshape(
                 -1, plan.page_size // 512).any(axis=1))),

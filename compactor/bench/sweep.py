@@ -40,12 +40,14 @@ from .args import (
 from .cell import cell_executor, cell_heap, cell_rows, run_cell_repetition
 from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
+from .generational import GENERATION_DEFAULTS
 from .machines import by_kernel, machine_label, merge_sweeps, render_side_by_side, retried_line
 from .output import atomic_write
 from .output import write_sweep_csv as write_csv
 from .report import move_kernel_line
 from .schema import SWEEP_SCHEMA_ID
 from .types import BenchError
+from .young_sweep import old_share_summary, render_young, run_young_cells
 
 DEFAULT, QUICK, FULL = _grid.DEFAULT, _grid.QUICK, _grid.FULL
 
@@ -93,6 +95,25 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
     rows = [dict(row, ran_on=label) for c, by_s in raws.items() for row in cell_rows(c, by_s)]
     return sweep_report(rows, {label: env}, heap_bytes, planes, strategies, repeat, faults, seed, options, grid_name,
                         started)
+
+
+def run_young_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: int, faults: str = "sigbus",
+                    seed: int = 1, options: Optional[dict] = None,
+                    progress: Optional[Callable[[str, int, int], None]] = None, grid_name: str = "young",
+                    trace: Optional[TraceWriter] = None, olds: tuple = _grid.YOUNG["old"]) -> dict:
+    """The young sweep (compactor.bench.young_sweep): every old share of `olds` with the one plane's cells; the
+    sweep report, its config naming the collection ("gc": "young") and the shares, its "old_share" summary."""
+    started = time.time()
+    rows, machines, made = run_young_cells(heap_bytes, olds, planes[0], strategies, repeat, faults, seed, options,
+                                           progress, trace)
+    report = sweep_report(rows, machines, heap_bytes, [{k: v for k, v in p.items() if k != "old_fraction"}
+                                                       for p in made], strategies, repeat, faults, seed,
+                          dict(options or {}), grid_name, started)
+    report["config"].update(gc="young", old_fractions=list(olds),
+                            young_plane={k: list(v) for k, v in planes[0].items()},
+                            generations={k: v for k, v in GENERATION_DEFAULTS.items() if k != "old_fraction"})
+    report["old_share"] = old_share_summary(rows)
+    return report
 
 
 def sweep_report(rows: List[dict], machines: Dict[str, dict], heap_bytes: int, planes: List[dict],
@@ -397,6 +418,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--csv", metavar="PATH")
     ap.add_argument("--plot", metavar="PATH", help="heatmap, .png or .svg")
     ap.add_argument("--trace", metavar="FILE", help="a Perfetto trace of every collection (ui.perfetto.dev)")
+    ap.add_argument("--gc", choices=("full", "young"), default="full",
+                    help="young: the old generation's share of the space is the axis (young collections of "
+                         "generational heaps; old share 0 is a full collection of today's heap): shares "
+                         f"{','.join(f'{x:g}' for x in _grid.YOUNG['old'])} x mutators "
+                         f"{','.join(map(str, _grid.YOUNG['planes'][0]['mutators']))}, batch 64, stress, "
+                         f"{_grid.YOUNG['heap'] >> 20} MiB (--quick: {_grid.YOUNG_QUICK['heap'] >> 20} MiB, no "
+                         "mutators); default full: the grids above")
+    ap.add_argument("--old-shares", type=list_of(old_share, "old share"),
+                    help="with --gc young: the old generation's shares of the space, e.g. 0,0.5,0.8 (0: a full "
+                         "collection of a single-generation heap)")
     ap.add_argument("--quiet", action="store_true")
     add_cluster_arguments(ap, "cell")
     add_mutator_flags(ap)
@@ -406,6 +437,46 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
     add_arguments(ap)
     return run_command(ap, ap.parse_args(argv))
+
+
+def old_share(text: str) -> float:
+    """An old generation's share of the space: 0 (a single-generation heap) or in (0, 0.9]."""
+    v = float(text)
+    if not 0.0 <= v <= 0.9:
+        raise ValueError(f"must lie in [0, 0.9] (the young generation needs room), got {text}")
+    return v
+
+
+def young_grid_from(ap: argparse.ArgumentParser, args) -> Dict[str, Any]:
+    """The young sweep's grid (--gc young): YOUNG or YOUNG_QUICK, its axes overridden by those given (--live: the
+    one live fraction of the old-share-0 heap). Usage errors for what a young sweep cannot do."""
+    if args.full:
+        ap.error("--full is the live x mutators x batch x profile product of full collections; the young sweep's "
+                 "grid is --gc young [--quick] with --old-shares, --mutators, --batch, --profiles")
+    if args.cluster:
+        ap.error("--gc young runs on this machine only (a cluster's workers build single-generation heaps): run "
+                 "the young sweep without --cluster")
+    if args.plot:
+        ap.error("--plot draws live x batch heatmaps; a young sweep's axis is the old generation's share: read its "
+                 "table, --json or --csv")
+    if args.live and len(args.live) > 1:
+        ap.error("--gc young: --live takes one value (the live fraction of the old-share-0 heap)")
+    grid = dict(_grid.YOUNG_QUICK if args.quick else _grid.YOUNG)
+    plane = dict(grid["planes"][0])
+    for k in _grid.AXES:
+        if getattr(args, k):
+            plane[k] = tuple(getattr(args, k))
+    grid["planes"] = [plane]
+    if args.old_shares:
+        grid["old"] = tuple(dict.fromkeys(args.old_shares))
+    for k in ("heap", "strategies", "repeat"):
+        if getattr(args, k):
+            grid[k] = getattr(args, k)
+    if "copy" not in grid["strategies"]:
+        grid["strategies"] = ("copy",) + tuple(grid["strategies"])
+    if args.old_shares or any(getattr(args, k) for k in _grid.AXES):
+        grid["name"] = "young-custom"
+    return grid
 
 
 def grid_from(args) -> Dict[str, Any]:
@@ -426,7 +497,10 @@ def grid_from(args) -> Dict[str, Any]:
 def run_command(ap: argparse.ArgumentParser, args) -> int:
     """The sweep for parsed arguments; usage errors through `ap`."""
     plot_path(ap, args.plot)
-    grid = grid_from(args)
+    if args.old_shares and args.gc != "young":
+        ap.error("--old-shares is the axis of young sweeps: add --gc young")
+    young = args.gc == "young"
+    grid = young_grid_from(ap, args) if young else grid_from(args)
     options = mutator_flags(args)
     try:
         for p in _grid.union(grid["planes"], "profiles"):
@@ -447,10 +521,12 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
                                                               args.cluster_devices, tick), args.quiet, err)
         else:
             trace = TraceWriter(trace_path(args.trace)) if args.trace else None
+            sweep_of = run_young_sweep if young else run_sweep
             try:
-                report = progress.run(lambda tick: run_sweep(grid["heap"], grid["planes"], grid["strategies"],
-                                                             grid["repeat"], args.faults, args.seed, options=options,
-                                                             progress=tick, grid_name=grid["name"], trace=trace),
+                report = progress.run(lambda tick: sweep_of(grid["heap"], grid["planes"], grid["strategies"],
+                                                            grid["repeat"], args.faults, args.seed, options=options,
+                                                            progress=tick, grid_name=grid["name"], trace=trace,
+                                                            **({"olds": grid["old"]} if young else {})),
                                       args.quiet, err)
             except BaseException:
                 if trace is not None:
@@ -467,7 +543,7 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     else:
         if args.json:
             atomic_write(args.json, (text + "\n").encode())
-        render(report, Console(width=200))
+        (render_young if young else render)(report, Console(width=200))
     if args.csv:
         write_csv(report, args.csv)
     if args.plot:

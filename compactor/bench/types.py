@@ -22,13 +22,15 @@ class Scenario:
     faults: str
     mutators: int
     profile: str = "stress"  # a compactor.profiles name; without mutators always "stress" (no app runs)
+    kind: str = "full"  # the collection: "full", or "young" (a generational heap's young collection, bench --gc)
 
     @property
     def key(self) -> str:
         """strategy/faults/mutators, and /profile unless the profile is the stress loop (keys of reports before
-        profiles stay valid)."""
+        profiles stay valid), and /young for a young collection (full collections' keys are unchanged)."""
         base = f"{self.strategy}/{self.faults}/{self.mutators}"
-        return base if self.profile == "stress" else f"{base}/{self.profile}"
+        base = base if self.profile == "stress" else f"{base}/{self.profile}"
+        return base if self.kind == "full" else f"{base}/{self.kind}"
 
 
 class RunFailed(BenchError):
