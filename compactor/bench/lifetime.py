@@ -16,8 +16,6 @@ threshold). The first collection is young (the heap is generational already, as 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -35,7 +33,7 @@ from . import progress as _progress
 from .args import int_in, share, size
 from .env import check_memory, check_usable, host_environment, memory_available
 from .generational import GENERATION_DEFAULTS
-from .output import atomic_write
+from .output import emit_report
 from .schema import LIFETIME_SCHEMA_ID
 from .types import BenchError
 
@@ -274,11 +272,5 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     except BenchError as e:
         err.print(f"[red]error[/red]: {escape(str(e))}")
         return e.status
-    text = json.dumps(report, indent=2)
-    if args.json == "-":
-        sys.stdout.write(text + "\n")
-        return 0
-    if args.json:
-        atomic_write(args.json, (text + "\n").encode())
-    render(report, Console(width=200))
+    emit_report(report, args.json, lambda r: render(r, Console(width=200)))
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import sys
 import tempfile
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -25,6 +27,18 @@ def atomic_write(path: str, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def emit_report(report: dict, json_path: Optional[str], render: Callable[[dict], None]) -> None:
+    """A report's output: `json_path` "-" prints the JSON alone on stdout; a path writes it there atomically, then
+    `render` shows the report; None only renders it."""
+    text = json.dumps(report, indent=2)
+    if json_path == "-":
+        sys.stdout.write(text + "\n")
+        return
+    if json_path:
+        atomic_write(json_path, (text + "\n").encode())
+    render(report)
 
 
 def write_rows(path: str, header: list, rows: Iterable[list]) -> None:

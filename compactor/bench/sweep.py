@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import statistics
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -42,7 +40,7 @@ from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
 from .generational import GENERATION_DEFAULTS
 from .machines import by_kernel, machine_label, merge_sweeps, render_side_by_side, retried_line
-from .output import atomic_write
+from .output import atomic_write, emit_report
 from .output import write_sweep_csv as write_csv
 from .report import move_kernel_line
 from .schema import SWEEP_SCHEMA_ID
@@ -537,13 +535,7 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     except BenchError as e:
         err.print(f"[red]error[/red]: {escape(str(e))}")
         return e.status
-    text = json.dumps(report, indent=2)
-    if args.json == "-":
-        sys.stdout.write(text + "\n")
-    else:
-        if args.json:
-            atomic_write(args.json, (text + "\n").encode())
-        (render_young if young else render)(report, Console(width=200))
+    emit_report(report, args.json, lambda r: (render_young if young else render)(r, Console(width=200)))
     if args.csv:
         write_csv(report, args.csv)
     if args.plot:
