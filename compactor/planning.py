@@ -98,7 +98,8 @@ class Plan:
                     chunk_offset=d["chunk_offset"], first_obj=d["first_obj"], first_obj_header=d["first_obj_header"],
                     pre_compact_offset=d["pre_compact_offset"], dense_prefix_pages=d["dense_prefix_pages"],
                     slide_begin=d["slide_begin"], post_compact_end=d["post_compact_end"], live_bytes=d["live_bytes"],
-                    expected_digest=d["expected_digest"])
+                    expected_digest=d["expected_digest"], kind="young" if d["old_gen_end"] else "full",
+                    old_gen_end=d["old_gen_end"])
 
     def to_dict(self) -> Dict[str, Any]:
         d: Dict[str, Any] = {"page_size": self.page_size, "heap_bytes": self.heap_size, "live_bytes": self.live_bytes,

@@ -87,14 +87,14 @@ def test_text_csv_and_claim_name_both_kinds(young_full):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--gc", "young", "--runner"], "plan-file v1 has no old generation"),
-    (["--gc", "young,full", "--device", "127.0.0.1:1"], "plan-file v1 has no old generation"),
+    (["--gc", "young", "--runner"], "runs in this process only"),
+    (["--gc", "young,full", "--device", "127.0.0.1:1"], "runs in this process only"),
     (["--old-fraction", "0.5"], "add young to --gc"),
     (["--gc", "young", "--live", "0.3"], "--live does not apply"),
     (["--gc", "young", "--old-fraction", "0.9", "--mid-fraction", "0.1"], "leave the young generation"),
 ])
 def test_young_runs_are_refused_where_they_cannot_run(args, message):
-    """Young collections with the native runner or a device (plan files hold no old generation) and generation
+    """Young collections with the native runner or a device (their executors carry the full plan only) and generation
     flags without young collections are usage errors (status 2) naming why, before anything runs."""
     p = bench(*TINY, *args, check=False)
     assert p.returncode == 2 and message in p.stderr and not p.stdout

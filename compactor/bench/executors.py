@@ -105,7 +105,7 @@ class Executor(ABC):
 
     def plan_for(self, sc: Scenario):
         """The prepared plan of the scenario's collection kind; RunFailed when none was prepared (only the binding
-        runs young plans: plan files cannot hold them)."""
+        runs young plans: the runner and device executors carry one full plan file)."""
         p = self.plans.get(sc.kind)
         if p is None:
             raise RunFailed(f"{sc.key}: no {sc.kind} plan was prepared for the {self.name} executor", 2)
@@ -187,7 +187,7 @@ class RunnerExecutor(_HostExecutor):
         self.plan_path: Optional[str] = None  # set by prepare()
 
     def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
-        # a plan file holds a full plan only (plan-file v1 has no old generation): young plans are not prepared
+        # one plan file, the full collection's: young plans are not prepared (the bench runs them in process)
         super().prepare(heap, plan, {k: p for k, p in (plans or {plan.kind: plan}).items() if k == "full"})
         self.runner = self.runner or runner_path()
         self.plan_path = self.plan_file.save(plan)
@@ -252,7 +252,7 @@ class DeviceExecutor(Executor):
         return self.session.measure_floor(pages, repeat)
 
     def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
-        # a plan file holds a full plan only (plan-file v1 has no old generation): young plans are not prepared
+        # one plan file, the full collection's: young plans are not prepared (the bench runs them in process)
         super().prepare(heap, plan, {k: p for k, p in (plans or {plan.kind: plan}).items() if k == "full"})
         self.session.push_plan(self.plan_file.save(plan))
 

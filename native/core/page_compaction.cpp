@@ -142,9 +142,10 @@ uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_
             object_refs(f, page, end, cur, h);
             live += h.size;
             cur += h.size;
-        } else if (cur >= page && (cur == 0 || word_is_live(p, cur - 8))) {
+        } else if (cur >= page && (cur == 0 || cur == p.old_gen_end || word_is_live(p, cur - 8))) {
             // Start of a dead run in this page: one filler covers it up to the next live word. (A filler header
-            // is never a reference slot, so writing it before the group's flush is safe.)
+            // is never a reference slot, so writing it before the group's flush is safe.) A run can also start at
+            // the old generation's end, whose last object's bit says only whether it is on a dirty card.
             uint64_t run_end = next_live(p, cur);
             if (run_end > dense_end) run_end = dense_end;
             const uint64_t filler = pack_header(static_cast<uint32_t>(run_end - cur), 0, kClassFiller);

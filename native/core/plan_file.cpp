@@ -171,6 +171,10 @@ PlanBundle parse_plan_file(const uint8_t* data, size_t size) {
     sections.load<kFirstObjHeader>(p.first_obj_header);
     sections.load<kPreCompactOffset>(p.pre_compact_offset);
     sections.load<kDescription>(b.description);
+    std::vector<uint64_t> old_gen_end;
+    sections.load<kOldGenEnd>(old_gen_end);
+    if (old_gen_end.size() > 1) malformed("old generation's end: " + s(old_gen_end.size()) + " values, not one");
+    p.old_gen_end = old_gen_end.empty() ? 0 : old_gen_end[0];
     // The plan first: it checks the header's page and heap sizes, which the object table is then checked against.
     assemble_plan(p);
     assemble_object_table(t, b.root_objects, p.heap_size);
@@ -196,9 +200,6 @@ void save_plan_file(const std::string& path, const PlanView& plan, const ObjectT
                     const int32_t* root_objects, uint64_t num_roots, uint64_t expected_digest, uint64_t seed,
                     const std::string& description) {
     validate_plan(plan);
-    if (plan.old_gen_end)
-        throw PlanError(path + ": a young collection's plan cannot be saved: plan-file version 1 has no old "
-                              "generation (run young collections in process, with compactor.collect)");
     validate_object_table(table, plan.heap_size);
     root_offsets(table, root_objects, num_roots);  // throws for a root naming no object
 
@@ -222,10 +223,13 @@ void save_plan_file(const std::string& path, const PlanView& plan, const ObjectT
     payload.set<kFirstObjHeader>(plan.first_obj_header, plan.num_to_pages);
     payload.set<kPreCompactOffset>(plan.pre_compact_offset, plan.num_to_pages);
     payload.set<kDescription>(description.data(), description.size());
+    payload.set<kOldGenEnd>(&plan.old_gen_end, 1);
+    // kOldGenEnd is the last section: a full collection's plan leaves it out of the table.
+    const uint32_t written = plan.old_gen_end ? kNumSections : kNumSections - 1;
 
     SectionEntry entries[kNumSections];
-    uint64_t end = kFirstSectionOffset;
-    for (uint32_t i = 0; i < kNumSections; ++i) {
+    uint64_t end = first_section_offset(written);
+    for (uint32_t i = 0; i < written; ++i) {
         const uint64_t offset = align_section(end);
         entries[i] = SectionEntry{kSections[i].id, kSections[i].element_size, payload.count(i), offset};
         end = offset + payload.count(i) * kSections[i].element_size;
@@ -242,16 +246,16 @@ void save_plan_file(const std::string& path, const PlanView& plan, const ObjectT
     h.live_bytes = plan.live_bytes;
     h.expected_digest = expected_digest;
     h.seed = seed;
-    h.num_sections = kNumSections;
+    h.num_sections = written;
     h.flags = 0;
     h.file_size = end;
 
     AtomicFile f(path);
     f.write(&h, sizeof h);
-    f.write(entries, sizeof entries);
+    f.write(entries, written * sizeof(SectionEntry));
     static constexpr char kPadding[kSectionAlignment] = {};
-    uint64_t pos = kFirstSectionOffset;
-    for (uint32_t i = 0; i < kNumSections; ++i) {
+    uint64_t pos = first_section_offset(written);
+    for (uint32_t i = 0; i < written; ++i) {
         const uint64_t bytes = entries[i].count * entries[i].element_size;
         f.write(kPadding, entries[i].offset - pos);
         if (bytes) f.write(payload.data(i), bytes);

@@ -220,6 +220,7 @@ void register_heap(py::module_& m) {
         d["slide_begin"] = b.plan.slide_begin;
         d["post_compact_end"] = b.plan.post_compact_end;
         d["live_bytes"] = b.plan.live_bytes;
+        d["old_gen_end"] = b.plan.old_gen_end;
         d["expected_digest"] = b.expected_digest;
         d["seed"] = b.seed;
         d[key(plan_file::kDescription)] = b.description;

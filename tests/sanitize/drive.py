@@ -1,7 +1,8 @@
 """Drives concurrent collections through a sanitizer build of compactor-runner (tests/sanitize/build.sh): every
 strategy x fault mode x mutators (0, 1, 4) x fault injection (none, EAGAIN, EBUSY, ENOMEM; a real double install
 and a stalled GC thread, whose runs must fail as they should), with and without allocating mutators, on small heaps
-of three shapes, plus app signals (SIGPROF, SIGALRM, SIGUSR1 touching the heap) in the fault path.
+of three shapes, plus app signals (SIGPROF, SIGALRM, SIGUSR1 touching the heap) in the fault path, and young
+collections of a generational heap (the old generation mapped back in place).
 
     python tests/sanitize/drive.py --runner build/asan/compactor-runner --kind asan [--repeat 2] [--json F]
 
@@ -83,6 +84,14 @@ def cases(kind: str, repeat: int) -> List[Case]:
                     out.append(Case(f"{strategy}/{faults}/{mutators}/{inj}{'/alloc' if alloc else ''}/{plan}", plan,
                                     ["--strategy", strategy, "--faults", faults, "--mutators", str(mutators),
                                      "--pre-pause-ms", "1", *alloc, *inj_flags], repeat))
+    # Young collections (compactor.generations): the old generation's pages mapped back, updated on dirty cards only.
+    for strategy in ("copy", "move", "move-alloc", "hybrid"):
+        for faults in ("sigbus", "thread"):
+            for mutators in (0, 4):
+                alloc = ["--alloc-rate", "64000000"] if mutators else []
+                out.append(Case(f"{strategy}/{faults}/{mutators}/young", "young",
+                                ["--strategy", strategy, "--faults", faults, "--mutators", str(mutators),
+                                 "--pre-pause-ms", "1", *alloc], repeat))
     signals = ("sigprof", "sigalrm") if kind == "tsan" else ("sigprof", "sigalrm", "sigusr1")
     for signal in signals:
         for strategy in ("copy", "move", "hybrid"):
@@ -110,6 +119,8 @@ def make_plans(folder: pathlib.Path) -> None:
     for shape in SHAPES:
         heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", garbage=shape, seed=11))
         compactor.plan(heap).save(folder / f"{shape}.plan")
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", old_fraction=0.7, mid_fraction=0.05, seed=11))
+    compactor.plan(heap, kind="young").save(folder / "young.plan")
 
 
 def run_case(runner: str, folder: pathlib.Path, case: Case, out: Outcome) -> None:

@@ -82,7 +82,7 @@ constexpr RecordField kSectionEntryFields[] = {
 
 enum SectionId : uint32_t {
     kObjOffset = 1, kObjSize, kObjNumRefs, kObjIdentity, kRefs, kRoots, kLiveWords, kChunkOffset, kFirstObj,
-    kFirstObjHeader, kPreCompactOffset, kDescription
+    kFirstObjHeader, kPreCompactOffset, kDescription, kOldGenEnd
 };
 
 struct SectionKind {
@@ -108,6 +108,9 @@ constexpr SectionKind kSections[] = {
     {kFirstObjHeader, 8, "first_obj_header", "first-object headers", true},
     {kPreCompactOffset, 4, "pre_compact_offset", "pre-compact offsets", true},
     {kDescription, 1, "description", "description", false},
+    // A young collection's plan only (one value: the old generation's end); a full collection's file has no entry
+    // for it, so that its table is the twelve entries version 1 always had.
+    {kOldGenEnd, 8, "old_gen_end", "old generation's end", false},
 };
 constexpr uint32_t kNumSections = sizeof(kSections) / sizeof(kSections[0]);
 
@@ -118,9 +121,11 @@ constexpr bool sections_are_indexed_by_id() {
 }
 static_assert(sections_are_indexed_by_id(), "kSections[id - 1] describes section id");
 static_assert(kNumSections <= kMaxSections, "the writer's table fits the reader's bound");
+static_assert(kSections[kNumSections - 1].id == kOldGenEnd, "the writer leaves the last section out of full plans");
 
-// Where the writer's first section starts: after the header and its table of all kNumSections entries.
-constexpr uint64_t kFirstSectionOffset = sizeof(Header) + kNumSections * sizeof(SectionEntry);
+// Where the writer's first section starts: after the header and its table of `entries` section entries (every
+// section but kOldGenEnd, and that one too in a young collection's plan).
+constexpr uint64_t first_section_offset(uint32_t entries) { return sizeof(Header) + entries * sizeof(SectionEntry); }
 
 constexpr uint64_t align_section(uint64_t offset) {
     return (offset + kSectionAlignment - 1) / kSectionAlignment * kSectionAlignment;
