@@ -95,6 +95,7 @@ INJECT_DOUBLE_INSTALL: int
 INJECT_POISON: int
 MAX_MUTATORS: int
 MAX_BATCH: int
+TRACE_EVENT_BYTES: int
 
 class CollectorConfig:
     strategy: str

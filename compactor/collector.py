@@ -14,6 +14,7 @@ from . import _native, memory
 from .errors import UffdError
 from .heap import Heap
 from .kernel_facts import warn_for_strategy
+from .layout import CHUNK_SIZE
 from .marking import mark
 from .options import option_table
 from .planning import Plan
@@ -117,7 +118,7 @@ def generational_metrics(plan: Plan, raw: Dict[str, Any]) -> Dict[str, Any]:
     old_pages = plan.old_gen_end // ps
     updated = 0
     if old_pages:
-        per_page = plan.live_words[: old_pages * ps // 512].reshape(old_pages, ps // 512)
+        per_page = plan.live_words[: old_pages * ps // CHUNK_SIZE].reshape(old_pages, ps // CHUNK_SIZE)
         updated = int(np.count_nonzero(per_page.any(axis=1)))
     pages = raw["pages"]
     dense = int(pages.get("dense_move", 0)) + int(pages.get("dense_copy", 0))

@@ -21,6 +21,7 @@ import resource
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from . import _native
 from .errors import InsufficientMemory
 
 MEMORY = "memory"  # resident pages: MemAvailable, cgroups, COMPACTOR_MEMORY_LIMIT
@@ -199,7 +200,7 @@ def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: 
       after the reset);
     - marking and planning when no plan is given: the mark bits and plan tables, an eighth of the heap;
     - fixed costs: per-thread buffers, latency samples and write logs (32 MiB + 8 MiB per mutator), and a stack
-      per thread (GC, fault thread, mutators) of address space;
+      per thread (GC, fault thread, the signal option's source, mutators) of address space;
     - ``trace_events`` > 0: each thread's trace buffer (24 bytes per event; collector, GC, fault thread, mutators).
 
     So a first concurrent collection of an unmapped heap needs about 2 heaps + the live bytes resident and 3 heaps
@@ -215,14 +216,14 @@ def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: 
     if not planned:
         parts.append(("marking and plan tables", heap_bytes // 8, heap_bytes // 8))
     fixed = 32 * MiB + 8 * MiB * mutators
-    parts.append(("buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 2) * thread_stack_bytes()))
+    parts.append(("buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 3) * thread_stack_bytes()))
     if trace_events and concurrent:
         traces = TRACE_EVENT_BYTES * trace_events * (mutators + 3)
         parts.append(("trace buffers", traces, traces))
     return Need(sum(p[1] for p in parts), sum(p[2] for p in parts), tuple(parts))
 
 
-TRACE_EVENT_BYTES = 24  # native/include/compactor/trace_events.hpp: sizeof(TraceEvent)
+TRACE_EVENT_BYTES = _native.TRACE_EVENT_BYTES  # sizeof(TraceEvent), native/include/compactor/trace_events.hpp
 TABLE_BYTES_PER_OBJECT = 192  # Heap.generate: the object table and its temporaries (measured: 182 B at the peak)
 
 

@@ -37,6 +37,7 @@ def test_two_hundred_concurrent_collections_run_clean_under_the_sanitizer(kind, 
     result = tmp_path / "outcome.json"
     p = subprocess.run([sys.executable, str(HERE / "drive.py"), "--runner", runner, "--kind", kind,
                         "--json", str(result)], capture_output=True, text=True, timeout=1200, cwd="/")
+    assert result.exists(), f"drive.py ended with status {p.returncode} and no outcome:\n{p.stderr[-4000:]}"
     outcome = json.loads(result.read_text())
     assert p.returncode == 0 and not outcome["failures"], "\n".join(outcome["failures"])[-6000:]
     assert outcome["collections"] >= 200

@@ -36,11 +36,11 @@ def test_signals_at_one_khz_reach_every_mutator_and_the_collection_verifies(heap
 @pytest.mark.parametrize("signal", SIGNALS)
 @pytest.mark.parametrize("backoff", ["art", "futex"])
 def test_a_signal_interrupts_a_sigbus_handler_waiting_for_the_page_the_gc_holds(heap_and_plan, signal, backoff):
-    """While the GC thread holds a page for 0.3 s, signals reach the SIGBUS handler waiting for it (nanosleep or
+    """While the GC thread holds a page for 0.5 s, signals reach the SIGBUS handler waiting for it (nanosleep or
     futex interrupted, EINTR for SIGALRM), and the wait resumes: the run verifies."""
     heap, plan = heap_and_plan
     r = compactor.collect(heap, "copy", faults="sigbus", mutators=1, plan=plan, signal=signal, signal_hz=1000,
-                          stall_seconds=0.3, backoff=backoff)
+                          stall_seconds=0.5, backoff=backoff)
     assert r.verified and r.counters["signals_in_fault_wait"] > 0
 
 
@@ -49,7 +49,7 @@ def test_a_sigusr1_handler_that_faults_on_the_heap_is_resolved_by_a_nested_sigbu
     faults on pages not yet mapped; SIGBUS handlers nested in it resolve those faults and the heap verifies."""
     heap, plan = heap_and_plan
     r = compactor.collect(heap, "copy", faults="sigbus", mutators=1, plan=plan, signal="sigusr1", signal_hz=2000,
-                          stall_seconds=0.3, think_ns=1_000_000, think="sleep")
+                          stall_seconds=0.5, think_ns=1_000_000, think="sleep")
     c = r.counters
     assert r.verified and c["signal_heap_faults"] > 0 and c["signal_heap_reads"] >= c["signal_heap_faults"]
 

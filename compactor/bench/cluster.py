@@ -303,6 +303,9 @@ def run_bench(address: str, cfg: Any, progress: Optional[Callable[[str, int, int
 
     tick = progress or (lambda *_: None)
     groups = bench_groups(cfg)
+    if not groups:  # only stw: nothing concurrent, nothing a machine of the cluster would add
+        raise BenchError("--cluster sends the bench's concurrent comparisons to workers: choose at least one "
+                         "strategy besides stw (stop-the-world alone runs here: drop --cluster)", 2)
     with connect(address, allowed_failures) as (client, name):
         results, retried, failed = run_tasks(client, [(k, bench_group_task, (g, device)) for k, g in groups],
                                              resources(device), address, tick, allowed_failures)

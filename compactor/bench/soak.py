@@ -40,9 +40,10 @@ from compactor import profiles, uffd
 from compactor import swap as swap_mod
 from compactor.bench.output import atomic_write  # absolute: this file also runs by path
 from compactor.collector import STRATEGIES
+from compactor.kernel_facts import MOVE_STRATEGIES  # the strategies that need UFFDIO_MOVE
 
 SCHEMA_ID = "compactor.soak/1"
-MOVE_STRATEGIES = ("move", "move-alloc", "hybrid")  # need UFFDIO_MOVE
+
 FAULTS = ("sigbus", "thread")
 MUTATORS = (0, 1, 2, 3, 4)
 BATCHES = (1, 16, 64, 512)

@@ -65,20 +65,24 @@ def run_young_cells(heap_bytes: int, olds: tuple, plane: dict, strategies: tuple
             ex.trace_events = DEFAULT_EVENTS if trace is not None else 0
             ex.prepare(heap, plan, {kind: plan})
         raws: Dict[tuple, Dict[str, List[dict]]] = {}
-        for rep in range(repeat):
-            for m, b, p in sub:
-                c = (share, m, b, p)
+        try:
+            for rep in range(repeat):
+                for m, b, p in sub:
+                    c = (share, m, b, p)
 
-                def before(s, m=m, b=b, p=p, rep=rep, old=old, kind=kind):
-                    tick(f"old {old:.2f} ({kind}): {s} batch {b}, {m} mutators {p} (repetition {rep + 1}/{repeat})",
-                         done[0], total)
-                    done[0] += 1
+                    def before(s, m=m, b=b, p=p, rep=rep, old=old, kind=kind):
+                        tick(f"old {old:.2f} ({kind}): {s} batch {b}, {m} mutators {p} (repetition {rep + 1}/{repeat})",
+                             done[0], total)
+                        done[0] += 1
 
-                for s, raw in run_cell_repetition(executors[b], c, strategies, faults, rep, before, kind).items():
-                    events = raw.pop("trace", None)
-                    if trace is not None and events:
-                        trace.add(collection_name(raw, f"{kind} old {old:.2f} {p} batch {b} #{rep + 1}"), events)
-                    raws.setdefault(c, {}).setdefault(s, []).append(raw)
+                    for s, raw in run_cell_repetition(executors[b], c, strategies, faults, rep, before, kind).items():
+                        events = raw.pop("trace", None)
+                        if trace is not None and events:
+                            trace.add(collection_name(raw, f"{kind} old {old:.2f} {p} batch {b} #{rep + 1}"), events)
+                        raws.setdefault(c, {}).setdefault(s, []).append(raw)
+        finally:
+            for ex in executors.values():
+                ex.close()
         for c, by_s in raws.items():
             for row in cell_rows(c, by_s):
                 gen = run_generational(by_s[row["strategy"]])

@@ -7,7 +7,6 @@
 #include <csignal>
 #include <cstring>
 #include <ctime>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -21,6 +20,21 @@ using namespace layout;
 namespace {
 
 std::atomic<Context*> g_signal_ctx{nullptr};
+struct sigaction g_previous;  // the handler the collection replaced: a signal for anyone else goes there
+
+// Sets the calling thread's signal mask: the system call itself (sigprocmask, unlike pthread_sigmask, is on POSIX's
+// async-signal-safe list; on Linux both set the calling thread's mask).
+void set_thread_mask(const sigset_t* set, sigset_t* old) { syscall(SYS_rt_sigprocmask, SIG_SETMASK, set, old, _NSIG / 8); }
+
+// A signal that reached a thread this collection does not run (a test harness's SIGALRM, a profiler's SIGPROF for
+// another thread): handed to the handler the collection replaced, if it was one.
+void forward(int sig, siginfo_t* si, void* uc) {
+    if (g_previous.sa_flags & SA_SIGINFO) {
+        if (g_previous.sa_sigaction) g_previous.sa_sigaction(sig, si, uc);
+    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
+        g_previous.sa_handler(sig);
+    }
+}
 
 int signal_number(AppSignal s) {
     switch (s) {
@@ -46,11 +60,13 @@ void read_a_root(Context& ctx, ThreadCtx& tc) {
         request_abort(ctx, EBADMSG, "a mutator's SIGUSR1 handler read a root whose header is not an object's");
 }
 
-void on_app_signal(int sig, siginfo_t*, void*) {
+void on_app_signal(int sig, siginfo_t* si, void* uc) {
     const int saved_errno = errno;
     Context* ctx = g_signal_ctx.load(std::memory_order_acquire);
     ThreadCtx* tc = thread_ctx();
-    if (ctx && tc) {
+    if (!ctx || !tc || tc->is_gc) {
+        forward(sig, si, uc);
+    } else {
         const sig_atomic_t outer = tc->in_app_signal;
         tc->in_app_signal = 1;
         tc->counters.signals_handled += 1;
@@ -75,7 +91,7 @@ void fill_async_signals(sigset_t* set) {
 
 void SignalWindow::open() {
     if (open_ || !tc_ || !tc_->interrupted_mask) return;
-    pthread_sigmask(SIG_SETMASK, tc_->interrupted_mask, &saved_);
+    set_thread_mask(tc_->interrupted_mask, &saved_);
     was_in_wait_ = tc_->in_fault_wait;
     tc_->in_fault_wait = 1;
     open_ = true;
@@ -84,7 +100,7 @@ void SignalWindow::open() {
 SignalWindow::~SignalWindow() {
     if (!open_) return;
     tc_->in_fault_wait = was_in_wait_;  // a nested handler's wait ends inside an outer one's
-    pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+    set_thread_mask(&saved_, nullptr);
 }
 
 void AppSignals::start() {
@@ -99,19 +115,26 @@ void AppSignals::start() {
     sa.sa_flags = SA_SIGINFO | (signo_ == SIGALRM ? 0 : SA_RESTART);
     fill_async_signals(&sa.sa_mask);
     sigaction(signo_, &sa, &previous_);
+    g_previous = previous_;
     installed_ = true;
     source_ = std::thread([this] { Run(); });
 }
 
-// Every 1/signal_hz seconds, one signal to each running mutator (a late tick is not made up for in a burst).
+// Every 1/signal_hz seconds, one signal to each running mutator (a late tick is not made up for in a burst). Sleeps
+// in slices of at most kSlice, so that stop() never waits for a slow rate's next tick.
 void AppSignals::Run() {
+    constexpr uint64_t kSlice = 2000000;
     const uint64_t period = static_cast<uint64_t>(1e9 / ctx_.cfg.signal_hz);
     const int pid = static_cast<int>(getpid());
     uint64_t next = now_ns();
     while (!stop_.load(std::memory_order_acquire)) {
         next += period;
-        timespec at{static_cast<time_t>(next / 1000000000ull), static_cast<long>(next % 1000000000ull)};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) == EINTR) {}
+        for (uint64_t now = now_ns(); now < next && !stop_.load(std::memory_order_acquire); now = now_ns()) {
+            const uint64_t until = next - now > kSlice ? now + kSlice : next;
+            timespec at{static_cast<time_t>(until / 1000000000ull), static_cast<long>(until % 1000000000ull)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr);
+        }
+        if (stop_.load(std::memory_order_acquire)) break;
         for (unsigned i = 0; i < ctx_.cfg.mutators; ++i) {
             const int tid = ctx_.mutator_tids[i].load(std::memory_order_acquire);
             if (tid > 0 && syscall(SYS_tgkill, pid, tid, signo_) == 0) sent_ += 1;

@@ -1,9 +1,12 @@
 #include "compactor/memory_limits.hpp"
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <sys/resource.h>
+
+#include "compactor/errors.hpp"
 
 namespace compactor {
 
@@ -119,7 +122,11 @@ std::vector<MemoryLimit> memory_limits() {
                        lim > size ? lim - size : 0, true});
     }
     if (const char* env = std::getenv("COMPACTOR_MEMORY_LIMIT"); env && *env) {
-        const uint64_t v = std::strtoull(env, nullptr, 10);
+        char* end = nullptr;
+        errno = 0;
+        const uint64_t v = std::strtoull(env, &end, 10);
+        if (errno || *end || env[0] == '-')  // as Python's compactor.memory refuses it
+            throw PlanError(std::string("COMPACTOR_MEMORY_LIMIT='") + env + "' is not a number of bytes");
         out.push_back({"COMPACTOR_MEMORY_LIMIT",
                        "the environment's COMPACTOR_MEMORY_LIMIT = " + std::to_string(v) + " (" + mib(v) + ")", v, false});
     }

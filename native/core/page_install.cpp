@@ -359,6 +359,7 @@ bool install_fresh_page(Context& ctx, ThreadCtx* tc, uint64_t page) {
 // One page compacted by a mutator or the fault thread, as a "compact" slice of its trace.
 void compact_traced(ThreadCtx& tc, const PlanView& p, const uint8_t* from_space, uint8_t* target, uint64_t page) {
     TraceSlice slice(&tc, TraceKind::Compact, page, 1);
+    slice.set_end_args(page, 1);
     compact_page(p, from_space, target, page);
 }
 

@@ -126,7 +126,7 @@ void check_memory_or_exit(const PlanView& plan, const CollectorConfig& cfg, bool
     const uint64_t fixed = 32 * MiB + 8 * MiB * cfg.mutators + traces;
     const uint64_t live = plan.live_bytes < heap ? plan.live_bytes : heap;
     const uint64_t need_memory = heap + (concurrent ? live : 0) + fixed;
-    const uint64_t need_as = heap + (concurrent ? heap : 0) + fixed + (cfg.mutators + 2) * stack;
+    const uint64_t need_as = heap + (concurrent ? heap : 0) + fixed + (cfg.mutators + 3) * stack;  // + GC, fault, signals
     std::string parts = "moving space " + std::to_string(heap / MiB) + " MiB";
     if (concurrent) parts += " + from-space " + std::to_string(heap / MiB) + " MiB";
     parts += " + buffers, samples, write logs, thread stacks";

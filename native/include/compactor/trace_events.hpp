@@ -72,16 +72,24 @@ public:
     void record(TraceKind k, TracePhase p, uint64_t arg0 = 0, uint64_t arg1 = 0, TraceMethod m = TraceMethod::None,
                 int err = 0) {
         if (__builtin_expect(capacity_ == 0, 1)) return;
+        // The slot first, then the clock: a handler nested between the two would otherwise take an earlier slot
+        // with a later time, and the thread's events would not be in time order.
+        const uint64_t i = __atomic_fetch_add(&next_, 1, __ATOMIC_RELAXED);  // lock-free: signal-safe
+        if (i >= capacity_) return;  // full: dropped (counted by next_ - capacity_)
         timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        record_at(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec), k, p, arg0,
-                  arg1, m, err);
+        store(i, static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec), k, p, arg0, arg1,
+              m, err);
     }
     void record_at(uint64_t ts_ns, TraceKind k, TracePhase p, uint64_t arg0 = 0, uint64_t arg1 = 0,
                    TraceMethod m = TraceMethod::None, int err = 0) {
         if (__builtin_expect(capacity_ == 0, 1)) return;
         const uint64_t i = __atomic_fetch_add(&next_, 1, __ATOMIC_RELAXED);  // lock-free: signal-safe
         if (i >= capacity_) return;  // full: dropped (counted by next_ - capacity_)
+        store(i, ts_ns, k, p, arg0, arg1, m, err);
+    }
+    void store(uint64_t i, uint64_t ts_ns, TraceKind k, TracePhase p, uint64_t arg0, uint64_t arg1, TraceMethod m,
+               int err) {
         data_[i] = TraceEvent{ts_ns, arg0, static_cast<uint32_t>(arg1), static_cast<uint8_t>(k),
                               static_cast<uint8_t>(p), static_cast<uint8_t>(m), static_cast<uint8_t>(err > 255 ? 255 : err)};
     }
