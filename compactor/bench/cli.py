@@ -193,11 +193,10 @@ def generations_from(args) -> Optional[dict]:
                              f"{'shape' if len(given) > 1 else 'shapes'} the generational heap of young "
                              "collections: add young to --gc (e.g. --gc young,full)", 2)
         return None
-    if args.runner or args.device:
-        raise BenchError("--gc young runs in this process only: the bench's runner and device executors carry one "
-                         "full plan to compactor-runner (a young plan file runs with compactor-runner directly: "
-                         "compactor.plan(heap, kind='young').save(F)); drop young from --gc or run without "
-                         "--runner/--device", 2)
+    if args.device:
+        raise BenchError("--gc young runs on this machine only (in process, or with --runner): the device executor "
+                         "pushes one plan file, the full collection's, to the phone; drop young from --gc or run "
+                         "without --device", 2)
     if args.heap_from or args.heap_from_app:
         raise BenchError("--gc young needs a generational heap, and a heap from an HPROF dump (--heap-from, "
                          "--heap-from-app) has one generation: drop young from --gc or the dump", 2)

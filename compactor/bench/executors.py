@@ -9,14 +9,14 @@ import shutil
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from .. import _native
 from .. import memory as _memory
 from .. import profiles as _profiles
-from ..collector import collect
+from ..collector import collect, generational_metrics
 from ..device.adb import DeviceError
 from ..errors import HeapCorruption
 from ..heap import Heap
@@ -105,7 +105,7 @@ class Executor(ABC):
 
     def plan_for(self, sc: Scenario):
         """The prepared plan of the scenario's collection kind; RunFailed when none was prepared (only the binding
-        runs young plans: the runner and device executors carry one full plan file)."""
+        runs young plans on a device: its executor carries one full plan file)."""
         p = self.plans.get(sc.kind)
         if p is None:
             raise RunFailed(f"{sc.key}: no {sc.kind} plan was prepared for the {self.name} executor", 2)
@@ -162,9 +162,10 @@ class _PlanFile:
     def __init__(self) -> None:
         self.dir: Optional[str] = None
 
-    def save(self, plan) -> str:
-        self.dir = tempfile.mkdtemp(prefix="compactor-bench-")
-        path = os.path.join(self.dir, "heap.plan")
+    def save(self, plan, name: str = "heap.plan") -> str:
+        if self.dir is None:
+            self.dir = tempfile.mkdtemp(prefix="compactor-bench-")
+        path = os.path.join(self.dir, name)
         plan.save(path)
         return path
 
@@ -184,18 +185,17 @@ class RunnerExecutor(_HostExecutor):
         self.runner = runner
         self.flags = runner_flags(self.options)  # refuses an unknown option before anything runs
         self.plan_file = _PlanFile()
-        self.plan_path: Optional[str] = None  # set by prepare()
+        self.plan_paths: Dict[str, str] = {}  # one plan file per collection kind, set by prepare()
 
     def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
-        # one plan file, the full collection's: young plans are not prepared (the bench runs them in process)
-        super().prepare(heap, plan, {k: p for k, p in (plans or {plan.kind: plan}).items() if k == "full"})
+        super().prepare(heap, plan, plans)
         self.runner = self.runner or runner_path()
-        self.plan_path = self.plan_file.save(plan)
+        self.plan_paths = {k: self.plan_file.save(p, f"{k}.plan") for k, p in self.plans.items()}
 
     def run(self, sc: Scenario, rep: int) -> dict:
-        assert self.runner is not None and self.plan_path is not None, "prepare() comes first"
-        self.plan_for(sc)  # refuses a young scenario
-        cmd = [self.runner, self.plan_path, "--strategy", sc.strategy, "--mutators", str(sc.mutators),
+        assert self.runner is not None and self.plan_paths, "prepare() comes first"
+        plan = self.plan_for(sc)
+        cmd = [self.runner, self.plan_paths[sc.kind], "--strategy", sc.strategy, "--mutators", str(sc.mutators),
                "--batch", str(self.batch), "--seed", str(self.seed + rep)] + runner_flags(self.options_for(sc))
         if sc.faults != "none":
             cmd += ["--faults", sc.faults]
@@ -210,6 +210,7 @@ class RunnerExecutor(_HostExecutor):
             raise BenchError(f"compactor-runner failed ({p.returncode}): {p.stderr.strip()}", 1)
         raw = json.loads(p.stdout)["runs"][0]
         raw["latency_samples_ns"] = np.zeros(0, dtype=np.uint64)  # the runner reports percentiles only
+        raw["kind"], raw["generational"] = plan.kind, generational_metrics(plan, raw)
         return raw
 
     def close(self) -> None:
@@ -252,7 +253,7 @@ class DeviceExecutor(Executor):
         return self.session.measure_floor(pages, repeat)
 
     def prepare(self, heap: Heap, plan, plans: Optional[dict] = None) -> None:
-        # one plan file, the full collection's: young plans are not prepared (the bench runs them in process)
+        # one plan file on the device, the full collection's: young plans are not prepared
         super().prepare(heap, plan, {k: p for k, p in (plans or {plan.kind: plan}).items() if k == "full"})
         self.session.push_plan(self.plan_file.save(plan))
 
