@@ -138,6 +138,9 @@ def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResu
     old_gen_end = 0
     if kind == "young":  # the old generation and the page it ends on stay in place (ART: the black-dense prefix)
         assert heap.generations is not None  # mark() refused a heap without generations
+        if not heap.tiled:  # the in-place walk of the old generation steps from object to object
+            raise ValueError("a young collection needs a heap tiled with objects from 0 to its used end (as "
+                             "generated, or as after_collection() and mutate() leave it)")
         old_gen_end = heap.generations.old_end
         dense_pages = min(-(-old_gen_end // ps), -(-heap.used_end // ps))
     else:
