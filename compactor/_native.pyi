@@ -47,6 +47,8 @@ class Toucher:
 
 def layout_info() -> Dict[str, int]: ...
 def initial_payload_word(identity: int, index: int) -> int: ...
+def collection_need(heap: int, live: int, concurrent: bool, mutators: int,
+                    trace_events: int) -> List[Tuple[str, int, int]]: ...
 def mark_reachable(ref_start: npt.NDArray[np.uint64], refs: npt.NDArray[np.int32],
                    roots: npt.NDArray[np.int32],
                    premarked: Optional[npt.NDArray[np.bool_]] = None) -> npt.NDArray[np.bool_]: ...
@@ -95,7 +97,6 @@ INJECT_DOUBLE_INSTALL: int
 INJECT_POISON: int
 MAX_MUTATORS: int
 MAX_BATCH: int
-TRACE_EVENT_BYTES: int
 
 class CollectorConfig:
     strategy: str

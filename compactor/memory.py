@@ -179,16 +179,12 @@ def available(kind: Optional[str] = None) -> Optional[int]:
     return lim.available if lim else None
 
 
-def thread_stack_bytes() -> int:
-    """The address space glibc reserves for a new thread's stack: RLIMIT_STACK's soft limit, 8 MiB when unlimited."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
-    return 8 * MiB if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
-
-
 def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: bool = False,
                     keep_image: bool = True, concurrent: bool = True, mutators: int = 0,
                     live_bytes: Optional[int] = None, planned: bool = True, trace_events: int = 0) -> Need:
-    """What one ``collect()`` maps beyond what the process already holds (derived from the core's mappings):
+    """What one ``collect()`` maps beyond what the process already holds: the core's definition of a collection's
+    own mappings (``_native.collection_need``, which compactor-runner checks as well), less what is mapped already,
+    plus what only the Python side maps:
 
     - the moving space, ``heap_bytes`` resident and mapped, unless already mapped (``space_mapped``);
     - the pristine image the first reset keeps (``keep_image``): one more heap, unless already kept;
@@ -201,29 +197,21 @@ def collection_need(heap_bytes: int, *, space_mapped: bool = False, image_kept: 
     - marking and planning when no plan is given: the mark bits and plan tables, an eighth of the heap;
     - fixed costs: per-thread buffers, latency samples and write logs (32 MiB + 8 MiB per mutator), and a stack
       per thread (GC, fault thread, the signal option's source, mutators) of address space;
-    - ``trace_events`` > 0: each thread's trace buffer (24 bytes per event; collector, GC, fault thread, mutators).
+    - ``trace_events`` > 0: each thread's trace buffer (collector, GC, fault thread, mutators).
 
     So a first concurrent collection of an unmapped heap needs about 2 heaps + the live bytes resident and 3 heaps
     of address space; a later one the live bytes and one heap of address space, plus the fixed costs."""
-    parts: List[Tuple[str, int, int]] = []
-    if not space_mapped:
-        parts.append(("moving space", heap_bytes, heap_bytes))
+    live = heap_bytes if live_bytes is None else min(heap_bytes, live_bytes)
+    core = [(str(w), int(m), int(a)) for w, m, a in _native.collection_need(heap_bytes, live, concurrent, mutators,
+                                                                            trace_events)]
+    parts: List[Tuple[str, int, int]] = [p for p in core if p[0] != "moving space" or not space_mapped]
     if keep_image and not image_kept:
-        parts.append(("pristine image", heap_bytes, heap_bytes))
-    if concurrent:
-        live = heap_bytes if live_bytes is None else min(heap_bytes, live_bytes)
-        parts.append(("from-space", live, heap_bytes))
+        parts.insert(1 if not space_mapped else 0, ("pristine image", heap_bytes, heap_bytes))
     if not planned:
         parts.append(("marking and plan tables", heap_bytes // 8, heap_bytes // 8))
-    fixed = 32 * MiB + 8 * MiB * mutators
-    parts.append(("buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 3) * thread_stack_bytes()))
-    if trace_events and concurrent:
-        traces = TRACE_EVENT_BYTES * trace_events * (mutators + 3)
-        parts.append(("trace buffers", traces, traces))
     return Need(sum(p[1] for p in parts), sum(p[2] for p in parts), tuple(parts))
 
 
-TRACE_EVENT_BYTES = _native.TRACE_EVENT_BYTES  # sizeof(TraceEvent), native/include/compactor/trace_events.hpp
 TABLE_BYTES_PER_OBJECT = 192  # Heap.generate: the object table and its temporaries (measured: 182 B at the peak)
 
 

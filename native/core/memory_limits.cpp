@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "compactor/errors.hpp"
+#include "compactor/trace_events.hpp"
 
 namespace compactor {
 
@@ -149,6 +150,26 @@ std::string memory_shortfall(uint64_t need_memory, uint64_t need_address_space, 
     return what + " needs about " + mib(worst_need) + (worst->address_space ? " of address space" : " of memory") +
            " (" + parts + "); this process may use " + mib(worst->available) + " more under " + worst->name + " (" +
            worst->source + "): use a smaller heap or raise the limit";
+}
+
+std::vector<NeedPart> collection_need(uint64_t heap, uint64_t live, bool concurrent, unsigned mutators,
+                                      uint64_t trace_events, uint64_t stack) {
+    constexpr uint64_t MiB = 1ull << 20;
+    const uint64_t fixed = 32 * MiB + 8 * MiB * mutators;
+    std::vector<NeedPart> parts{{"moving space", heap, heap}};
+    if (concurrent) parts.push_back({"from-space", live < heap ? live : heap, heap});
+    parts.push_back({"buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 3ull) * stack});
+    if (trace_events && concurrent) {
+        const uint64_t traces = sizeof(TraceEvent) * trace_events * (mutators + 3ull);
+        parts.push_back({"trace buffers", traces, traces});
+    }
+    return parts;
+}
+
+uint64_t thread_stack_bytes() {
+    rlimit rs{};
+    if (getrlimit(RLIMIT_STACK, &rs) == 0 && rs.rlim_cur != RLIM_INFINITY && rs.rlim_cur > 0) return rs.rlim_cur;
+    return 8ull << 20;
 }
 
 }  // namespace compactor

@@ -129,7 +129,6 @@ void register_collector(py::module_& m) {
     m.attr("INJECT_POISON") = kPoison;
     m.attr("MAX_MUTATORS") = kMaxMutators;
     m.attr("MAX_BATCH") = kMaxBatch;
-    m.attr("TRACE_EVENT_BYTES") = sizeof(TraceEvent);
 
     m.def("collect", [](HeapSpace& space, const PlanData& plan, const TableBundle& table, uint64_t digest_before,
                         const CollectorConfig& cfg) {

@@ -4,6 +4,7 @@
 #include "compactor/errors.hpp"
 #include "compactor/heap_space.hpp"
 #include "compactor/marking.hpp"
+#include "compactor/memory_limits.hpp"
 #include "compactor/object_layout.hpp"
 #include "compactor/plan_checks.hpp"
 #include "compactor/plan_file.hpp"
@@ -48,6 +49,14 @@ void register_heap(py::module_& m) {
     using U32s = py::array_t<uint32_t, py::array::c_style | py::array::forcecast>;
     using I32s = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
     using Bools = py::array_t<bool, py::array::c_style | py::array::forcecast>;
+    m.def("collection_need", [](uint64_t heap, uint64_t live, bool concurrent, unsigned mutators, uint64_t trace_events) {
+        py::list parts;
+        for (const NeedPart& n : collection_need(heap, live, concurrent, mutators, trace_events, thread_stack_bytes()))
+            parts.append(py::make_tuple(n.what, n.memory, n.address_space));
+        return parts;
+    }, py::arg("heap"), py::arg("live"), py::arg("concurrent"), py::arg("mutators"), py::arg("trace_events"),
+       "What one collection maps of its own, as (what, resident bytes, bytes of address space) parts: the core's "
+       "one definition (native/include/compactor/memory_limits.hpp), which compactor-runner checks too.");
     m.def("mark_reachable", [](const U64s& ref_start, const I32s& refs, const I32s& roots, const py::object& premarked) {
         if (ref_start.ndim() != 1 || ref_start.size() < 1) throw py::value_error("ref_start must hold count + 1 entries");
         const uint64_t count = static_cast<uint64_t>(ref_start.size()) - 1;

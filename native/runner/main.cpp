@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <sys/resource.h>
+#include <algorithm>
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <vector>
@@ -111,26 +111,20 @@ const OptionInfo* option_of_flag(const std::string& flag, bool& negated) {
 }
 
 // Refuses (exit 2, with the numbers) a plan whose heap would not fit under this process's memory limits, before
-// anything is mapped. The need is compactor.memory.collection_need's for the runner (no pristine image is kept):
-// the moving space; for a concurrent strategy the from-space (one heap of address space, the live bytes resident);
-// buffers, samples and write logs (32 MiB + 8 MiB per mutator), trace buffers, and a stack per thread of address
-// space.
+// anything is mapped: collection_need (memory_limits.hpp; the runner keeps no pristine image).
 void check_memory_or_exit(const PlanView& plan, const CollectorConfig& cfg, bool floor_only) {
     constexpr uint64_t MiB = 1ull << 20;
     const uint64_t heap = plan.heap_size;
     const bool concurrent = !floor_only && cfg.strategy != Strategy::Stw;
-    rlimit rs{};
-    uint64_t stack = 8 * MiB;
-    if (getrlimit(RLIMIT_STACK, &rs) == 0 && rs.rlim_cur != RLIM_INFINITY && rs.rlim_cur > 0) stack = rs.rlim_cur;
-    const uint64_t traces = concurrent ? sizeof(TraceEvent) * cfg.trace_events * (cfg.mutators + 3) : 0;
-    const uint64_t fixed = 32 * MiB + 8 * MiB * cfg.mutators + traces;
-    const uint64_t live = plan.live_bytes < heap ? plan.live_bytes : heap;
-    const uint64_t need_memory = heap + (concurrent ? live : 0) + fixed;
-    const uint64_t need_as = heap + (concurrent ? heap : 0) + fixed + (cfg.mutators + 3) * stack;  // + GC, fault, signals
-    std::string parts = "moving space " + std::to_string(heap / MiB) + " MiB";
-    if (concurrent) parts += " + from-space " + std::to_string(heap / MiB) + " MiB";
-    parts += " + buffers, samples, write logs, thread stacks";
-    if (traces) parts += " + trace buffers " + std::to_string(traces / MiB) + " MiB";
+    uint64_t need_memory = 0, need_as = 0;
+    std::string parts;
+    for (const NeedPart& n : collection_need(heap, plan.live_bytes, concurrent, cfg.mutators, cfg.trace_events,
+                                             thread_stack_bytes())) {
+        need_memory += n.memory;
+        need_as += n.address_space;
+        parts += (parts.empty() ? "" : " + ") + n.what + " " + std::to_string(std::max(n.memory, n.address_space) / MiB) +
+                 " MiB";
+    }
     const std::string what = std::string(floor_only ? "measuring the compaction floor of " : "a collection of ") +
                              "a " + std::to_string(heap / MiB) + " MiB heap";
     const std::string msg = memory_shortfall(need_memory, need_as, what, parts);

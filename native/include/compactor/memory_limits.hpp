@@ -18,6 +18,24 @@ struct MemoryLimit {
 
 std::vector<MemoryLimit> memory_limits();
 
+// One part of what a collection maps: resident bytes and bytes of address space.
+struct NeedPart {
+    std::string what;
+    uint64_t memory, address_space;
+};
+
+// What one collection of a `heap`-byte heap maps of its own (the one definition: the runner's check and Python's
+// compactor.memory.collection_need use it): the moving space; for a concurrent strategy the from-space (one heap
+// of address space; to-space pages installed while it still holds its pages: at most `live` resident); buffers,
+// latency samples and write logs (32 MiB + 8 MiB per mutator) and a stack per thread (GC, fault thread, the
+// signal source, mutators; `stack` bytes each) of address space; with trace_events, a trace buffer per thread
+// (collector, GC, fault thread, mutators).
+std::vector<NeedPart> collection_need(uint64_t heap, uint64_t live, bool concurrent, unsigned mutators,
+                                      uint64_t trace_events, uint64_t stack);
+
+// The address space glibc reserves for a new thread's stack: RLIMIT_STACK's soft limit, 8 MiB when unlimited.
+uint64_t thread_stack_bytes();
+
 // "" when `need_memory` resident bytes and `need_address_space` mapped bytes fit under every limit; otherwise
 // the message naming the limit that falls shortest: "<what> needs about N MiB of memory (<parts>); this process may
 // use M MiB more under <limit> (<source>): use a smaller heap or raise the limit".
