@@ -74,10 +74,26 @@ def test_young_and_full_collections_verify(gheap, need_move, kind, strategy, fau
         assert gm["pages_mapped_back_move"] == 0 if strategy == "copy" else True
 
 
-def test_stop_the_world_young_collection_verifies(gheap):
-    """The stop-the-world fallback runs a young plan too."""
-    r = compactor.collect(gheap, "stw", kind="young")
-    assert r.verified and r.kind == "young"
+@pytest.mark.parametrize("strategy", ["stw", "copy"])
+def test_a_young_collection_leaves_old_pages_without_card_objects_byte_for_byte(gheap, strategy):
+    """Stop-the-world and concurrent young collections map the old pages that hold no object on a dirty card back
+    exactly as they were, and compact the rest: the pages above the old generation change."""
+    plan = compactor.plan(gheap, kind="young")
+    gheap.reset()
+    before = np.array(gheap.space.view(), copy=True)
+    r = compactor.collect(gheap, strategy, plan=plan)
+    after = gheap.space.view()
+    ps = plan.page_size
+    per_page = ps // 512
+    old_pages = plan.old_gen_end // ps
+    # No object on a dirty card starts between the object covering the page's start and the page's end.
+    untouched = [pg for pg in range(old_pages)
+                 if not plan.live_words[int(plan.first_obj[pg]) // 512:(pg + 1) * per_page].any()]
+    assert r.verified and r.kind == "young" and len(untouched) > old_pages // 4
+    for pg in untouched:
+        assert np.array_equal(before[pg * ps:(pg + 1) * ps], after[pg * ps:(pg + 1) * ps]), f"old page {pg} changed"
+    young = slice(plan.slide_begin, plan.post_compact_end)
+    assert not np.array_equal(before[young], after[young])
 
 
 def test_a_planted_old_to_young_reference_on_a_clean_card_is_caught(gheap):
