@@ -238,19 +238,17 @@ def after_collection(plan: "Plan", *, seed: int = 0, stale_cards: float = 0.0) -
         if sizes[i] < MIN_OBJECT_SIZE and i > 0:
             sizes[i - 1] += sizes[i]
             sizes[i] = 0
-    keep_slots = np.repeat(nrefs, 1)  # slots kept per object (a cut object keeps its first ones)
-    starts = heap.ref_start[order].astype(np.int64)
-    pos = np.repeat(starts - np.cumsum(keep_slots) + keep_slots, keep_slots) + np.arange(int(keep_slots.sum()))
+    starts = heap.ref_start[order].astype(np.int64)  # each object's first nrefs slots (a cut object keeps its first)
+    pos = np.repeat(starts - np.cumsum(nrefs) + nrefs, nrefs) + np.arange(int(nrefs.sum()))
     old_refs = heap.refs[pos].astype(np.int64)
     refs = np.where(old_refs >= 0, new_index[np.maximum(old_refs, 0)], -1)
     roots = heap.roots.astype(np.int64)
     roots = np.where(roots >= 0, new_index[np.maximum(roots, 0)], -1)
     g = heap.generations
-    mid_boundary = g.mid_end if g is not None else 0
-    above = off[order] >= mid_boundary
-    old_end = int(new_off[above].min()) if above.any() else plan.post_compact_end
-    if g is None:
-        old_end = 0
+    old_end = 0  # without generations: everything below the post-compact end is mid
+    if g is not None:
+        above = off[order] >= g.mid_end  # the young generation's survivors
+        old_end = int(new_off[above].min()) if above.any() else plan.post_compact_end
     mid_end = plan.post_compact_end
     gone = sizes == 0  # an 8-byte cut joined its predecessor
     if gone.any():
