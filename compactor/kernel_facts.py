@@ -72,11 +72,19 @@ def in_ranges(version: Version, affected: Sequence[Sequence[Optional[str]]]) -> 
     return False
 
 
-@functools.lru_cache(maxsize=1)
-def load_bugs() -> Tuple[Dict[str, Any], ...]:
-    """The table's entries (id, title, affected, fixed_in, what, source, note, probe)."""
+def _read_table() -> Tuple[Dict[str, Any], ...]:
     with open(BUGS_FILE, encoding="utf-8") as f:
         return tuple(json.load(f)["bugs"])
+
+
+# Read when the module is imported, not at the first MOVE collection: a process may drop privileges after
+# importing compactor, and the installed package may then be unreadable (a site-packages under /root, mode 700).
+_BUGS = _read_table()
+
+
+def load_bugs() -> Tuple[Dict[str, Any], ...]:
+    """The table's entries (id, title, affected, fixed_in, what, source, note, probe), as read at import."""
+    return _BUGS
 
 
 def art_would_use_move(version: Version, move_in_kernel: bool = True) -> bool:

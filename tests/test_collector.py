@@ -275,6 +275,27 @@ def test_unprivileged_concurrent_collection_verifies(need_move):
     assert r.stdout.split("\n")[:2] == ["copy True copy ''", "move True move ''"]
 
 
+def test_a_collection_after_import_opens_no_file_of_the_installed_package(need_move):
+    """Regression (CI, package under /root, mode 700): a MOVE collection read the kernel-bug table at first use,
+    after the process had dropped privileges, and failed with PermissionError. Every package file a collection
+    needs is read at import."""
+    r = run_python("""
+        import builtins, io, os, compactor
+        pkg = os.path.dirname(compactor.__file__) + os.sep
+        real_open = builtins.open
+        def guarded_open(file, *args, **kwargs):
+            if isinstance(file, (str, bytes, os.PathLike)) and os.path.abspath(os.fsdecode(file)).startswith(pkg):
+                raise PermissionError(13, "the package is unreadable after import in this test", file)
+            return real_open(file, *args, **kwargs)
+        builtins.open = io.open = guarded_open
+        heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=3))
+        for s in ("copy", "move", "hybrid"):
+            print(s, compactor.collect(heap, s, mutators=1).strategy)
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:6] == ["copy", "copy", "move", "move", "hybrid", "hybrid"]
+
+
 def test_previous_sigbus_handler_is_restored_after_a_collection():
     r = run_python(f"""
         import faulthandler, sys
