@@ -98,11 +98,11 @@ PINNED_SEED7 = (66844, 279672671296, 4611232638, 34385470, 15190307205686560028,
                 (16001066996383849803, 33544, 4204976))
 
 
-@pytest.mark.parametrize("strategy", ["copy", "move"])
-def test_reset_from_the_pristine_image_gives_the_materialized_heap_back(strategy):
+@pytest.mark.parametrize(("strategy", "size"), [("copy", "4MiB"), ("move", "4MiB"), ("move", "64MiB")])
+def test_reset_from_the_pristine_image_gives_the_materialized_heap_back(strategy, size):
     """After a collection, reset() copies the kept image back: byte for byte the heap a materialization writes,
-    the same roots, and the pristine digest."""
-    spec = HeapSpec(size="4MiB", seed=11)
+    the same roots, and the pristine digest (64 MiB: restored in slices, one thread each)."""
+    spec = HeapSpec(size=size, seed=11)
     heap = Heap.generate(spec)
     pristine = heap.pristine_digest()
     compactor.collect(heap, strategy, "sigbus", 1)
@@ -151,3 +151,39 @@ def test_bench_scale_refuses_what_cannot_run_before_measuring(tmp_path, sizes, m
     out = tmp_path / "scale.json"
     p = bench("scale", "--sizes", sizes, "--json", str(out), check=False)
     assert p.returncode == 2 and message in p.stderr and not out.exists()
+
+
+# The fast digest splits its two passes over threads from 32 MiB of heap on (kWordsPerThread in verify.cpp).
+LARGE = "64MiB"
+
+
+@pytest.mark.parametrize("shape", [dict(seed=21), dict(seed=22, garbage="clustered", live_fraction=0.3)])
+def test_the_threaded_digest_of_a_large_heap_equals_the_precise_traversal(shape):
+    """On a heap large enough for the threaded passes, the fast digest (pristine and after a move collection)
+    equals the single-threaded depth-first traversal's digest, object count and bytes."""
+    heap = Heap.generate(HeapSpec(size=LARGE, **shape))
+    heap.reset()
+    fast, precise = heap.space.digest(), heap.space.digest(precise=True)
+    assert fast == precise == heap.pristine_digest() and fast[1] > 100_000
+    compactor.collect(heap, "move")
+    assert heap.space.digest() == heap.space.digest(precise=True) == fast
+
+
+def test_a_reference_into_an_object_of_a_large_heap_is_named_by_the_threaded_digest():
+    """A reachable object's reference moved 8 bytes into its referent, on a heap large enough for the threaded
+    passes: the digest raises HeapCorruption naming the holder's identity, as on a small heap."""
+    from compactor.layout import REFS_OFFSET
+
+    heap = Heap.generate(HeapSpec(size=LARGE, seed=23))
+    heap.reset()
+    live = mark_reachable(heap)
+    first_ref = heap.refs[np.minimum(heap.ref_start[:-1], heap.refs.size - 1)]
+    holders = np.flatnonzero(live & (heap.num_refs > 0) & (first_ref >= 0))
+    holder = int(holders[len(holders) * 3 // 4])
+    slot = int(heap.offset[holder]) + REFS_OFFSET
+    view = heap.space.view()
+    ref = int(view[slot:slot + 4].view(np.uint32)[0])
+    view[slot:slot + 4] = np.array([ref + 8], dtype=np.uint32).view(np.uint8)
+    named = f"reference 0 of object identity {int(heap.identity[holder]):#x}"
+    with pytest.raises(compactor.HeapCorruption, match=named):
+        heap.space.digest()

@@ -1,6 +1,9 @@
 #include "compactor/verify.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include <cstring>
 #include <sys/mman.h>
@@ -109,6 +112,71 @@ inline uint64_t object_term(const uint8_t* heap, uint64_t off, const ObjectHeade
 
 }  // namespace
 
+namespace {
+
+constexpr uint64_t kWordsPerThread = 1u << 16;  // bitmap words (32 MiB of heap) before a second thread pays
+constexpr unsigned kMaxThreads = 4;
+
+// Runs part(t) for t in [0, parts): the last on the calling thread, the others on their own, all joined.
+template <typename Part>
+void run_parts(unsigned parts, const Part& part) {
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t + 1 < parts; ++t) threads.emplace_back([&part, t] { part(t); });
+    part(parts - 1);
+    for (std::thread& th : threads) th.join();
+}
+
+// Sets bit `off / 8` of a bitmap that other threads set too; true for the one caller that set it. Relaxed: the
+// bit only decides who queues the object (the heap is not written while it is verified).
+inline bool claim_word_bit(uint64_t* bitmap, uint64_t off) {
+    const uint64_t w = off / 8;
+    uint64_t* word = bitmap + w / 64;
+    const uint64_t m = 1ull << (w % 64);
+    if (__atomic_load_n(word, __ATOMIC_RELAXED) & m) return false;
+    return !(__atomic_fetch_or(word, m, __ATOMIC_RELAXED) & m);
+}
+
+// The sum of object_term over the objects whose bits are set in visited[first_word, last_word), in address order.
+// Each referent's identity is a random load: those of the object kRefsAhead objects on are prefetched, so that
+// several are in flight while the current object's terms are computed.
+GraphDigest sum_object_terms(const uint8_t* heap, const std::vector<uint64_t>& visited, uint64_t first_word,
+                             uint64_t last_word) {
+    constexpr size_t kRefsAhead = 4;
+    GraphDigest g;
+    uint64_t ring[kRefsAhead] = {};  // the objects whose referents are being fetched, oldest at `head`
+    size_t head = 0, held = 0;
+    auto prefetch_referents = [heap](uint64_t off) {
+        const ObjectHeader h = unpack_header(ld64(heap + off));
+        for (uint32_t i = 0; i < h.num_refs; ++i) {
+            const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
+            if (ref != kNullRef) __builtin_prefetch(heap + ref + kIdentityOffset);
+        }
+    };
+    auto add_term = [&](uint64_t off) {
+        const ObjectHeader h = unpack_header(ld64(heap + off));
+        g.digest += object_term(heap, off, h);
+        g.objects += 1;
+        g.bytes += h.size;
+    };
+    for (uint64_t c = first_word; c < last_word; ++c) {
+        for (uint64_t bits = visited[c]; bits; bits &= bits - 1) {
+            const uint64_t off = (c * 64 + static_cast<uint64_t>(__builtin_ctzll(bits))) * 8;
+            prefetch_referents(off);
+            if (held < kRefsAhead) {
+                ring[(head + held++) % kRefsAhead] = off;
+                continue;
+            }
+            add_term(ring[head]);
+            ring[head] = off;
+            head = (head + 1) % kRefsAhead;
+        }
+    }
+    for (; held > 0; --held, head = (head + 1) % kRefsAhead) add_term(ring[head]);
+    return g;
+}
+
+}  // namespace
+
 static GraphDigest precise_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
                                uint64_t num_roots, const std::vector<uint64_t>* starts) {
     GraphDigest g;
@@ -142,43 +210,69 @@ static GraphDigest precise_digest(const uint8_t* heap, uint64_t heap_size, uint6
     return g;
 }
 
-// The same digest at about memory speed, in two passes: reachability breadth first (a FIFO; the header kAhead
-// entries on is prefetched, so it is in cache by the time it is checked), then the reachable objects in
-// address order (sequential reads; the referents' identities are independent loads). The sum is the precise
-// traversal's, term for term. False at the first anomaly: the precise traversal then names it.
+// The same digest at about memory speed, in two passes, each on up to kMaxThreads threads (one for small heaps):
+// reachability breadth first, each thread from its share of the roots, claiming objects in a shared visited
+// bitmap (whoever sets an object's bit queues it, so each reachable object is expanded once); then the
+// reachable objects in address order, the bitmap split into ranges (sequential reads; the referents'
+// identities are prefetched). The digest is a sum, so the parts add up to the precise traversal's, term for
+// term. False at the first anomaly: the precise traversal then names it.
 static bool fast_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit, const uint32_t* roots,
                         uint64_t num_roots, const std::vector<uint64_t>* starts, GraphDigest& g) {
     std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
-    std::vector<uint32_t> queue;
-    queue.reserve(4096);
-    auto target_ok = [&](uint32_t off) { return reference_in_bounds(off, limit) && (!starts || word_bit(*starts, off)); };
-    for (uint64_t r = 0; r < num_roots; ++r) {
-        if (roots[r] == kNullRef) continue;
-        if (!target_ok(roots[r])) return false;
-        if (set_word_bit(visited, roots[r])) queue.push_back(roots[r]);
-    }
-    constexpr size_t kAhead = 16;  // headers fetched this many objects before they are checked
-    for (size_t head = 0; head < queue.size(); ++head) {
-        if (head + kAhead < queue.size()) __builtin_prefetch(heap + queue[head + kAhead]);
-        const uint64_t off = queue[head];
+    const uint64_t words = visited.size();
+    const unsigned parts =
+        words < kWordsPerThread ? 1u : std::max(1u, std::min(kMaxThreads, std::thread::hardware_concurrency()));
+    std::atomic<bool> anomaly{false};
+    // A target must lie in bounds; that it is an object start (`starts`, when given) is checked once at the end,
+    // as the visited bits being a subset of the start bits: a target inside an object is read as a header and
+    // may queue garbage (in bounds, so harmless) before the subset check fails.
+    auto target_ok = [&](uint32_t off) { return reference_in_bounds(off, limit); };
+    // Two prefetch stages: the header of the object kAhead entries on, and the bitmap words of the referents of
+    // the object kAhead / 2 entries on (its header is in cache by then; the words are random loads).
+    constexpr size_t kAhead = 32;
+    auto prefetch_bitmap_words = [&](uint64_t off) {
         const ObjectHeader h = unpack_header(ld64(heap + off));
-        if (!object_header_ok(h, off, heap_size, limit)) return false;
+        if (!object_header_ok(h, off, heap_size, limit)) return;  // checked, and reported, when it is dequeued
         for (uint32_t i = 0; i < h.num_refs; ++i) {
-            const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
-            if (ref == kNullRef) continue;
-            if (!target_ok(ref)) return false;
-            if (set_word_bit(visited, ref)) queue.push_back(ref);
+            const uint64_t w = ld32(heap + off + kRefsOffset + 4 * i) / 8 / 64;
+            if (w < words) __builtin_prefetch(&visited[w]);
         }
-    }
-    for (uint64_t r = 0; r < num_roots; ++r) g.digest += root_term(heap, roots, r);
-    for (uint64_t c = 0; c < visited.size(); ++c) {
-        for (uint64_t bits = visited[c]; bits; bits &= bits - 1) {
-            const uint64_t off = (c * 64 + static_cast<uint64_t>(__builtin_ctzll(bits))) * 8;
+    };
+    auto reach = [&](unsigned t) {
+        std::vector<uint32_t> queue;
+        queue.reserve(4096);
+        for (uint64_t r = t; r < num_roots; r += parts) {
+            if (roots[r] == kNullRef) continue;
+            if (!target_ok(roots[r])) return anomaly.store(true, std::memory_order_relaxed);
+            if (claim_word_bit(visited.data(), roots[r])) queue.push_back(roots[r]);
+        }
+        for (size_t head = 0; head < queue.size(); ++head) {
+            if (head % 4096 == 0 && anomaly.load(std::memory_order_relaxed)) return;  // another part found one
+            if (head + kAhead < queue.size()) __builtin_prefetch(heap + queue[head + kAhead]);
+            if (head + kAhead / 2 < queue.size()) prefetch_bitmap_words(queue[head + kAhead / 2]);
+            const uint64_t off = queue[head];
             const ObjectHeader h = unpack_header(ld64(heap + off));
-            g.digest += object_term(heap, off, h);
-            g.objects += 1;
-            g.bytes += h.size;
+            if (!object_header_ok(h, off, heap_size, limit)) return anomaly.store(true, std::memory_order_relaxed);
+            for (uint32_t i = 0; i < h.num_refs; ++i) {
+                const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
+                if (ref == kNullRef) continue;
+                if (!target_ok(ref)) return anomaly.store(true, std::memory_order_relaxed);
+                if (claim_word_bit(visited.data(), ref)) queue.push_back(ref);
+            }
         }
+    };
+    run_parts(parts, reach);  // the joins order every claim before the second pass reads the bitmap
+    if (anomaly.load(std::memory_order_relaxed)) return false;
+    if (starts)
+        for (uint64_t w = 0; w < words; ++w)
+            if (visited[w] & ~(*starts)[w]) return false;  // a reachable reference points into an object
+    for (uint64_t r = 0; r < num_roots; ++r) g.digest += root_term(heap, roots, r);
+    std::vector<GraphDigest> sums(parts);
+    run_parts(parts, [&](unsigned t) { sums[t] = sum_object_terms(heap, visited, words * t / parts, words * (t + 1) / parts); });
+    for (const GraphDigest& s : sums) {
+        g.digest += s.digest;
+        g.objects += s.objects;
+        g.bytes += s.bytes;
     }
     return true;
 }
@@ -191,7 +285,9 @@ static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t
     return precise_digest(heap, heap_size, limit, roots, num_roots, starts);
 }
 
-GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots) {
+GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots,
+                         bool precise) {
+    if (precise) return precise_digest(heap, heap_size, heap_size, roots, num_roots, nullptr);
     return digest_impl(heap, heap_size, heap_size, roots, num_roots, nullptr);
 }
 

@@ -171,14 +171,17 @@ void register_heap(py::module_& m) {
             HeapSpace& h = self.cast<HeapSpace&>();
             return py::array_t<uint8_t>({static_cast<py::ssize_t>(h.size())}, {1}, h.base(), self);
         }, "A writable numpy view of the whole space (for inspection and fault-injection tests; never during a collection).")
-        .def("digest", [](HeapSpace& h) {
+        .def("digest", [](HeapSpace& h, bool precise) {
             GraphDigest g;
             {
                 py::gil_scoped_release rel;
-                g = graph_digest(h.base(), h.size(), h.roots().data(), h.roots().size());
+                g = graph_digest(h.base(), h.size(), h.roots().data(), h.roots().size(), precise);
             }
             return py::make_tuple(g.digest, g.objects, g.bytes);
-        }, "(digest, reachable objects, reachable bytes) of the graph reachable from the roots.");
+        }, py::arg("precise") = false,
+           "(digest, reachable objects, reachable bytes) of the graph reachable from the roots: by the fast two-pass "
+           "traversal (several threads on large heaps), or with precise=True by the single-threaded depth-first one "
+           "it must agree with.");
 
     m.def("plan_file_format", [] {
         auto fields = [](const auto& record) {
