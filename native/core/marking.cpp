@@ -27,11 +27,22 @@ void mark_reachable(uint64_t count, const uint64_t* ref_start, const int32_t* re
         live[o] = 1;
         queue.push_back(static_cast<uint32_t>(o));
     }
-    // Breadth first: the queue runs ahead of the object being scanned, so the reference slots of the object
-    // kPrefetch places ahead are fetched while this one is scanned (the targets' live bytes are the other miss).
-    constexpr size_t kPrefetch = 16;
+    // Breadth first: the queue runs ahead of the object being scanned, so its random loads are fetched in three
+    // stages before they are needed: the ref_start entry of the object kAhead places ahead, the reference slots
+    // of the one 2/3 of that ahead (its ref_start entry is in cache by then), and the targets' live bytes of the
+    // one 1/3 ahead (its slots are in cache). Slots are not checked here; the scan below checks them.
+    constexpr size_t kAhead = 48;
+    auto prefetch_live_bytes = [&](uint32_t o) {
+        for (uint64_t k = ref_start[o], end = ref_start[o + 1]; k < end; ++k) {
+            const int64_t t = refs[k];
+            if (t >= 0 && t < static_cast<int64_t>(count)) __builtin_prefetch(live + t);
+        }
+    };
     for (size_t head = 0; head < queue.size(); ++head) {
-        if (head + kPrefetch < queue.size()) __builtin_prefetch(refs + ref_start[queue[head + kPrefetch]]);
+        const size_t ahead = queue.size() - head - 1;
+        if (ahead > kAhead) __builtin_prefetch(ref_start + queue[head + kAhead]);
+        if (ahead > kAhead * 2 / 3) __builtin_prefetch(refs + ref_start[queue[head + kAhead * 2 / 3]]);
+        if (ahead > kAhead / 3) prefetch_live_bytes(queue[head + kAhead / 3]);
         const uint32_t o = queue[head];
         for (uint64_t k = ref_start[o], end = ref_start[o + 1]; k < end; ++k) {
             const int64_t t = refs[k];

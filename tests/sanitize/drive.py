@@ -99,6 +99,10 @@ def cases(kind: str, repeat: int) -> List[Case]:
                 out.append(Case(f"{strategy}/{faults}/4/signal-{signal}", "uniform",
                                 ["--strategy", strategy, "--faults", faults, "--mutators", "4", "--signal", signal,
                                  "--signal-hz", "2000", "--pre-pause-ms", "2"], repeat))
+    # A heap large enough for the verifier's threaded passes (32 MiB and more: verify.cpp's kWordsPerThread).
+    for strategy, faults, mutators in (("copy", "sigbus", 2), ("move", "thread", 0)):
+        out.append(Case(f"{strategy}/{faults}/{mutators}/large", "large",
+                        ["--strategy", strategy, "--faults", faults, "--mutators", str(mutators)], 1))
     # Error paths, where leaks and use-after-free hide: a real double install (HeapCorruption, status 3; no mutator,
     # which could map the page first and leave the GC's runs too short for the hook), a GC thread stalled past the
     # watchdog (WatchdogTimeout, status 1).
@@ -121,6 +125,8 @@ def make_plans(folder: pathlib.Path) -> None:
         compactor.plan(heap).save(folder / f"{shape}.plan")
     heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", old_fraction=0.7, mid_fraction=0.05, seed=11))
     compactor.plan(heap, kind="young").save(folder / "young.plan")
+    heap = compactor.Heap.generate(compactor.HeapSpec(size="48MiB", seed=11))
+    compactor.plan(heap).save(folder / "large.plan")
 
 
 def run_case(runner: str, folder: pathlib.Path, case: Case, out: Outcome) -> None:
