@@ -175,13 +175,13 @@ def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResu
     # Per to-space page: the byte landing at its start and the object covering it.
     page_start = np.arange(num_to_pages, dtype=np.int64) * ps
     pre = page_start.copy()
-    first = np.zeros(num_to_pages, dtype=np.int64)
+    obj_index = np.zeros(num_to_pages, dtype=np.int64)  # the object covering each page's first byte
     dense = page_start < dense_end
     if dense.any():  # in place: the object (live or dead) covering the page start
-        first[dense] = heap.offset[np.searchsorted(heap.offset, page_start[dense], side="right") - 1]
+        obj_index[dense] = np.searchsorted(heap.offset, page_start[dense], side="right") - 1
     straddle = (~dense) & (page_start < slide_begin)
     if straddle.any():
-        first[straddle] = live_start[straddler]
+        obj_index[straddle] = live_idx[straddler]
     sliding = page_start >= slide_begin
     if sliding.any():
         t = page_start[sliding]
@@ -193,8 +193,8 @@ def plan(heap: Heap, page_size: Optional[int] = None, marking: Optional[MarkResu
         pos = np.argmax(np.cumsum(bits, axis=1) > k[:, None], axis=1)
         x = (c * 64 + pos) * 8
         pre[sliding] = x
-        first[sliding] = live_start[np.searchsorted(live_start, x, side="right") - 1]
-    obj_index = np.searchsorted(heap.offset, first, side="right") - 1 if num_to_pages else np.zeros(0, np.int64)
+        obj_index[sliding] = live_idx[np.searchsorted(live_start, x, side="right") - 1]
+    first = heap.offset[obj_index].astype(np.int64)
     header = pack_header(heap.size[obj_index], heap.num_refs[obj_index], CLASS_OBJECT)
 
     return Plan(heap=heap, page_size=ps, live=m.live, live_words=bitmap,
