@@ -89,6 +89,30 @@ uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value) { retur
 
 namespace {
 
+// The sum of the payload terms of `n` words at `p` of the object with `identity`. The terms are independent, so
+// the loop vectorizes; where the CPU has AVX-512 (64-bit lane multiplies: vpmullq) a clone built for it runs,
+// chosen once at startup. Both give the same sum: integer arithmetic, in any order.
+#define COMPACTOR_PAYLOAD_SUM_BODY                                                              \
+    uint64_t sum = 0;                                                                          \
+    for (uint64_t w = 0; w < n; ++w) sum += payload_term_inline(identity, w, ld64(p + 8 * w)); \
+    return sum;
+uint64_t payload_sum_portable(const uint8_t* p, uint64_t identity, uint64_t n) { COMPACTOR_PAYLOAD_SUM_BODY }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f,avx512dq,avx512vl"))) uint64_t payload_sum_avx512(const uint8_t* p, uint64_t identity,
+                                                                                   uint64_t n) {
+    COMPACTOR_PAYLOAD_SUM_BODY
+}
+using PayloadSum = uint64_t (*)(const uint8_t*, uint64_t, uint64_t);
+const PayloadSum payload_sum = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") ? &payload_sum_avx512
+                                                                                    : &payload_sum_portable;
+}();
+#else
+const auto payload_sum = &payload_sum_portable;
+#endif
+#undef COMPACTOR_PAYLOAD_SUM_BODY
+
 // Root r's term of the digest.
 inline uint64_t root_term(const uint8_t* heap, const uint32_t* roots, uint64_t r) {
     return roots[r] == kNullRef ? mix64(r * 2 + 1) : mix64(r * 2 + 1 + mix64(ld64(heap + roots[r] + kIdentityOffset)));
@@ -104,10 +128,8 @@ inline uint64_t object_term(const uint8_t* heap, uint64_t off, const ObjectHeade
         const uint32_t ref = ld32(obj + kRefsOffset + 4 * i);
         shape = mix64(shape + (ref != kNullRef ? ld64(heap + ref + kIdentityOffset) : 0) + i);
     }
-    uint64_t payload = 0;
     const uint32_t pay = payload_offset(h.num_refs);
-    for (uint64_t w = 0; pay + 8 * w < h.size; ++w) payload += payload_term_inline(id, w, ld64(obj + pay + 8 * w));
-    return shape + payload;
+    return shape + payload_sum(obj + pay, id, h.size > pay ? (h.size - pay) / 8 : 0);
 }
 
 }  // namespace
