@@ -14,7 +14,7 @@ from compactor import _native
 from compactor.heap import Heap, HeapSpec
 from compactor.marking import live_words_bitmap, mark_reachable
 
-from conftest import bench
+from conftest import bench, run_python
 
 HPROF = pathlib.Path(__file__).parent / "data" / "hprof"
 
@@ -151,6 +151,22 @@ def test_bench_scale_refuses_what_cannot_run_before_measuring(tmp_path, sizes, m
     out = tmp_path / "scale.json"
     p = bench("scale", "--sizes", sizes, "--json", str(out), check=False)
     assert p.returncode == 2 and message in p.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("command", [["scale", "--sizes", "8MiB"], ["--quick", "--strategies", "copy"]])
+def test_a_plot_without_matplotlib_is_refused_before_anything_runs(tmp_path, command):
+    """Regression: `bench scale --plot` without matplotlib measured every size, then died with a traceback at the
+    plot. Now the bench and scale refuse --plot up front (status 2, the remedy named) and write no JSON."""
+    out = tmp_path / "report.json"
+    r = run_python(f"""
+        import sys
+        sys.modules["matplotlib"] = None  # what an environment without matplotlib sees: import fails
+        from compactor.bench.cli import main
+        sys.exit(main({command!r} + ["--json", {str(out)!r}, "--plot", {str(tmp_path / "p.png")!r}]))
+    """)
+    assert r.returncode == 2, r.stderr
+    assert "needs matplotlib" in r.stderr and "compactor[plot]" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
 
 
 # The fast digest splits its two passes over threads from 32 MiB of heap on (kWordsPerThread in verify.cpp).

@@ -87,9 +87,26 @@ def list_of(conv, what):
 
 
 def plot_path(ap: argparse.ArgumentParser, path, flag: str = "--plot") -> None:
-    """Refuses (usage error) a plot path that is neither .png nor .svg."""
-    if path and not path.lower().endswith((".png", ".svg")):
+    """Refuses (usage error, before anything runs) a plot path that is neither .png nor .svg, or a plot when
+    matplotlib is not installed."""
+    if not path:
+        return
+    if not path.lower().endswith((".png", ".svg")):
         ap.error(f"{flag} takes a .png or .svg path")
+    if not matplotlib_installed():
+        ap.error(f"{flag} {MATPLOTLIB_MISSING}")
+
+
+MATPLOTLIB_MISSING = "needs matplotlib, which is not installed: pip install 'compactor[plot]' (or matplotlib)"
+
+
+def matplotlib_installed() -> bool:
+    """Whether matplotlib imports (checked before a run that ends in a plot, not after it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def trace_path(path):

@@ -17,6 +17,7 @@ import time
 from typing import List, Optional
 
 import compactor
+from compactor.bench.args import MATPLOTLIB_MISSING, matplotlib_installed
 from compactor.bench.env import check_memory, memory_available  # absolute: this file also runs by path
 from compactor.bench.types import BenchError
 from compactor.heap import Heap, HeapSpec, parse_size
@@ -69,6 +70,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if args.plot and not args.plot.lower().endswith(".png"):
+        print("python -m compactor.bench scale: error: --plot takes a .png path", file=sys.stderr)
+        return 2
+    if args.plot and not matplotlib_installed():
+        print(f"python -m compactor.bench scale: error: --plot {MATPLOTLIB_MISSING}", file=sys.stderr)
+        return 2
     try:
         sizes = [parse_size(s) for s in args.sizes.split(",")]
         for size in sizes:
