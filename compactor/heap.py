@@ -379,8 +379,9 @@ class Heap:
 
     def reset(self) -> None:
         """Restores the pristine generated state. The first reset materializes the table into the space object by
-        object and, when ``keep_pristine_image`` is true (the default), keeps a copy of those bytes; every later
-        reset copies that image back at memory speed (the space populated in one call). The image costs one more
+        object (one range of objects per CPU, up to 4, for large tables) and, when ``keep_pristine_image`` is true
+        (the default), keeps a copy of those bytes; every later reset copies that image back at memory speed (the
+        space populated in one call per slice, a slice per CPU from 64 MiB on). The image costs one more
         heap of memory: set ``keep_pristine_image = False`` (or call ``drop_pristine_image()``) to re-materialize
         each time instead. Raises compactor.InsufficientMemory, before mapping anything, when the space or the
         image would not fit under this process's memory limits (compactor.memory)."""

@@ -203,3 +203,26 @@ def test_a_reference_into_an_object_of_a_large_heap_is_named_by_the_threaded_dig
     named = f"reference 0 of object identity {int(heap.identity[holder]):#x}"
     with pytest.raises(compactor.HeapCorruption, match=named):
         heap.space.digest()
+
+
+def test_a_large_heap_materialized_on_several_threads_holds_every_object_of_its_table():
+    """The first reset of a heap of more than 2^18 objects materializes it in one object range per CPU: every
+    object's header, identity and reference slots (its targets' offsets) are what the table says, across the
+    ranges' boundaries, and the space beyond the used end is zero."""
+    from compactor.layout import CLASS_OBJECT, NULL_REF, pack_header
+
+    heap = Heap.generate(HeapSpec(size=LARGE, seed=24))
+    assert heap.num_objects > 2 ** 18
+    heap.keep_pristine_image = False
+    heap.reset()
+    words = heap.space.view().view(np.uint64)
+    at = heap.offset.astype(np.int64) // 8
+    assert np.array_equal(words[at], pack_header(heap.size, heap.num_refs, CLASS_OBJECT))
+    assert np.array_equal(words[at + 1], heap.identity)
+    owner = np.repeat(np.arange(heap.num_objects), heap.num_refs.astype(np.int64))
+    slot = np.arange(heap.refs.size) - heap.ref_start[:-1].astype(np.int64)[owner]
+    slots = heap.space.view().view(np.uint32)[(heap.offset.astype(np.int64)[owner] + 16) // 4 + slot]
+    targets = heap.refs.astype(np.int64)
+    expected = np.where(targets >= 0, heap.offset.astype(np.int64)[np.maximum(targets, 0)], NULL_REF)
+    assert np.array_equal(slots, expected)
+    assert not words[heap.used_end // 8:].any()

@@ -11,6 +11,31 @@
 
 namespace compactor {
 
+namespace {
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+// Copies `len` bytes in page-aligned slices, one thread per CPU (up to 4) from 64 MiB on, each slice's
+// destination populated first in one MADV_POPULATE_WRITE (a kernel without it faults page by page): the kernel's
+// zeroing and the copy are bandwidth-bound, and one thread does not reach the machine's bandwidth.
+void copy_in_slices(uint8_t* dst, const uint8_t* src, uint64_t len) {
+    const uint64_t ps = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const unsigned parts = len < (64u << 20) ? 1u : std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+    auto slice = [&](unsigned t) {
+        const uint64_t lo = len / ps * t / parts * ps, hi = t + 1 == parts ? len : len / ps * (t + 1) / parts * ps;
+        ::madvise(dst + lo, hi - lo, MADV_POPULATE_WRITE);
+        std::memcpy(dst + lo, src + lo, hi - lo);
+    };
+    std::vector<std::thread> threads;
+    for (unsigned t = 0; t + 1 < parts; ++t) threads.emplace_back(slice, t);
+    slice(parts - 1);
+    for (std::thread& th : threads) th.join();
+}
+
+}  // namespace
+
 ObjectTableView ObjectTable::view() const {
     ObjectTableView v;
     v.count = offset.size();
@@ -60,30 +85,14 @@ void HeapSpace::reset(const ObjectTableView& table, const int32_t* root_objects,
     pristine_.unmap();
     if (!keep_image) return;
     Mapping image(space_.length());
-    std::memcpy(image.data(), space_.data(), space_.length());
+    copy_in_slices(image.data(), space_.data(), space_.length());
     pristine_ = std::move(image);
     pristine_roots_ = roots_;
 }
 
 void HeapSpace::restore() {
     if (!pristine_.valid()) throw SysError(EINVAL, "this heap space keeps no pristine image: reset it from its table");
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-    // Populated (a kernel without MADV_POPULATE_WRITE faults page by page) and copied in page-aligned slices, one
-    // per CPU for large spaces: the kernel's zeroing and the copy are bandwidth-bound, and one thread does not
-    // reach the machine's bandwidth.
-    const uint64_t len = space_.length(), ps = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    const unsigned parts = len < (64u << 20) ? 1u : std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-    auto slice = [&](unsigned t) {
-        const uint64_t lo = len / ps * t / parts * ps, hi = t + 1 == parts ? len : len / ps * (t + 1) / parts * ps;
-        ::madvise(space_.data() + lo, hi - lo, MADV_POPULATE_WRITE);
-        std::memcpy(space_.data() + lo, pristine_.data() + lo, hi - lo);
-    };
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t + 1 < parts; ++t) threads.emplace_back(slice, t);
-    slice(parts - 1);
-    for (std::thread& th : threads) th.join();
+    copy_in_slices(space_.data(), pristine_.data(), space_.length());
     roots_ = pristine_roots_;
 }
 
