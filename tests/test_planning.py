@@ -358,3 +358,17 @@ def test_a_plan_is_not_saved_with_another_heap(saved, tmp_path):
     with pytest.raises(PlanFileError, match="object table is for a heap of 2097152 bytes, the plan for one of 1048576"):
         dataclasses.replace(p, heap=other).save(tmp_path / "x.plan")
     assert not os.listdir(tmp_path)
+
+
+def test_select_bit_finds_the_kth_set_bit_of_every_word():
+    """select_bit (the byte-table bit selection that locates each to-space page's first live word) agrees with
+    a bit-by-bit search on random, full, single-bit and top-bit words, for every rank."""
+    from compactor.planning import select_bit
+
+    rng = np.random.default_rng(5)
+    words = np.concatenate([rng.integers(1, 2 ** 63, 3000, dtype=np.uint64) << np.uint64(1) | np.uint64(1),
+                            np.full(64, 2 ** 64 - 1, dtype=np.uint64), np.uint64(1) << np.arange(64, dtype=np.uint64)])
+    bits = [[i for i in range(64) if int(w) >> i & 1] for w in words]
+    k = np.array([rng.integers(len(b)) for b in bits], dtype=np.int64)
+    k[-128:-64] = np.arange(64)  # every rank of the full word
+    assert select_bit(words, k).tolist() == [b[j] for b, j in zip(bits, k)]
