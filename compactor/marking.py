@@ -49,8 +49,9 @@ class MarkResult:
 
 
 def mark_reachable(heap: ReferenceGraph) -> npt.NDArray[np.bool_]:
-    """The objects reachable from the roots: one breadth-first pass in the native core (a FIFO and a visited byte
-    per object, GIL released), linear in the reachable objects and their references."""
+    """The objects reachable from the roots: one breadth-first pass in the native core, level by level with a
+    visited bit per object, large levels expanded in ascending object order so that the reference table is read
+    in forward sweeps (GIL released); linear in the reachable objects and their references."""
     return _native.mark_reachable(np.ascontiguousarray(heap.ref_start, dtype=np.uint64),
                                   np.ascontiguousarray(heap.refs, dtype=np.int32),
                                   np.ascontiguousarray(heap.roots, dtype=np.int32))

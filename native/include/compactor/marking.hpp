@@ -7,9 +7,11 @@
 namespace compactor {
 
 // Marks live[i] = 1 for every object reachable from `roots` (object indices, -1 = null) over the reference graph
-// refs[ref_start[i] .. ref_start[i+1]) (object indices, -1 = null); live[] (count entries) must be zeroed. One
-// pass over the reachable objects: a FIFO of object indices and a visited byte per object, the next objects'
-// reference slots prefetched. Throws PlanError naming a root or reference outside [-1, count).
+// refs[ref_start[i] .. ref_start[i+1]) (object indices, -1 = null); live[] (count entries) must be zeroed except
+// for objects taken as marked already, which are never entered. One pass over the reachable objects, breadth
+// first, level by level, with a visited bit per object; a large level is expanded in ascending object order (the
+// reference table read in forward sweeps), a small one in queue order with prefetching. Throws PlanError naming
+// a root or reference outside [-1, count).
 void mark_reachable(uint64_t count, const uint64_t* ref_start, const int32_t* refs, const int32_t* roots,
                     uint64_t num_roots, uint8_t* live);
 
