@@ -17,7 +17,11 @@ import time
 from typing import List, Optional
 
 import compactor
-from compactor.bench.args import MATPLOTLIB_MISSING, matplotlib_installed
+
+try:
+    from compactor.bench.args import MATPLOTLIB_MISSING, matplotlib_installed
+except ImportError:  # an older build's package, measuring with this file by path (benchmarks/scale.py)
+    MATPLOTLIB_MISSING, matplotlib_installed = "", None  # type: ignore[assignment]
 from compactor.bench.env import check_memory, memory_available  # absolute: this file also runs by path
 from compactor.bench.types import BenchError
 from compactor.heap import Heap, HeapSpec, parse_size
@@ -73,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         print("python -m compactor.bench scale: error: --plot takes a .png path", file=sys.stderr)
         return 2
-    if args.plot and not matplotlib_installed():
+    if args.plot and matplotlib_installed is not None and not matplotlib_installed():
         print(f"python -m compactor.bench scale: error: --plot {MATPLOTLIB_MISSING}", file=sys.stderr)
         return 2
     try:
