@@ -203,7 +203,7 @@ def generate(spec: "HeapSpec", page_size: int) -> "Heap":
         roots = np.concatenate([roots, live_idx[rng.integers(0, live_idx.size, spec.roots - roots.size)]])
     cards = add_stale_cards(exact_dirty_cards(offset, nrefs, refs, old_end), spec.stale_cards, rng)
     tag = (spec.seed * 0x9E3779B1 + 0x47454E53) & 0xFFFFFFFF or 1
-    identity = identity_of(np.arange(n), tag)
+    identity = identity_of(np.arange(n, dtype=np.uint64), tag)
     heap = Heap(heap_size, offset, sizes, nrefs, identity, refs, roots, spec=spec)
     heap.generations = Generations(old_end, mid_end, cards)
     return heap
@@ -317,7 +317,7 @@ def mutate(heap: "Heap", *, alloc_bytes: int, young_survival: float = 0.1, root_
         slot = ref_start[who] + rng.integers(0, nrefs[who])
         refs[slot] = new_idx[rng.integers(0, m, who.size)]
     sizes = np.concatenate([heap.size.astype(np.int64), sizes_new])
-    identity = np.concatenate([heap.identity, identity_of(np.arange(m), tag)])
+    identity = np.concatenate([heap.identity, identity_of(np.arange(m, dtype=np.uint64), tag)])
     out = Heap(heap.heap_size, offset, sizes, nrefs, identity, refs, roots, spec=heap.spec,
                origin={"after": "app activity", "allocated_bytes": int(sizes_new.sum())})
     cards = add_stale_cards(exact_dirty_cards(out.offset, out.num_refs, out.refs, g.old_end) | g.dirty_cards,

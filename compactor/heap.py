@@ -119,11 +119,19 @@ class HeapSpec:
 
 
 def _art_sizes(rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
+    # Every draw is made for all n objects (the stream fixes the heap for a seed); the arithmetic only where used.
     kind = rng.random(n)
-    small = 16 + 8 * rng.integers(0, 7, n)                      # 16..64 B
-    medium = 72 + 8 * rng.integers(0, 24, n)                    # 72..256 B
-    arrays = (np.exp(rng.uniform(np.log(256), np.log(4096), n)).astype(np.int64) + 7) & ~7  # 256 B .. 4 KiB
-    return np.where(kind < 0.80, small, np.where(kind < 0.95, medium, arrays)).astype(np.int64)
+    small = rng.integers(0, 7, n)                               # 16..64 B
+    small *= 8
+    small += 16
+    medium = rng.integers(0, 24, n)                             # 72..256 B
+    medium *= 8
+    medium += 72
+    log_size = rng.uniform(np.log(256), np.log(4096), n)        # arrays: 256 B .. 4 KiB
+    sizes: npt.NDArray[np.int64] = np.where(kind < 0.80, small, medium)
+    arrays = kind >= 0.95
+    sizes[arrays] = (np.exp(log_size[arrays]).astype(np.int64) + 7) & ~7
+    return sizes
 
 
 def _sample_sizes(spec: HeapSpec, rng: np.random.Generator, n: int) -> npt.NDArray[np.int64]:
@@ -263,7 +271,7 @@ class Heap:
             roots1 = np.sort(roots1[order[:lo]])
         roots = np.tile(roots1, scale) + (np.arange(scale, dtype=np.int64) * n).repeat(roots1.size)
         tag = (seed * 0x9E3779B1 + 0x48505246) & 0xFFFFFFFF or 1
-        identity = identity_of(np.arange(sizes.size), tag)
+        identity = identity_of(np.arange(sizes.size, dtype=np.uint64), tag)
         h = cls(heap_size, offset, sizes, nrefs_all, identity, refs.astype(np.int32), roots.astype(np.int32),
                 origin={"hprof": os.fspath(path), "heap": g.chosen, "scale": scale, "live_fraction": live_fraction,
                         "seed": seed, "dropped_reference_slots": dropped_slots * scale, **hprof.describe(g)})
@@ -339,7 +347,7 @@ class Heap:
         elif roots.size < spec.roots:
             roots = np.concatenate([roots, np.full(spec.roots - roots.size, -1)])
         tag = (spec.seed * 0x9E3779B1 + 0x7F4A7C15) & 0xFFFFFFFF or 1
-        identity = identity_of(np.arange(n), tag)
+        identity = identity_of(np.arange(n, dtype=np.uint64), tag)
         return cls(heap_size, offset, sizes, nrefs, identity, refs, roots, spec=spec)
 
     # -- the native moving space --------------------------------------------------------------------------

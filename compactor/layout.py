@@ -59,8 +59,8 @@ def pack_header(size: npt.ArrayLike, num_refs: npt.ArrayLike, klass: npt.ArrayLi
 
 def identity_of(index: npt.ArrayLike, tag: int) -> npt.NDArray[np.uint64]:
     """Object identities: the generator's tag in the high 32 bits, index + 1 in the low 32 bits."""
-    ids: npt.NDArray[np.uint64] = ((np.uint64(tag) << np.uint64(32))
-                                   | (np.asarray(index, dtype=np.uint64) + np.uint64(1)))
+    ids: npt.NDArray[np.uint64] = np.asarray(index, dtype=np.uint64) + np.uint64(1)  # one array, then in place
+    ids |= np.uint64(tag) << np.uint64(32)
     return ids
 
 
