@@ -92,15 +92,16 @@ namespace {
 // The sum of the payload terms of `n` words at `p` of the object with `identity`. The terms are independent, so
 // the loop vectorizes; where the CPU has AVX-512 (64-bit lane multiplies: vpmullq) a clone built for it runs,
 // chosen once at startup. Both give the same sum: integer arithmetic, in any order.
-#define COMPACTOR_PAYLOAD_SUM_BODY                                                              \
-    uint64_t sum = 0;                                                                          \
-    for (uint64_t w = 0; w < n; ++w) sum += payload_term_inline(identity, w, ld64(p + 8 * w)); \
+__attribute__((always_inline)) inline uint64_t payload_sum_loop(const uint8_t* p, uint64_t identity, uint64_t n) {
+    uint64_t sum = 0;
+    for (uint64_t w = 0; w < n; ++w) sum += payload_term_inline(identity, w, ld64(p + 8 * w));
     return sum;
-uint64_t payload_sum_portable(const uint8_t* p, uint64_t identity, uint64_t n) { COMPACTOR_PAYLOAD_SUM_BODY }
+}
+uint64_t payload_sum_portable(const uint8_t* p, uint64_t identity, uint64_t n) { return payload_sum_loop(p, identity, n); }
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx512f,avx512dq,avx512vl"))) uint64_t payload_sum_avx512(const uint8_t* p, uint64_t identity,
                                                                                    uint64_t n) {
-    COMPACTOR_PAYLOAD_SUM_BODY
+    return payload_sum_loop(p, identity, n);  // the same loop, vectorized with 64-bit lane multiplies
 }
 using PayloadSum = uint64_t (*)(const uint8_t*, uint64_t, uint64_t);
 const PayloadSum payload_sum = [] {
@@ -111,7 +112,6 @@ const PayloadSum payload_sum = [] {
 #else
 const auto payload_sum = &payload_sum_portable;
 #endif
-#undef COMPACTOR_PAYLOAD_SUM_BODY
 
 // Root r's term of the digest.
 inline uint64_t root_term(const uint8_t* heap, const uint32_t* roots, uint64_t r) {
