@@ -1,14 +1,12 @@
 #include "compactor/heap_image.hpp"
 
-#include <algorithm>
 #include <cstring>
-#include <functional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "compactor/errors.hpp"
 #include "compactor/object_layout.hpp"
+#include "parallel.hpp"
 
 namespace compactor {
 
@@ -81,13 +79,10 @@ void materialize_objects(const ObjectTableView& t, uint8_t* heap, uint64_t first
 void materialize_heap(const ObjectTableView& t, uint8_t* heap, uint64_t heap_size) {
     // Objects split into one contiguous range per CPU (up to 4) for large tables: each range writes its own
     // bytes of the heap (its objects and the gaps before them).
-    const unsigned parts =
-        t.count < (1u << 18) ? 1u : std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-    std::vector<std::thread> threads;
-    for (unsigned p = 0; p + 1 < parts; ++p)
-        threads.emplace_back(materialize_objects, std::cref(t), heap, t.count * p / parts, t.count * (p + 1) / parts);
-    materialize_objects(t, heap, t.count * (parts - 1) / parts, t.count);
-    for (std::thread& th : threads) th.join();
+    const unsigned parts = parallel::parts_for(t.count, 1u << 18);
+    parallel::run_parts(parts, [&](unsigned p) {
+        materialize_objects(t, heap, t.count * p / parts, t.count * (p + 1) / parts);
+    });
     const uint64_t used = t.count ? t.offset[t.count - 1] + t.size[t.count - 1] : 0;
     if (used < heap_size) std::memset(heap + used, 0, heap_size - used);
 }

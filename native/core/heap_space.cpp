@@ -1,13 +1,11 @@
 #include "compactor/heap_space.hpp"
 
-#include <algorithm>
 #include <cstring>
 #include <sys/mman.h>
-#include <thread>
 #include <unistd.h>
-#include <vector>
 
 #include "compactor/errors.hpp"
+#include "parallel.hpp"
 
 namespace compactor {
 
@@ -22,16 +20,12 @@ namespace {
 // zeroing and the copy are bandwidth-bound, and one thread does not reach the machine's bandwidth.
 void copy_in_slices(uint8_t* dst, const uint8_t* src, uint64_t len) {
     const uint64_t ps = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    const unsigned parts = len < (64u << 20) ? 1u : std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
-    auto slice = [&](unsigned t) {
+    const unsigned parts = parallel::parts_for(len, 64u << 20);
+    parallel::run_parts(parts, [&](unsigned t) {
         const uint64_t lo = len / ps * t / parts * ps, hi = t + 1 == parts ? len : len / ps * (t + 1) / parts * ps;
         ::madvise(dst + lo, hi - lo, MADV_POPULATE_WRITE);
         std::memcpy(dst + lo, src + lo, hi - lo);
-    };
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t + 1 < parts; ++t) threads.emplace_back(slice, t);
-    slice(parts - 1);
-    for (std::thread& th : threads) th.join();
+    });
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
 #include <vector>
 
 #include <cstring>
@@ -12,6 +11,7 @@
 #include "compactor/errors.hpp"
 #include "compactor/mapping.hpp"
 #include "compactor/object_layout.hpp"
+#include "parallel.hpp"
 
 namespace compactor {
 
@@ -132,21 +132,8 @@ inline uint64_t object_term(const uint8_t* heap, uint64_t off, const ObjectHeade
     return shape + payload_sum(obj + pay, id, h.size > pay ? (h.size - pay) / 8 : 0);
 }
 
-}  // namespace
-
-namespace {
-
+using parallel::run_parts;
 constexpr uint64_t kWordsPerThread = 1u << 16;  // bitmap words (32 MiB of heap) before a second thread pays
-constexpr unsigned kMaxThreads = 4;
-
-// Runs part(t) for t in [0, parts): the last on the calling thread, the others on their own, all joined.
-template <typename Part>
-void run_parts(unsigned parts, const Part& part) {
-    std::vector<std::thread> threads;
-    for (unsigned t = 0; t + 1 < parts; ++t) threads.emplace_back([&part, t] { part(t); });
-    part(parts - 1);
-    for (std::thread& th : threads) th.join();
-}
 
 // Sets bit `off / 8` of a bitmap that other threads set too; true for the one caller that set it. Relaxed: the
 // bit only decides who queues the object (the heap is not written while it is verified).
@@ -232,7 +219,7 @@ static GraphDigest precise_digest(const uint8_t* heap, uint64_t heap_size, uint6
     return g;
 }
 
-// The same digest at about memory speed, in two passes, each on up to kMaxThreads threads (one for small heaps):
+// The same digest at about memory speed, in two passes, each on one thread per CPU (one for small heaps):
 // reachability breadth first, each thread from its share of the roots, claiming objects in a shared visited
 // bitmap (whoever sets an object's bit queues it, so each reachable object is expanded once); then the
 // reachable objects in address order, the bitmap split into ranges (sequential reads; the referents'
@@ -242,13 +229,11 @@ static bool fast_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit,
                         uint64_t num_roots, const std::vector<uint64_t>* starts, GraphDigest& g) {
     std::vector<uint64_t> visited(heap_size / 8 / 64 + 1, 0);
     const uint64_t words = visited.size();
-    const unsigned parts =
-        words < kWordsPerThread ? 1u : std::max(1u, std::min(kMaxThreads, std::thread::hardware_concurrency()));
+    const unsigned parts = parallel::parts_for(words, kWordsPerThread);
     std::atomic<bool> anomaly{false};
-    // A target must lie in bounds; that it is an object start (`starts`, when given) is checked once at the end,
-    // as the visited bits being a subset of the start bits: a target inside an object is read as a header and
-    // may queue garbage (in bounds, so harmless) before the subset check fails.
-    auto target_ok = [&](uint32_t off) { return reference_in_bounds(off, limit); };
+    // A target must lie in bounds (reference_in_bounds); that it is an object start (`starts`, when given) is
+    // checked once at the end, as the visited bits being a subset of the start bits: a target inside an object
+    // is read as a header and may queue garbage (in bounds, so harmless) before the subset check fails.
     // Two prefetch stages: the header of the object kAhead entries on, and the bitmap words of the referents of
     // the object kAhead / 2 entries on (its header is in cache by then; the words are random loads).
     constexpr size_t kAhead = 32;
@@ -265,7 +250,7 @@ static bool fast_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit,
         queue.reserve(4096);
         for (uint64_t r = t; r < num_roots; r += parts) {
             if (roots[r] == kNullRef) continue;
-            if (!target_ok(roots[r])) return anomaly.store(true, std::memory_order_relaxed);
+            if (!reference_in_bounds(roots[r], limit)) return anomaly.store(true, std::memory_order_relaxed);
             if (claim_word_bit(visited.data(), roots[r])) queue.push_back(roots[r]);
         }
         for (size_t head = 0; head < queue.size(); ++head) {
@@ -278,7 +263,7 @@ static bool fast_digest(const uint8_t* heap, uint64_t heap_size, uint64_t limit,
             for (uint32_t i = 0; i < h.num_refs; ++i) {
                 const uint32_t ref = ld32(heap + off + kRefsOffset + 4 * i);
                 if (ref == kNullRef) continue;
-                if (!target_ok(ref)) return anomaly.store(true, std::memory_order_relaxed);
+                if (!reference_in_bounds(ref, limit)) return anomaly.store(true, std::memory_order_relaxed);
                 if (claim_word_bit(visited.data(), ref)) queue.push_back(ref);
             }
         }
