@@ -31,6 +31,9 @@ __all__ = [
     "__version__",
 ]
 
+# generations and uffd: modules a collection reaches lazily, loaded now: a process that drops privileges after
+# `import compactor` may no longer read the installed package (test_a_collection_after_import_opens_no_file...).
+from . import generations, uffd  # noqa: E402, F401
 from .collector import CollectionResult, collect  # noqa: E402
 from .heap import Heap, HeapSpec, parse_size  # noqa: E402
 from .planning import Plan, plan  # noqa: E402

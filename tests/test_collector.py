@@ -280,14 +280,13 @@ def test_a_collection_after_import_opens_no_file_of_the_installed_package(need_m
     after the process had dropped privileges, and failed with PermissionError. Every package file a collection
     needs is read at import."""
     r = run_python("""
-        import builtins, io, os, compactor
+        import os, sys, compactor
         pkg = os.path.dirname(compactor.__file__) + os.sep
-        real_open = builtins.open
-        def guarded_open(file, *args, **kwargs):
-            if isinstance(file, (str, bytes, os.PathLike)) and os.path.abspath(os.fsdecode(file)).startswith(pkg):
-                raise PermissionError(13, "the package is unreadable after import in this test", file)
-            return real_open(file, *args, **kwargs)
-        builtins.open = io.open = guarded_open
+        def refuse_package_files(event, args):  # every open: open(), io.open_code (imports), os.open
+            if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and \
+                    os.path.abspath(os.fsdecode(args[0])).startswith(pkg):
+                raise PermissionError(13, "the package is unreadable after import in this test", args[0])
+        sys.addaudithook(refuse_package_files)
         heap = compactor.Heap.generate(compactor.HeapSpec(size="2MiB", seed=3))
         for s in ("copy", "move", "hybrid"):
             print(s, compactor.collect(heap, s, mutators=1).strategy)
