@@ -293,9 +293,13 @@ static GraphDigest digest_impl(const uint8_t* heap, uint64_t heap_size, uint64_t
 }
 
 GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots,
-                         bool precise) {
-    if (precise) return precise_digest(heap, heap_size, heap_size, roots, num_roots, nullptr);
-    return digest_impl(heap, heap_size, heap_size, roots, num_roots, nullptr);
+                         DigestMethod method) {
+    if (method == DigestMethod::Precise) return precise_digest(heap, heap_size, heap_size, roots, num_roots, nullptr);
+    if (method == DigestMethod::Auto) return digest_impl(heap, heap_size, heap_size, roots, num_roots, nullptr);
+    GraphDigest g;
+    if (!fast_digest(heap, heap_size, heap_size, roots, num_roots, nullptr, g))
+        throw HeapCorruption("the fast digest found an anomaly (method auto or precise names it)");
+    return g;
 }
 
 uint64_t digest_after_writes(uint64_t before, const PayloadWrite* writes, uint64_t n) {

@@ -171,17 +171,20 @@ void register_heap(py::module_& m) {
             HeapSpace& h = self.cast<HeapSpace&>();
             return py::array_t<uint8_t>({static_cast<py::ssize_t>(h.size())}, {1}, h.base(), self);
         }, "A writable numpy view of the whole space (for inspection and fault-injection tests; never during a collection).")
-        .def("digest", [](HeapSpace& h, bool precise) {
+        .def("digest", [](HeapSpace& h, const std::string& method) {
+            const DigestMethod m = method == "auto" ? DigestMethod::Auto : method == "fast" ? DigestMethod::Fast
+                                 : method == "precise" ? DigestMethod::Precise
+                                 : throw py::value_error("method must be auto, fast or precise, got '" + method + "'");
             GraphDigest g;
             {
                 py::gil_scoped_release rel;
-                g = graph_digest(h.base(), h.size(), h.roots().data(), h.roots().size(), precise);
+                g = graph_digest(h.base(), h.size(), h.roots().data(), h.roots().size(), m);
             }
             return py::make_tuple(g.digest, g.objects, g.bytes);
-        }, py::arg("precise") = false,
-           "(digest, reachable objects, reachable bytes) of the graph reachable from the roots: by the fast two-pass "
-           "traversal (several threads on large heaps), or with precise=True by the single-threaded depth-first one "
-           "it must agree with.");
+        }, py::arg("method") = "auto",
+           "(digest, reachable objects, reachable bytes) of the graph reachable from the roots. method: 'auto' (the "
+           "fast two-pass traversal, several threads on large heaps; the precise one names an anomaly), 'fast' "
+           "(only the fast one: an anomaly raises unnamed) or 'precise' (only the single-threaded depth-first one)"));
 
     m.def("plan_file_format", [] {
         auto fields = [](const auto& record) {

@@ -29,11 +29,14 @@ static_assert(sizeof(PayloadWrite) == 4 * sizeof(uint64_t), "the binding hands w
 // The additive payload term of the digest; a write changes the digest by term(new) - term(old).
 uint64_t payload_term(uint64_t identity, uint64_t index, uint64_t value);
 
-// Traverses from the roots; throws HeapCorruption when a reference is not the start of a valid object. By
-// default the fast two-pass digest (multi-threaded on large heaps), or the precise single-threaded traversal
-// when it finds an anomaly; `precise` runs only the latter (the reference the fast one is tested against).
+// How graph_digest traverses: Auto, the fast two-pass digest (multi-threaded on large heaps), or the precise
+// single-threaded traversal when it finds an anomaly (it names it); Fast alone (an anomaly throws without a
+// name: tests check that the fast path answered); Precise alone (the reference the fast one is tested against).
+enum class DigestMethod : uint8_t { Auto, Fast, Precise };
+
+// Traverses from the roots; throws HeapCorruption when a reference is not the start of a valid object.
 GraphDigest graph_digest(const uint8_t* heap, uint64_t heap_size, const uint32_t* roots, uint64_t num_roots,
-                         bool precise = false);
+                         DigestMethod method = DigestMethod::Auto);
 
 // The digest expected after the writes were applied to a heap whose digest was `before`.
 uint64_t digest_after_writes(uint64_t before, const PayloadWrite* writes, uint64_t n);
