@@ -184,7 +184,7 @@ void register_heap(py::module_& m) {
         }, py::arg("method") = "auto",
            "(digest, reachable objects, reachable bytes) of the graph reachable from the roots. method: 'auto' (the "
            "fast two-pass traversal, several threads on large heaps; the precise one names an anomaly), 'fast' "
-           "(only the fast one: an anomaly raises unnamed) or 'precise' (only the single-threaded depth-first one)"));
+           "(only the fast one: an anomaly raises unnamed) or 'precise' (only the single-threaded depth-first one)");
 
     m.def("plan_file_format", [] {
         auto fields = [](const auto& record) {
