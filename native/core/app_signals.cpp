@@ -91,16 +91,16 @@ void fill_async_signals(sigset_t* set) {
 
 void SignalWindow::open() {
     if (open_ || !tc_ || !tc_->interrupted_mask) return;
-    set_thread_mask(tc_->interrupted_mask, &saved_);
     was_in_wait_ = tc_->in_fault_wait;
-    tc_->in_fault_wait = 1;
+    tc_->in_fault_wait = 1;  // before unmasking: signals deferred until now arrive as soon as the mask opens
+    set_thread_mask(tc_->interrupted_mask, &saved_);
     open_ = true;
 }
 
 SignalWindow::~SignalWindow() {
     if (!open_) return;
+    set_thread_mask(&saved_, nullptr);  // closed first: a signal until then still counts as in the wait
     tc_->in_fault_wait = was_in_wait_;  // a nested handler's wait ends inside an outer one's
-    set_thread_mask(&saved_, nullptr);
 }
 
 void AppSignals::start() {

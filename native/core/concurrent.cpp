@@ -72,9 +72,10 @@ void sigbus_handler(int sig, siginfo_t* si, void* uc) {
         ThreadCtx* tc = t_ctx;
         // Every asynchronous signal is blocked here (sa_mask); a wait for another thread's page reopens the mask of
         // the code this handler interrupted (SignalWindow), which may itself be a signal handler's (nested faults).
+        // Only where the app has a signal source: otherwise nothing is deferred, and a wait makes no mask calls.
         const sigset_t* outer_mask = tc ? tc->interrupted_mask : nullptr;
         if (tc) {
-            tc->interrupted_mask = &static_cast<ucontext_t*>(uc)->uc_sigmask;
+            if (ctx->cfg.signal != AppSignal::None) tc->interrupted_mask = &static_cast<ucontext_t*>(uc)->uc_sigmask;
             if (tc->in_app_signal) tc->counters.signal_heap_faults += 1;
         }
         {

@@ -124,7 +124,8 @@ uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_
     // live-words bit); one holding no such object, or the tail of one that starts on an earlier page, is mapped
     // back as it is. (An object's slots on this page belong to it even if it starts before: walk from first_obj.)
     const bool old = end <= p.old_gen_end;
-    if (old && !any_live(p, p.first_obj[to_page] / kChunkSize * kChunkSize, end)) return 0;
+    // (Of the objects starting before the page only first_obj reaches into it: its bit, then the page's chunks.)
+    if (old && !word_is_live(p, p.first_obj[to_page]) && !any_live(p, page, end)) return 0;
     uint64_t cur = p.first_obj[to_page];
     ObjectHeader h = unpack_header(p.first_obj_header[to_page]);
     uint64_t live = 0;
@@ -132,15 +133,11 @@ uint64_t compact_dense_page(const PlanView& p, const uint8_t* from_space, uint8_
     while (cur < end) {
         if (cur >= page) h = unpack_header(load_u64(target + (cur - page)));
         if (h.size < kMinFillerSize || (h.size % 8) != 0) break;  // corrupt: verification reports it
-        if (cur < p.old_gen_end) {  // old generation: never a filler, updated only on a dirty card
-            if (word_is_live(p, cur)) {
-                object_refs(f, page, end, cur, h);
-                live += h.size;
-            }
-            cur += h.size;
-        } else if (word_is_live(p, cur)) {
+        if (word_is_live(p, cur)) {
             object_refs(f, page, end, cur, h);
             live += h.size;
+            cur += h.size;
+        } else if (cur < p.old_gen_end) {  // old generation: never a filler; not on a dirty card, left as it is
             cur += h.size;
         } else if (cur >= page && (cur == 0 || cur == p.old_gen_end || word_is_live(p, cur - 8))) {
             // Start of a dead run in this page: one filler covers it up to the next live word. (A filler header

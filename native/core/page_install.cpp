@@ -83,6 +83,15 @@ uint64_t recycle_pages(Context& ctx, uint64_t want, uint8_t** start) {
 }
 
 void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
+    // Futex waits are counted once the window below has closed (destroyed before this): a nested handler that
+    // runs inside the window counts its own, and the two increments cannot interleave.
+    struct CountWhenClosed {
+        ThreadCtx* tc;
+        uint64_t n = 0;
+        ~CountWhenClosed() {
+            if (tc) tc->counters.futex_waits += n;
+        }
+    } futex_waits{tc};
     SignalWindow window(tc);  // opened before the first blocking wait: short waits keep signals deferred
     for (uint32_t i = 1;; ++i) {
         const uint32_t epoch = ctx.install_epoch.load(std::memory_order_acquire);
@@ -95,7 +104,7 @@ void wait_until_mapped(Context& ctx, ThreadCtx* tc, uint64_t page) {
             timespec ts{0, 1000000};
             syscall(SYS_futex, futex_word(ctx.install_epoch), FUTEX_WAIT_PRIVATE, epoch, &ts, nullptr, 0);
             ctx.futex_waiters.fetch_sub(1, std::memory_order_acq_rel);
-            if (tc) tc->counters.futex_waits += 1;
+            futex_waits.n += 1;
         } else if (i <= 5) {  // ART's BackOff(i): kYieldMax = 5, then kMinSleepNs * (i - kYieldMax)
             sched_yield();
         } else {
