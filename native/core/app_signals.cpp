@@ -28,13 +28,7 @@ void set_thread_mask(const sigset_t* set, sigset_t* old) { syscall(SYS_rt_sigpro
 
 // A signal that reached a thread this collection does not run (a test harness's SIGALRM, a profiler's SIGPROF for
 // another thread): handed to the handler the collection replaced, if it was one.
-void forward(int sig, siginfo_t* si, void* uc) {
-    if (g_previous.sa_flags & SA_SIGINFO) {
-        if (g_previous.sa_sigaction) g_previous.sa_sigaction(sig, si, uc);
-    } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN) {
-        g_previous.sa_handler(sig);
-    }
-}
+void forward(int sig, siginfo_t* si, void* uc) { call_previous(g_previous, sig, si, uc); }
 
 int signal_number(AppSignal s) {
     switch (s) {
@@ -84,6 +78,17 @@ void on_app_signal(int sig, siginfo_t* si, void* uc) {
 
 }  // namespace
 
+bool call_previous(const struct sigaction& previous, int sig, siginfo_t* si, void* uc) {
+    if (previous.sa_flags & SA_SIGINFO) {
+        if (!previous.sa_sigaction) return false;
+        previous.sa_sigaction(sig, si, uc);
+        return true;
+    }
+    if (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN) return false;
+    previous.sa_handler(sig);
+    return true;
+}
+
 void fill_async_signals(sigset_t* set) {
     sigfillset(set);  // glibc leaves out its own internal signals
     for (int s : {SIGBUS, SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT}) sigdelset(set, s);
@@ -114,8 +119,8 @@ void AppSignals::start() {
     // A timer's SIGALRM interrupts system calls (EINTR); a profiler's and the app's restart them.
     sa.sa_flags = SA_SIGINFO | (signo_ == SIGALRM ? 0 : SA_RESTART);
     fill_async_signals(&sa.sa_mask);
-    sigaction(signo_, &sa, &previous_);
-    g_previous = previous_;
+    sigaction(signo_, nullptr, &g_previous);  // read before ours is live: a forward never sees it empty
+    sigaction(signo_, &sa, nullptr);
     installed_ = true;
     source_ = std::thread([this] { Run(); });
 }
@@ -150,7 +155,7 @@ void AppSignals::stop() {
     if (source_.joinable()) source_.join();
     // Called once the mutators are joined: nothing is pending for a live thread when the previous handler (for
     // SIGUSR1 the default action, which ends the process) comes back.
-    sigaction(signo_, &previous_, nullptr);
+    sigaction(signo_, &g_previous, nullptr);
     g_signal_ctx.store(nullptr, std::memory_order_release);
     installed_ = false;
 }

@@ -254,6 +254,10 @@ ThreadCtx* thread_ctx();
 // SIGABRT stay deliverable).
 void fill_async_signals(sigset_t* set);
 
+// Hands a signal to a handler this process had before a collection replaced it; false when that was SIG_DFL or
+// SIG_IGN (nothing ran). Async-signal-safe.
+bool call_previous(const struct sigaction& previous, int sig, siginfo_t* si, void* uc);
+
 // A SIGBUS handler's wait for a page another thread owns, with the interrupted code's signal mask reopened for its
 // duration (a no-op outside a SIGBUS handler): signals deferred while the handler owned a page, or sent during the
 // wait, are taken now; their handlers may touch the heap, and a fault there is resolved by a nested SIGBUS
@@ -289,7 +293,6 @@ private:
     uint64_t sent_ = 0;
     bool installed_ = false;
     int signo_ = 0;
-    struct sigaction previous_ {};
 };
 
 // Pins the calling thread to `cpu` (validated beforehand against the allowed set); -1: left as it is.

@@ -33,16 +33,7 @@ struct sigaction g_prev_sigbus;
 thread_local ThreadCtx* t_ctx __attribute__((tls_model("initial-exec"))) = nullptr;
 
 void chain_sigbus(int sig, siginfo_t* si, void* uc) {
-    const struct sigaction& prev = g_prev_sigbus;
-    if (prev.sa_flags & SA_SIGINFO) {
-        if (prev.sa_sigaction) {
-            prev.sa_sigaction(sig, si, uc);
-            return;
-        }
-    } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != SIG_IGN) {
-        prev.sa_handler(sig);
-        return;
-    }
+    if (call_previous(g_prev_sigbus, sig, si, uc)) return;
     // Default action: re-executing the access raises SIGBUS again with the default disposition.
     struct sigaction dfl;
     std::memset(&dfl, 0, sizeof dfl);
@@ -569,7 +560,8 @@ private:
             t.samples.reserve(per_thread_samples);
             if (i < cfg_.mutators) t.writes.reserve(1u << 18);
             if (i < cfg_.mutators && cfg_.alloc_rate > 0) t.new_objects.reserve(1u << 16);
-            if (cfg_.trace_events) t.trace.reserve(cfg_.trace_events);
+            // (The fault thread's context, after the mutators', records only in thread mode.)
+            if (cfg_.trace_events && (i < cfg_.mutators || mode_ == FaultMode::Thread)) t.trace.reserve(cfg_.trace_events);
         }
         if (cfg_.trace_events) {
             gc_.trace.reserve(cfg_.trace_events);
