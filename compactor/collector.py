@@ -209,7 +209,7 @@ def collect(heap: Heap, strategy: str = _DEFAULTS.strategy, faults: str = _DEFAU
     try:
         raw = _native.collect(heap.space, plan.native, heap.native_table, digest_before, config)
     except UffdError as e:
-        if e.errno != _errno.ENOMEM:
+        if e.errno != _errno.ENOMEM or config.inject_errno == _errno.ENOMEM:  # an injected ENOMEM is no limit's
             raise
         lim = memory.binding_limit(memory.MEMORY)  # the limit the kernel refused the pages under, named
         where = (f"; this process may use {lim.available // memory.MiB} MiB more under {lim.name} ({lim.source}):"

@@ -15,12 +15,12 @@ import functools
 import json
 import platform
 import re
-import struct
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import KernelMoveWarning
+from .swap import PAGEMAP_PRESENT, pagemap
 
 Version = Tuple[int, int, int]
 BUGS_FILE = Path(__file__).with_name("data") / "move_kernel_bugs.json"
@@ -30,7 +30,6 @@ MOVE_SINCE: Version = (6, 8, 0)  # UFFDIO_MOVE entered mainline in 6.8
 MOVE_STRATEGIES = ("move", "move-alloc", "hybrid")
 _SERIES_END = 1 << 30  # a last bound "X.Y" covers every X.Y.z
 _PM_UFFD_WP = 1 << 57  # /proc/PID/pagemap: the PTE is uffd write-protected
-_PM_PRESENT = 1 << 63
 # A table entry's fields in a report.
 _REPORTED = ("id", "title", "affected", "fixed_in", "affects_collections", "what", "source", "note")
 
@@ -98,13 +97,6 @@ def art_would_use_move(version: Version, move_in_kernel: bool = True) -> bool:
     return version >= ART_MOVE_MINIMUMS[-1]
 
 
-def _pagemap(address: int, page_size: int) -> int:
-    with open("/proc/self/pagemap", "rb") as f:
-        f.seek(address // page_size * 8)
-        entry: int = struct.unpack("<Q", f.read(8))[0]
-        return entry
-
-
 def probe_wp_across_move(user_mode_only: bool = True) -> Tuple[str, str]:
     """Whether UFFDIO_MOVE keeps a write-protected source page's protection at the destination, on this kernel:
     one page written, registered (missing and wp) and write-protected, MOVEd to a registered page; the
@@ -124,12 +116,12 @@ def probe_wp_across_move(user_mode_only: bool = True) -> Tuple[str, str]:
             u.register(src.address, ps, missing=True, wp=True)
             u.register(dst.address, ps, missing=True, wp=True)
             u.writeprotect(src.address, ps, True)
-            before = _pagemap(src.address, ps)
-            if not (before & _PM_PRESENT and before & _PM_UFFD_WP):
+            before = pagemap(src.address, 1, ps)[0]
+            if not (before & PAGEMAP_PRESENT and before & _PM_UFFD_WP):
                 return "unknown", "pagemap does not show the source page write-protected (bit 57), so it cannot tell"
             u.move(dst.address, src.address, ps)
-            after = _pagemap(dst.address, ps)
-            if not after & _PM_PRESENT:
+            after = pagemap(dst.address, 1, ps)[0]
+            if not after & PAGEMAP_PRESENT:
                 return "unknown", "the moved page is not present at the destination"
             if after & _PM_UFFD_WP:
                 return "preserved", "the moved page is still uffd write-protected (pagemap bit 57 set)"

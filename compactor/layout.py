@@ -64,7 +64,7 @@ def identity_of(index: npt.ArrayLike, tag: int) -> npt.NDArray[np.uint64]:
     return ids
 
 
-_POP8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)  # set bits of each byte value
 
 
 def popcount64(words: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -72,5 +72,5 @@ def popcount64(words: npt.ArrayLike) -> npt.NDArray[np.int64]:
     w = np.ascontiguousarray(words, dtype=np.uint64)
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(w).astype(np.int64)
-    counts: npt.NDArray[np.int64] = _POP8[w.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.int64)
+    counts: npt.NDArray[np.int64] = BYTE_POPCOUNT[w.view(np.uint8)].reshape(-1, 8).sum(axis=1, dtype=np.int64)
     return counts

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from . import _native
 from .heap import Heap, StrPath
-from .layout import CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
+from .layout import BYTE_POPCOUNT, CHUNK_SIZE, CLASS_OBJECT, pack_header, popcount64
 from .marking import MarkResult, mark
 from .planfile import read_plan_file, write_plan_file
 
@@ -27,7 +27,6 @@ _NativePlan = _native.Plan  # the field Plan._native shadows the module name ins
 DENSE_THRESHOLD = 0.95
 
 # Bit selection by bytes: the set bits of each byte value, and the position of its r-th set bit (r < 8).
-_BYTE_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
 _BYTE_SELECT = np.array([[([i for i in range(8) if b >> i & 1] + [0] * 8)[r] for r in range(8)] for b in range(256)],
                         dtype=np.int64)
 
@@ -36,7 +35,7 @@ def select_bit(words: npt.NDArray[np.uint64], k: npt.NDArray[np.int64]) -> npt.N
     """The position (0..63) of the (k+1)-th set bit of each word (each word has more than k set bits): the byte
     that holds it from the bytes' running popcounts, then a table within that byte."""
     b = np.ascontiguousarray(words, dtype="<u8").view(np.uint8).reshape(-1, 8)
-    counts = _BYTE_POPCOUNT[b]
+    counts = BYTE_POPCOUNT[b]
     running = np.cumsum(counts, axis=1, dtype=np.uint8)
     byte = np.argmax(running > k.astype(np.uint8)[:, None], axis=1)
     rows = np.arange(b.shape[0])

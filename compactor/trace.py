@@ -62,11 +62,6 @@ def thread_events(trace: Mapping[str, Any]) -> List[ThreadEvents]:
                          np.asarray(t["events"], dtype=np.uint64).reshape(-1, ncol)) for t in trace["threads"]]
 
 
-def dropped_events(trace: Mapping[str, Any]) -> int:
-    """Events that did not fit their thread's buffer (trace_events too small), over every thread."""
-    return sum(int(t["dropped"]) for t in trace["threads"])
-
-
 @dataclass
 class TraceSummary:
     path: str

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional
 
-MOVE_FAMILY = ("move", "hybrid", "move-alloc")
+from ..kernel_facts import MOVE_STRATEGIES
 
 
-def points(rows: Iterable[dict], strategies: tuple = MOVE_FAMILY) -> List[dict]:
+def points(rows: Iterable[dict], strategies: tuple = MOVE_STRATEGIES) -> List[dict]:
     """Per profile, the best of `strategies`' point (the best MOVE-based strategy by default): {profile, strategy,
     ratio, pages_per_ms, copy_pages_per_ms}. Rows need profile, strategy, ratio_vs_copy_median and
     mutator_pages_per_ms; rows without a ratio or a rate are skipped. Sorted by pages_per_ms."""
