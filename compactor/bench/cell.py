@@ -7,8 +7,9 @@ executor (the binding, or compactor-runner on a phone), so a cell measured on a 
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import HeapCorruption
 from ..heap import Heap, HeapSpec
@@ -37,6 +38,22 @@ def cell_executor(batch: int, seed: int, options: Optional[dict], device: Option
     if device:
         return DeviceExecutor(device, batch, seed, options)
     return BindingExecutor(batch, seed, options)
+
+
+@contextlib.contextmanager
+def batch_executors(batches: Iterable[int], seed: int, options: Optional[dict], heap: Heap, plan,
+                    plans: Optional[dict] = None, trace_events: int = 0) -> Iterator[Dict[int, Executor]]:
+    """One executor per batch size of `batches` (the binding), prepared on `heap` and `plan` (`plans`: by kind),
+    recording `trace_events` events per thread; closed on leaving."""
+    executors = {b: cell_executor(b, seed, options) for b in sorted(set(batches))}
+    try:
+        for ex in executors.values():
+            ex.trace_events = trace_events
+            ex.prepare(heap, plan, plans)
+        yield executors
+    finally:
+        for ex in executors.values():
+            ex.close()
 
 
 def run_cell_repetition(executor: Executor, cell: Cell, strategies: tuple, faults: str, rep: int,

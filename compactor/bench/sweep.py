@@ -35,7 +35,7 @@ from .args import (
     profile_list,
     size,
 )
-from .cell import cell_executor, cell_heap, cell_rows, run_cell_repetition
+from .cell import batch_executors, cell_heap, cell_rows, run_cell_repetition
 from .crossover import crossover, points
 from .env import check_memory, check_usable, host_environment, memory_available
 from .generational import GENERATION_DEFAULTS
@@ -71,23 +71,20 @@ def run_sweep(heap_bytes: int, planes: List[dict], strategies: tuple, repeat: in
     for f in lives:
         heap, plan = cell_heap(heap_bytes, f, seed)
         here = [c for c in grid_cells if c[0] == f]
-        executors: Dict[int, Any] = {}
-        for c in here:  # one per batch: the binding on this heap (nothing to release but references)
-            executors.setdefault(c[2], cell_executor(c[2], seed, options))
-            executors[c[2]].trace_events = DEFAULT_EVENTS if trace is not None else 0
-            executors[c[2]].prepare(heap, plan)
-        for rep in range(repeat):
-            for c in here:
-                def before(s, c=c, rep=rep):
-                    tick(f"live {c[0]:.2f}: {s} batch {c[2]}, {c[1]} mutators {c[3]} (repetition {rep + 1}/{repeat})",
-                         done[0], total)
-                    done[0] += 1
+        with batch_executors((c[2] for c in here), seed, options, heap, plan,
+                             trace_events=DEFAULT_EVENTS if trace is not None else 0) as executors:
+            for rep in range(repeat):
+                for c in here:
+                    def before(s, c=c, rep=rep):
+                        tick(f"live {c[0]:.2f}: {s} batch {c[2]}, {c[1]} mutators {c[3]} (repetition {rep + 1}/"
+                             f"{repeat})", done[0], total)
+                        done[0] += 1
 
-                for s, raw in run_cell_repetition(executors[c[2]], c, strategies, faults, rep, before).items():
-                    events = raw.pop("trace", None)
-                    if trace is not None and events:
-                        trace.add(collection_name(raw, f"{c[3]} batch {c[2]} live {c[0]:.2f} #{rep + 1}"), events)
-                    raws.setdefault(c, {}).setdefault(s, []).append(raw)
+                    for s, raw in run_cell_repetition(executors[c[2]], c, strategies, faults, rep, before).items():
+                        events = raw.pop("trace", None)
+                        if trace is not None and events:
+                            trace.add(collection_name(raw, f"{c[3]} batch {c[2]} live {c[0]:.2f} #{rep + 1}"), events)
+                        raws.setdefault(c, {}).setdefault(s, []).append(raw)
     tick("done", total, total)
     label = machine_label(env)
     rows = [dict(row, ran_on=label) for c, by_s in raws.items() for row in cell_rows(c, by_s)]

@@ -20,7 +20,7 @@ from ..marking import mark
 from ..planning import plan as make_plan
 from ..trace import DEFAULT_EVENTS, TraceWriter, collection_name
 from . import grid as _grid
-from .cell import cell_executor, cell_rows, run_cell_repetition
+from .cell import batch_executors, cell_rows, run_cell_repetition
 from .env import check_memory, check_usable, host_environment, memory_available
 from .generational import GENERATION_DEFAULTS, art_metrics, run_generational
 from .machines import machine_label
@@ -59,13 +59,9 @@ def run_young_cells(heap_bytes: int, olds: tuple, plane: dict, strategies: tuple
         share = round(mark(heap, "full").live_bytes / heap.heap_size, 3) if kind == "young" else live
         planes.append({"live": (share,), "mutators": plane["mutators"], "batch": plane["batch"],
                        "profiles": plane["profiles"], "old_fraction": old})
-        executors: Dict[int, Any] = {}
-        for _, b, _ in sub:
-            ex = executors.setdefault(b, cell_executor(b, seed, options))
-            ex.trace_events = DEFAULT_EVENTS if trace is not None else 0
-            ex.prepare(heap, plan, {kind: plan})
         raws: Dict[tuple, Dict[str, List[dict]]] = {}
-        try:
+        with batch_executors((b for _, b, _ in sub), seed, options, heap, plan, {kind: plan},
+                             DEFAULT_EVENTS if trace is not None else 0) as executors:
             for rep in range(repeat):
                 for m, b, p in sub:
                     c = (share, m, b, p)
@@ -80,9 +76,6 @@ def run_young_cells(heap_bytes: int, olds: tuple, plane: dict, strategies: tuple
                         if trace is not None and events:
                             trace.add(collection_name(raw, f"{kind} old {old:.2f} {p} batch {b} #{rep + 1}"), events)
                         raws.setdefault(c, {}).setdefault(s, []).append(raw)
-        finally:
-            for ex in executors.values():
-                ex.close()
         for c, by_s in raws.items():
             for row in cell_rows(c, by_s):
                 gen = run_generational(by_s[row["strategy"]])
