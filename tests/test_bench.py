@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -178,3 +179,21 @@ def test_the_compaction_section_sets_each_runs_compaction_against_the_floors(qui
         assert g["vs_live_stride_copy"] == pytest.approx(g["compact_ns_per_page"] / floor["live_stride_copy"])
     ref = next(g for g in comp["gc_thread"] if g["key"] == "copy/sigbus/0")
     assert comp["meets_vs_memcpy"] == (ref["vs_memcpy"] <= comp["targets"]["vs_memcpy_max"])
+
+
+@pytest.mark.parametrize("command", [["--quick"], ["sweep", "--quick"], ["lifetime", "--heap", "8MiB"],
+                                     ["scale", "--sizes", "8MiB"], ["compare", "a.json", "b.json"],
+                                     ["soak", "--collections", "1"]])
+def test_an_output_file_in_a_missing_folder_is_refused_before_anything_runs(tmp_path, command):
+    """Regression: `--json` into a missing folder measured everything, then died in mkstemp with a traceback
+    (lifetime, sweep, compare). Every command refuses it up front: status 2, the folder named, nothing written."""
+    target = tmp_path / "no-such-folder" / "report.json"
+    if command[0] == "soak":
+        soak = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
+        p = subprocess.run([sys.executable, str(soak), *command[1:], "--json", str(target)],
+                           capture_output=True, text=True, timeout=120, cwd="/")
+    else:
+        p = bench(*command, "--json", str(target), check=False)
+    assert p.returncode == 2, p.stderr
+    assert f"the folder {target.parent} does not exist" in p.stderr and "Traceback" not in p.stderr
+    assert not target.parent.exists()

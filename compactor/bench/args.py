@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Optional
 
 from ..heap import parse_size
 from ..layout import MAX_HEAP_SIZE
@@ -107,6 +108,29 @@ def matplotlib_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+OUTPUT_FLAGS = ("json", "csv", "plot", "output", "trace")  # the argparse dests of files a command writes at its end
+
+
+def unwritable_output(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the output files `args` names (a folder that is missing or not writable), or None:
+    checked before anything runs, so that a run never ends in a traceback after its work. "-" is stdout."""
+    for dest in OUTPUT_FLAGS:
+        path = getattr(args, dest, None)
+        if not path or path == "-":
+            continue
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            return f"--{dest} {path}: the folder {folder} does not exist or is not writable"
+    return None
+
+
+def check_output_paths(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage error (status 2, before anything runs) for an output file that cannot be written."""
+    problem = unwritable_output(args)
+    if problem:
+        ap.error(problem)
 
 
 def trace_path(path):

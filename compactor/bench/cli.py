@@ -20,7 +20,16 @@ from .. import profiles as _profiles
 from ..collector import STRATEGIES, make_config
 from ..heap import GARBAGE_PATTERNS, HeapSpec
 from . import progress
-from .args import add_cluster_arguments, add_mutator_flags, mutator_flags, plot_path, profile_list, trace_path
+from .args import (
+    add_cluster_arguments,
+    add_mutator_flags,
+    check_output_paths,
+    mutator_flags,
+    plot_path,
+    profile_list,
+    trace_path,
+    unwritable_output,
+)
 from .args import choices as _choices
 from .args import fraction as _fraction
 from .args import int_in as _int_in
@@ -240,6 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def bench_command(ap: argparse.ArgumentParser, args) -> int:
     """The bench itself (no subcommand)."""
     plot_path(ap, args.plot)
+    check_output_paths(ap, args)
     err = Console(stderr=True)
     if args.device and args.runner:
         ap.error("--device and --runner exclude each other")
@@ -323,6 +333,10 @@ def compare_command(args) -> int:
     if len(args.reports) < 2:
         print("python -m compactor.bench compare: error: give two or more reports", file=sys.stderr)
         return 2
+    problem = unwritable_output(args)
+    if problem:
+        print(f"python -m compactor.bench compare: error: {problem}", file=sys.stderr)
+        return 2
     docs: List[dict] = []
     for path in args.reports:
         doc = read_report(path, accept_sweeps=True)
@@ -333,6 +347,10 @@ def compare_command(args) -> int:
     if any(sweeps) and not all(sweeps):
         print("python -m compactor.bench compare: error: compare bench reports with bench reports and sweeps with "
               "sweeps", file=sys.stderr)
+        return 2
+    if args.json and not all(sweeps):
+        print("python -m compactor.bench compare: error: --json writes merged sweeps; bench reports are compared "
+              "on screen only", file=sys.stderr)
         return 2
     names = [chr(ord("A") + i) if i < 26 else f"F{i + 1}" for i in range(len(docs))]
     console = Console(width=240)
@@ -357,6 +375,7 @@ def compare_command(args) -> int:
 def plot_command(ap: argparse.ArgumentParser, args) -> int:
     """Redraws a report's plot from its JSON (no raw samples there: fault latency from its percentiles)."""
     plot_path(ap, args.output, "--output")
+    check_output_paths(ap, args)
     report = read_report(args.report)
     if report is None:
         return 2

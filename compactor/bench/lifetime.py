@@ -30,7 +30,7 @@ from ..generations import after_collection, mutate
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
 from . import progress as _progress
-from .args import int_in, share, size
+from .args import check_output_paths, int_in, share, size
 from .env import check_memory, check_usable, host_environment, memory_available
 from .generational import GENERATION_DEFAULTS
 from .output import emit_report
@@ -254,6 +254,7 @@ def _strategies(text: str) -> tuple:
 
 def run_command(ap: argparse.ArgumentParser, args) -> int:
     """The lifetime for parsed arguments; usage errors through `ap`."""
+    check_output_paths(ap, args)
     gens = {k: getattr(args, k) for k in GENERATION_DEFAULTS if getattr(args, k, None) is not None}
     if args.old_fraction == 0:
         ap.error("--old-fraction 0 is a single-generation heap: a lifetime of young collections needs an old "

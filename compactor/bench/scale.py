@@ -19,9 +19,9 @@ from typing import List, Optional
 import compactor
 
 try:
-    from compactor.bench.args import MATPLOTLIB_MISSING, matplotlib_installed
+    from compactor.bench.args import MATPLOTLIB_MISSING, matplotlib_installed, unwritable_output
 except ImportError:  # an older build's package, measuring with this file by path (benchmarks/scale.py)
-    MATPLOTLIB_MISSING, matplotlib_installed = "", None  # type: ignore[assignment]
+    MATPLOTLIB_MISSING, matplotlib_installed, unwritable_output = "", None, None  # type: ignore[assignment]
 from compactor.bench.env import check_memory, memory_available  # absolute: this file also runs by path
 from compactor.bench.types import BenchError
 from compactor.heap import Heap, HeapSpec, parse_size
@@ -76,6 +76,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run_command(args: argparse.Namespace) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         print("python -m compactor.bench scale: error: --plot takes a .png path", file=sys.stderr)
+        return 2
+    problem = unwritable_output(args) if unwritable_output is not None else None
+    if problem:
+        print(f"python -m compactor.bench scale: error: {problem}", file=sys.stderr)
         return 2
     if args.plot and matplotlib_installed is not None and not matplotlib_installed():
         print(f"python -m compactor.bench scale: error: --plot {MATPLOTLIB_MISSING}", file=sys.stderr)

@@ -38,7 +38,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import compactor
 from compactor import profiles, uffd
 from compactor import swap as swap_mod
-from compactor.bench.output import atomic_write  # absolute: this file also runs by path
+from compactor.bench.args import check_output_paths  # absolute: this file also runs by path
+from compactor.bench.output import atomic_write
 from compactor.collector import STRATEGIES
 from compactor.kernel_facts import MOVE_STRATEGIES  # the strategies that need UFFDIO_MOVE
 
@@ -322,10 +323,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         ap.error(f"--seed must be non-negative, got {args.seed}")
     if args.sample_every < 1:
         ap.error(f"--sample-every must be at least 1, got {args.sample_every}")
-    if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            ap.error(f"--json {args.json}: the folder {folder} does not exist or is not writable")
+    check_output_paths(ap, args)
     return args
 
 

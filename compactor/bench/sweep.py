@@ -26,6 +26,7 @@ from . import progress
 from .args import (
     add_cluster_arguments,
     add_mutator_flags,
+    check_output_paths,
     choices,
     fraction,
     int_in,
@@ -492,6 +493,7 @@ def grid_from(args) -> Dict[str, Any]:
 def run_command(ap: argparse.ArgumentParser, args) -> int:
     """The sweep for parsed arguments; usage errors through `ap`."""
     plot_path(ap, args.plot)
+    check_output_paths(ap, args)
     if args.old_shares and args.gc != "young":
         ap.error("--old-shares is the axis of young sweeps: add --gc young")
     young = args.gc == "young"
