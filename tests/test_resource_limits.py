@@ -73,9 +73,13 @@ compactor.plan(h).save({str(path)!r})
 
 # -- cgroups ----------------------------------------------------------------------------------------------------
 
+_ENABLED_MEMORY_IN: dict = {}  # test cgroup -> the subtree_control file where this test enabled +memory
+
+
 def make_test_cgroup() -> str:
     """A memory cgroup for this test: a child of this process's own (cgroup v1's memory controller) or of the
-    cgroup2 root with the memory controller enabled; skipped (failed under CI) where neither can be made."""
+    cgroup2 root with the memory controller enabled (and disabled again by remove_test_cgroup if this test
+    enabled it); skipped (failed under CI) where neither can be made."""
     require(os.geteuid() == 0, "memory cgroups need root")
     dirs = memory.cgroup_dirs()
     require(bool(dirs), "no memory cgroup controller is mounted (cgroup v1 memory or cgroup2 with memory)")
@@ -84,12 +88,16 @@ def make_test_cgroup() -> str:
     if version == "2":
         with open(os.path.join(parent, "cgroup.controllers")) as f:
             require("memory" in f.read().split(), "the cgroup2 root has no memory controller")
-        with open(os.path.join(parent, "cgroup.subtree_control")) as f:
-            if "memory" not in f.read().split():
-                with open(os.path.join(parent, "cgroup.subtree_control"), "w") as w:
-                    w.write("+memory")
+        control = os.path.join(parent, "cgroup.subtree_control")
+        with open(control) as f:
+            enable = "memory" not in f.read().split()
+        if enable:
+            with open(control, "w") as w:
+                w.write("+memory")
     path = os.path.join(parent, f"compactor-test-{os.getpid()}")
     os.mkdir(path)
+    if version == "2" and enable:
+        _ENABLED_MEMORY_IN[path] = control
     return path
 
 
@@ -104,7 +112,9 @@ def usage(cg: str) -> int:
 
 
 def remove_test_cgroup(cg: str) -> None:
-    """Moves whatever is left in the test cgroup to its parent, removes it, and checks it is gone."""
+    """Moves whatever is left in the test cgroup to its parent, removes it, puts the parent's controllers back as
+    they were, and checks the cgroup is gone (unless the test is already failing: its own error is the one to
+    see)."""
     with open(os.path.join(cg, "cgroup.procs")) as f:
         pids = f.read().split()
     for pid in pids:
@@ -119,7 +129,15 @@ def remove_test_cgroup(cg: str) -> None:
             break
         except OSError:
             time.sleep(0.05)
-    assert not os.path.exists(cg), f"{cg} is left behind"
+    control = _ENABLED_MEMORY_IN.pop(cg, None)
+    if control is not None:
+        try:
+            with open(control, "w") as w:
+                w.write("-memory")
+        except OSError:
+            pass  # another cgroup of the machine uses it now (EBUSY): it stays enabled
+    if sys.exc_info()[0] is None:
+        assert not os.path.exists(cg), f"{cg} is left behind"
 
 
 JOIN = "open(os.path.join(sys.argv[1], 'cgroup.procs'), 'w').write(str(os.getpid()))\n"
@@ -134,24 +152,30 @@ def test_cgroup_memory_limit_too_small_refuses_collect_before_mapping():
             f.write(str(600 << 20))
         p = child(JOIN + """
 h = compactor.Heap.generate(compactor.HeapSpec(size="256MiB", seed=1))
+before = _status_kib("VmSize")
 try:
     compactor.collect(h, "move")
 except compactor.InsufficientMemory as e:
     print(e.limit)
     print(e)
+    print(_status_kib("VmSize") - before)
 """, cg)
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-        name, message = out.splitlines()[:2]
+        name, message, grown_kib = out.splitlines()[:3]
         assert name in ("cgroup memory.max", "cgroup memory.limit_in_bytes")
         assert "a move collection of a 256 MiB heap needs about" in message and "of memory" in message
         assert f"{cg}/{os.path.basename(limit_file(cg))} = {600 << 20} (600 MiB)" in message
         assert usage(cg) < (600 << 20)
+        assert int(grown_kib) < 16 << 10  # refused before the space, the image or the from-space was mapped
     finally:
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
         remove_test_cgroup(cg)
+
+
+WATCHDOG = 10  # the child collection's watchdog_seconds
 
 
 def test_oom_inside_the_phase_is_reported_not_a_hang():
@@ -170,22 +194,28 @@ print("ready", flush=True)
 sys.stdin.readline()
 print("collecting", flush=True)
 try:
-    r = compactor.collect(h, "copy", plan=p, stall_seconds=2, watchdog_seconds=10, release_chunk=1 << 40)
+    r = compactor.collect(h, "copy", plan=p, stall_seconds=2, watchdog_seconds=""" + str(WATCHDOG) + """,
+                          release_chunk=1 << 40)
     print("collected", r.verified, flush=True)
 except compactor.UffdError as e:
     print("error", e, flush=True)
     sys.exit(1)
 """, cg)
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        threads_before = len(os.listdir(f"/proc/{p.pid}/task"))
         p.stdin.write("go\n")
         p.stdin.flush()
         assert p.stdout.readline().strip() == "collecting"
-        time.sleep(0.7)  # the GC thread holds its first page for 2 s: the pause and the check are over
+        # The phase has begun once its threads exist (the memory check is over by then); the GC thread then
+        # holds its first page for 2 s.
+        while len(os.listdir(f"/proc/{p.pid}/task")) <= threads_before and p.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the pause (milliseconds) is over well within the GC thread's 2 s hold
         with open(limit_file(cg), "w") as f:
             f.write(str(usage(cg) + (8 << 20)))
         t0 = time.monotonic()
         out, err = p.communicate(timeout=60)  # a hang fails here
-        assert time.monotonic() - t0 < 30
+        assert time.monotonic() - t0 < 3 * WATCHDOG  # ended by the OOM killer or an error, not by waiting it out
         report = memory.describe_death(p.returncode, oom_before, cg)
         assert (p.returncode == -9 and report.startswith("killed by the OOM killer (")
                 and "oom_kill " in report) or ("ENOMEM" in out and "under cgroup" in out), (p.returncode, out, err)
