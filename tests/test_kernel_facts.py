@@ -117,6 +117,9 @@ def test_info_json_has_the_move_kernel_facts():
     by_version = kernel_facts.evaluate(platform.release())
     assert mk["art_would_use_move"] is by_version["art_would_use_move"]
     assert {b["id"] for b in mk["known_bugs"]} <= {b["id"] for b in by_version["known_bugs"]}
+    probed_here = kernel_facts.evaluate()  # the same version and the same probe, in this process
+    assert [(b["id"], b["evidence"]) for b in mk["known_bugs"]] == \
+        [(b["id"], b["evidence"]) for b in probed_here["known_bugs"]]
 
 
 def test_info_text_shows_arts_answer_the_bugs_and_the_advice():
@@ -130,9 +133,12 @@ def test_info_text_shows_arts_answer_the_bugs_and_the_advice():
 
 
 WARN_CHILD = """
-import warnings
+import sys, warnings
 from compactor import KernelMoveWarning, kernel_facts
 from compactor import Heap, HeapSpec, collect
+if len(sys.argv) > 1:  # judge as if this process ran on that release (the collections still run on this kernel)
+    facts = kernel_facts.evaluate(sys.argv[1])
+    kernel_facts.running_kernel_facts = lambda: facts
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -156,6 +162,18 @@ def test_a_move_collection_on_an_affected_kernel_warns_once_per_process(need_mov
     expected = [i for i in ids.split(",") if i]
     assert int(count) == (1 if expected else 0)
     assert all(i in message for i in expected) and ("Advice:" in message) == bool(expected)
+
+
+def test_move_collections_judged_as_an_affected_release_warn_once_naming_its_bugs(need_move):
+    """The same three collections in a process that judges the kernel as 6.16.0 (its facts for that release):
+    exactly one KernelMoveWarning, through collect(), naming the bugs collections can hit there."""
+    p = subprocess.run([sys.executable, "-c", WARN_CHILD, "6.16.0"], capture_output=True, text=True, timeout=120,
+                       cwd="/")
+    assert p.returncode == 0, p.stderr
+    count, message, ids = p.stdout.splitlines()
+    expected = [i for i in ids.split(",") if i]
+    assert expected and int(count) == 1
+    assert all(i in message for i in expected) and "Advice:" in message
 
 
 def test_the_warning_for_an_explicit_release_comes_once_and_names_its_bugs():
