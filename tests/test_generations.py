@@ -141,7 +141,7 @@ def brute_force_after(heap, plan):
 @pytest.mark.parametrize("kind", ["young", "full"])
 def test_promotion_moves_the_boundaries_as_arts_finish_phase_does(gheap, kind):
     """after_collection: old_end becomes the post-compact end of the old and mid generations, mid_end the
-    post-compact end; every survivor sits where a brute-force slide puts it; the cards are exact (plus stale)."""
+    post-compact end; every survivor sits where a brute-force slide puts it; the cards are exact."""
     plan = compactor.plan(gheap, kind=kind)
     nxt = G.after_collection(plan)
     expected, old_end, end = brute_force_after(gheap, plan)

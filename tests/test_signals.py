@@ -36,8 +36,8 @@ def test_signals_at_one_khz_reach_every_mutator_and_the_collection_verifies(heap
 @pytest.mark.parametrize("signal", SIGNALS)
 @pytest.mark.parametrize("backoff", ["art", "futex"])
 def test_a_signal_interrupts_a_sigbus_handler_waiting_for_the_page_the_gc_holds(heap_and_plan, signal, backoff):
-    """While the GC thread holds a page for 0.5 s, signals reach the SIGBUS handler waiting for it (nanosleep or
-    futex interrupted, EINTR for SIGALRM), and the wait resumes: the run verifies."""
+    """While the GC thread holds a page for 0.5 s, signals reach the SIGBUS handler waiting for it (its nanosleep
+    or futex wait is interrupted: counted as in the wait), and the wait resumes: the run verifies."""
     heap, plan = heap_and_plan
     r = compactor.collect(heap, "copy", faults="sigbus", mutators=1, plan=plan, signal=signal, signal_hz=1000,
                           stall_seconds=0.5, backoff=backoff)
@@ -62,8 +62,8 @@ def test_signals_are_off_by_default(heap_and_plan):
 
 
 def test_sigprof_at_one_khz_over_many_collections_never_hangs_or_corrupts(heap_and_plan, need_move):
-    """Forty collections back to back, every strategy and fault mode, with SIGPROF at 1 kHz per mutator: every one
-    verifies (the watchdog turns a hang into an error)."""
+    """Forty collections back to back, every strategy and fault mode, with SIGPROF at 1 kHz per mutator: each
+    handles signals (a failed verification or a hang, turned into an error by the watchdog, raises)."""
     heap, plan = heap_and_plan
     done = 0
     for i in range(40):
