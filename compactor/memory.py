@@ -17,16 +17,14 @@ The first, second and fourth bound resident memory (kind ``"memory"``), the thir
 from __future__ import annotations
 
 import os
-import resource
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from . import _native
 from .errors import InsufficientMemory
 
 MEMORY = "memory"  # resident pages: MemAvailable, cgroups, COMPACTOR_MEMORY_LIMIT
 ADDRESS_SPACE = "address space"  # mappings: RLIMIT_AS
-_UNLIMITED_V1 = 1 << 62  # cgroup v1 shows "no limit" as PAGE_COUNTER_MAX pages (9223372036854771712 on 4 KiB)
 MiB = 1 << 20
 
 
@@ -63,77 +61,12 @@ def _read(path: str) -> Optional[str]:
         return None
 
 
-def _mounts() -> Dict[str, Tuple[str, str]]:
-    """{"2": (mount point, mount root)} for the cgroup2 hierarchy, {"1": ...} for cgroup v1's memory controller."""
-    found: Dict[str, Tuple[str, str]] = {}
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                fields, rfields = left.split(), right.split()
-                if len(fields) < 5 or len(rfields) < 3:
-                    continue
-                root, point = fields[3], fields[4].replace("\\040", " ")
-                if rfields[0] == "cgroup2" and "2" not in found:
-                    found["2"] = (point, root)
-                elif rfields[0] == "cgroup" and "memory" in rfields[2].split(",") and "1" not in found:
-                    found["1"] = (point, root)
-    except OSError:
-        pass
-    return found
-
-
 def cgroup_dirs() -> List[Tuple[str, str]]:
     """This process's memory cgroup and its ancestors up to the hierarchy's root, innermost first, as
     (version "1" or "2", directory). cgroup v1's memory controller is used where it is mounted (the v2 hierarchy
-    then has no memory controller); empty when neither can be read."""
-    paths: Dict[str, str] = {}
-    text = _read("/proc/self/cgroup") or ""
-    for line in text.splitlines():
-        hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if hid == "0" and controllers == "":
-            paths["2"] = path
-        elif "memory" in controllers.split(","):
-            paths["1"] = path
-    mounts = _mounts()
-    for version in ("1", "2"):  # a v1 memory controller takes the controller away from v2
-        if version not in paths or version not in mounts:
-            continue
-        point, root = mounts[version]
-        rel = paths[version]
-        if root != "/" and rel.startswith(root):  # the mount shows a subtree: the path below its root
-            rel = rel[len(root):]
-        probe = "memory.max" if version == "2" else "memory.limit_in_bytes"
-        d = os.path.normpath(point + "/" + rel.strip("/"))
-        dirs: List[Tuple[str, str]] = []
-        while True:
-            if os.path.exists(os.path.join(d, probe)) or os.path.exists(os.path.join(d, "memory.current")):
-                dirs.append((version, d))
-            if os.path.normpath(d) == os.path.normpath(point) or len(d) <= len(point):
-                break
-            d = os.path.dirname(d)
-        if dirs or version == "2":
-            return dirs
-    return []
-
-
-def _cgroup_limits() -> List[Limit]:
-    out = []
-    for version, d in cgroup_dirs():
-        names = ("memory.max", "memory.current") if version == "2" else ("memory.limit_in_bytes",
-                                                                          "memory.usage_in_bytes")
-        limit, usage = (_read(os.path.join(d, n)) for n in names)
-        if limit is None or usage is None or limit == "max":
-            continue
-        try:
-            lim, cur = int(limit), int(usage)
-        except ValueError:
-            continue
-        if lim >= _UNLIMITED_V1:
-            continue
-        out.append(Limit(f"cgroup {names[0]}", f"{d}/{names[0]} = {lim} ({lim // MiB} MiB), {names[1]} = {cur} "
-                                               f"({cur // MiB} MiB)", max(0, lim - cur), MEMORY))
-    return out
+    then has no memory controller); empty when neither can be read. (The core's definition, which compactor-runner
+    uses too.)"""
+    return [(str(v), str(d)) for v, d in _native.cgroup_dirs()]
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -144,27 +77,11 @@ def _status_kib(field: str) -> Optional[int]:
 
 
 def limits() -> List[Limit]:
-    """Every limit on the memory this process may still use, read now (see the module's documentation)."""
-    out: List[Limit] = []
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        if line.startswith("MemAvailable:"):
-            avail = int(line.split()[1]) * 1024
-            out.append(Limit("MemAvailable", f"/proc/meminfo MemAvailable = {avail // MiB} MiB", avail, MEMORY))
-    out += _cgroup_limits()
-    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    size = _status_kib("VmSize")
-    if soft != resource.RLIM_INFINITY and size is not None:
-        out.append(Limit("RLIMIT_AS", f"RLIMIT_AS = {soft} ({soft // MiB} MiB), VmSize in /proc/self/status = "
-                                      f"{size // MiB} MiB", max(0, soft - size), ADDRESS_SPACE))
-    env = os.environ.get("COMPACTOR_MEMORY_LIMIT")
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            raise ValueError(f"COMPACTOR_MEMORY_LIMIT={env!r} is not a number of bytes") from None
-        out.append(Limit("COMPACTOR_MEMORY_LIMIT", f"the environment's COMPACTOR_MEMORY_LIMIT = {value} "
-                                                   f"({value // MiB} MiB)", max(0, value), MEMORY))
-    return out
+    """Every limit on the memory this process may still use, read now (see the module's documentation; the core's
+    definition, which compactor-runner checks too). Raises ValueError for a COMPACTOR_MEMORY_LIMIT that is not a
+    number of bytes."""
+    return [Limit(str(name), str(source), int(avail), ADDRESS_SPACE if address_space else MEMORY)
+            for name, source, avail, address_space in _native.memory_limits()]
 
 
 def binding_limit(kind: Optional[str] = None) -> Optional[Limit]:
@@ -224,19 +141,10 @@ def table_need(objects: int) -> Need:
 def check(need: Need, what: str, remedy: str = "use a smaller heap or raise the limit") -> None:
     """Raises :class:`~compactor.errors.InsufficientMemory` when ``need`` exceeds a limit of its kind, naming the
     one that falls shortest, with the numbers, before anything is mapped."""
-    short: Optional[Tuple[int, Limit, int]] = None
-    for lim in limits():
-        n = need.memory if lim.kind == MEMORY else need.address_space
-        if n > lim.available and (short is None or lim.available - n < short[0]):
-            short = (lim.available - n, lim, n)
-    if short is None:
-        return
-    _, lim, n = short
-    noun = "of address space" if lim.kind == ADDRESS_SPACE else "of memory"
-    raise InsufficientMemory(
-        f"{what} needs about {n // MiB} MiB {noun} ({need.describe()}); this process may use "
-        f"{lim.available // MiB} MiB more under {lim.name} ({lim.source}): {remedy}",
-        need=n, available=lim.available, limit=lim.name, source=lim.source)
+    short = _native.memory_shortfall(need.memory, need.address_space, what, need.describe(), remedy)
+    if short is not None:
+        raise InsufficientMemory(short["message"], need=short["need"], available=short["available"],
+                                 limit=short["limit"], source=short["source"])
 
 
 def _events_file(cgroup_dir: Optional[str]) -> Optional[str]:

@@ -49,7 +49,8 @@ bool proc_field(const std::string& path, const std::string& field, uint64_t& byt
 
 std::string mib(uint64_t b) { return std::to_string(b / kMiB) + " MiB"; }
 
-// This process's memory cgroup directory and its ancestors, innermost first ("1" or "2", directory).
+}  // namespace
+
 std::vector<std::pair<std::string, std::string>> cgroup_dirs() {
     std::string v1_path, v2_path, v1_mount, v2_mount, v1_root = "/", v2_root = "/";
     bool has_v1 = false, has_v2 = false;
@@ -98,8 +99,6 @@ std::vector<std::pair<std::string, std::string>> cgroup_dirs() {
     return out;
 }
 
-}  // namespace
-
 std::vector<MemoryLimit> memory_limits() {
     std::vector<MemoryLimit> out;
     uint64_t avail = 0;
@@ -134,8 +133,8 @@ std::vector<MemoryLimit> memory_limits() {
     return out;
 }
 
-std::string memory_shortfall(uint64_t need_memory, uint64_t need_address_space, const std::string& what,
-                             const std::string& parts) {
+std::optional<Shortfall> memory_shortfall(uint64_t need_memory, uint64_t need_address_space, const std::string& what,
+                                          const std::string& parts, const std::string& remedy) {
     const MemoryLimit* worst = nullptr;
     int64_t worst_margin = 0;
     uint64_t worst_need = 0;
@@ -146,16 +145,16 @@ std::string memory_shortfall(uint64_t need_memory, uint64_t need_address_space, 
         const int64_t margin = static_cast<int64_t>(l.available) - static_cast<int64_t>(n);
         if (!worst || margin < worst_margin) worst = &l, worst_margin = margin, worst_need = n;
     }
-    if (!worst) return "";
-    return what + " needs about " + mib(worst_need) + (worst->address_space ? " of address space" : " of memory") +
-           " (" + parts + "); this process may use " + mib(worst->available) + " more under " + worst->name + " (" +
-           worst->source + "): use a smaller heap or raise the limit";
+    if (!worst) return std::nullopt;
+    return Shortfall{*worst, worst_need,
+                     what + " needs about " + mib(worst_need) + (worst->address_space ? " of address space" : " of memory") +
+                         " (" + parts + "); this process may use " + mib(worst->available) + " more under " +
+                         worst->name + " (" + worst->source + "): " + remedy};
 }
 
 std::vector<NeedPart> collection_need(uint64_t heap, uint64_t live, bool concurrent, unsigned mutators,
                                       uint64_t trace_events, uint64_t stack) {
-    constexpr uint64_t MiB = 1ull << 20;
-    const uint64_t fixed = 32 * MiB + 8 * MiB * mutators;
+    const uint64_t fixed = 32 * kMiB + 8 * kMiB * mutators;
     std::vector<NeedPart> parts{{"moving space", heap, heap}};
     if (concurrent) parts.push_back({"from-space", live < heap ? live : heap, heap});
     parts.push_back({"buffers, samples, write logs, thread stacks", fixed, fixed + (mutators + 3ull) * stack});

@@ -57,6 +57,28 @@ void register_heap(py::module_& m) {
     }, py::arg("heap"), py::arg("live"), py::arg("concurrent"), py::arg("mutators"), py::arg("trace_events"),
        "What one collection maps of its own, as (what, resident bytes, bytes of address space) parts: the core's "
        "one definition (native/include/compactor/memory_limits.hpp), which compactor-runner checks too.");
+    m.def("memory_limits", [] {
+        py::list out;
+        for (const MemoryLimit& l : memory_limits())
+            out.append(py::make_tuple(l.name, l.source, l.available, l.address_space));
+        return out;
+    }, "Every limit on the memory this process may still use, read now, as (name, source, available bytes, whether "
+       "it bounds address space): the core's one definition (memory_limits.hpp).");
+    m.def("cgroup_dirs", [] {
+        py::list out;
+        for (const auto& [version, dir] : cgroup_dirs()) out.append(py::make_tuple(version, dir));
+        return out;
+    }, "This process's memory cgroup and its ancestors, innermost first, as (version '1' or '2', directory).");
+    m.def("memory_shortfall", [](uint64_t need_memory, uint64_t need_address_space, const std::string& what,
+                                 const std::string& parts, const std::string& remedy) -> py::object {
+        const auto s = memory_shortfall(need_memory, need_address_space, what, parts, remedy);
+        if (!s) return py::none();
+        return py::dict(py::arg("message") = s->message, py::arg("need") = s->need,
+                        py::arg("available") = s->limit.available, py::arg("limit") = s->limit.name,
+                        py::arg("source") = s->limit.source);
+    }, py::arg("need_memory"), py::arg("need_address_space"), py::arg("what"), py::arg("parts"), py::arg("remedy"),
+       "None when the need fits under every limit; else the limit that falls shortest: message, need, available, "
+       "limit (its name) and source.");
     m.def("mark_reachable", [](const U64s& ref_start, const I32s& refs, const I32s& roots, const py::object& premarked) {
         if (ref_start.ndim() != 1 || ref_start.size() < 1) throw py::value_error("ref_start must hold count + 1 entries");
         const uint64_t count = static_cast<uint64_t>(ref_start.size()) - 1;

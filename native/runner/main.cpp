@@ -127,9 +127,8 @@ void check_memory_or_exit(const PlanView& plan, const CollectorConfig& cfg, bool
     }
     const std::string what = std::string(floor_only ? "measuring the compaction floor of " : "a collection of ") +
                              "a " + std::to_string(heap / MiB) + " MiB heap";
-    const std::string msg = memory_shortfall(need_memory, need_as, what, parts);
-    if (!msg.empty()) {
-        std::fprintf(stderr, "compactor-runner: %s\n", msg.c_str());
+    if (const auto shortfall = memory_shortfall(need_memory, need_as, what, parts)) {
+        std::fprintf(stderr, "compactor-runner: %s\n", shortfall->message.c_str());
         std::exit(2);
     }
 }

@@ -1,10 +1,12 @@
-// The memory this process may still use, as compactor/memory.py defines it: MemAvailable, the memory cgroup
-// limits of this process and its ancestors (v2 memory.max - memory.current, v1 memory.limit_in_bytes -
-// memory.usage_in_bytes), RLIMIT_AS minus VmSize, COMPACTOR_MEMORY_LIMIT. Used by the runner before it maps a heap.
+// The memory this process may still use (the one definition: the runner's check and, bound, compactor.memory):
+// MemAvailable, the memory cgroup limits of this process and its ancestors (v2 memory.max - memory.current, v1
+// memory.limit_in_bytes - memory.usage_in_bytes), RLIMIT_AS minus VmSize, COMPACTOR_MEMORY_LIMIT.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace compactor {
@@ -17,6 +19,10 @@ struct MemoryLimit {
 };
 
 std::vector<MemoryLimit> memory_limits();
+
+// This process's memory cgroup directory and its ancestors up to the hierarchy's root, innermost first, as
+// ("1" or "2", directory): cgroup v1's memory controller where it is mounted, else the cgroup2 hierarchy.
+std::vector<std::pair<std::string, std::string>> cgroup_dirs();
 
 // One part of what a collection maps: resident bytes and bytes of address space.
 struct NeedPart {
@@ -36,10 +42,16 @@ std::vector<NeedPart> collection_need(uint64_t heap, uint64_t live, bool concurr
 // The address space glibc reserves for a new thread's stack: RLIMIT_STACK's soft limit, 8 MiB when unlimited.
 uint64_t thread_stack_bytes();
 
-// "" when `need_memory` resident bytes and `need_address_space` mapped bytes fit under every limit; otherwise
-// the message naming the limit that falls shortest: "<what> needs about N MiB of memory (<parts>); this process may
-// use M MiB more under <limit> (<source>): use a smaller heap or raise the limit".
-std::string memory_shortfall(uint64_t need_memory, uint64_t need_address_space, const std::string& what,
-                             const std::string& parts);
+// The limit that falls shortest of `need_memory` resident bytes and `need_address_space` mapped bytes, the
+// need it is compared with, and the message naming it: "<what> needs about N MiB of memory (<parts>); this
+// process may use M MiB more under <limit> (<source>): <remedy>". Empty when everything fits.
+struct Shortfall {
+    MemoryLimit limit;
+    uint64_t need = 0;
+    std::string message;
+};
+std::optional<Shortfall> memory_shortfall(uint64_t need_memory, uint64_t need_address_space, const std::string& what,
+                                          const std::string& parts,
+                                          const std::string& remedy = "use a smaller heap or raise the limit");
 
 }  // namespace compactor
