@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional
 
 from . import _native
 from .errors import UffdUnavailable
+from .kernel_facts import ART_MOVE_RELEASES, render_bug
 from .kernel_facts import evaluate as kernel_move_facts
-from .kernel_facts import render_bug
 from .swap import probe as swap_probe
 from .uffd import PAGE_SIZE, probe
 
@@ -42,7 +42,7 @@ def environment(user_mode_only: bool = True) -> Dict[str, Any]:
 def render_move_kernel(facts: Dict[str, Any]) -> List[str]:
     """The kernel's MOVE facts as text lines (info, and the bench's report header)."""
     yes = "yes" if facts["art_would_use_move"] else "no"
-    lines = [f"ART uses MOVE     {yes} (its MoveIoctlKernelCheck: 6.12.20+, 6.13.8+ or 6.14+, and MOVE in the kernel)"]
+    lines = [f"ART uses MOVE     {yes} (its MoveIoctlKernelCheck: {ART_MOVE_RELEASES}, and MOVE in the kernel)"]
     bugs = facts["known_bugs"]
     lines.append(f"known MOVE bugs   {len(bugs) or 'none'} this kernel may have"
                  + (" (compactor/data/move_kernel_bugs.json)" if bugs else ""))

@@ -27,6 +27,8 @@ BUGS_FILE = Path(__file__).with_name("data") / "move_kernel_bugs.json"
 # ART's MoveIoctlKernelCheck (runtime/gc/collector/mark_compact.cc): MOVE only on 6.12.20+, 6.13.8+ or 6.14+.
 ART_MOVE_MINIMUMS: Tuple[Version, ...] = ((6, 12, 20), (6, 13, 8), (6, 14, 0))
 MOVE_SINCE: Version = (6, 8, 0)  # UFFDIO_MOVE entered mainline in 6.8
+_RELEASES = [f"{a}.{b}.{c}+" if c else f"{a}.{b}+" for a, b, c in ART_MOVE_MINIMUMS]
+ART_MOVE_RELEASES = ", ".join(_RELEASES[:-1]) + " or " + _RELEASES[-1]  # "6.12.20+, 6.13.8+ or 6.14+"
 MOVE_STRATEGIES = ("move", "move-alloc", "hybrid")
 _SERIES_END = 1 << 30  # a last bound "X.Y" covers every X.Y.z
 _PM_UFFD_WP = 1 << 57  # /proc/PID/pagemap: the PTE is uffd write-protected
@@ -187,8 +189,8 @@ def advice(version: Optional[Version], move_in_kernel: bool, art: bool, known: S
     if art:
         parts.append("ART would use MOVE on this kernel")
     else:
-        parts.append("ART would NOT use MOVE on this kernel (its MoveIoctlKernelCheck wants 6.12.20+, 6.13.8+ or "
-                     "6.14+): MOVE results here describe a configuration ART never runs")
+        parts.append(f"ART would NOT use MOVE on this kernel (its MoveIoctlKernelCheck wants {ART_MOVE_RELEASES}): "
+                     "MOVE results here describe a configuration ART never runs")
     serious = [b for b in known if b["affects_collections"]]
     if serious:
         fixes = "; ".join(f"{b['id']}: fixed in {', '.join(b['fixed_in'] or ['(pending)'])}" for b in serious)

@@ -557,6 +557,7 @@ private:
             t.buffer = buffers_.data() + i * ps_;
             t.fresh = fresh_.data() + i * ps_;
             t.rng.s = cfg_.seed * 1000003 + i * 7919 + 1;
+            t.signal_rng.s = cfg_.seed * 1000033 + i * 104729 + 2;  // each mutator's SIGUSR1 handler its own roots
             t.samples.reserve(per_thread_samples);
             if (i < cfg_.mutators) t.writes.reserve(1u << 18);
             if (i < cfg_.mutators && cfg_.alloc_rate > 0) t.new_objects.reserve(1u << 16);
