@@ -141,7 +141,7 @@ def generate(spec: "HeapSpec", page_size: int) -> "Heap":
     ``old_to_young`` of the young trees hangs off old objects, not roots (reachable only through a dirty card);
     references between generations elsewhere (young to old freely; old to old); and the card table: exactly the
     old objects holding a reference to a younger object, plus ``stale_cards`` of the clean cards."""
-    from .heap import Heap, _sample_sizes
+    from .heap import Heap, _sample_sizes, ref_counts
 
     rng = np.random.default_rng(spec.seed)
     heap_size = -(-spec.size // page_size) * page_size
@@ -157,11 +157,7 @@ def generate(spec: "HeapSpec", page_size: int) -> "Heap":
     offset = np.cumsum(sizes) - sizes
     old_end, mid_end = old_bytes, old_bytes + mid_bytes
     gen = np.where(offset < old_end, OLD, np.where(offset < mid_end, MID, YOUNG))
-    cap = max_refs(sizes)
-    is_array = sizes > 256
-    nrefs = np.where(is_array, np.where(rng.random(n) < 0.2, np.minimum(cap, 64), 0),
-                     np.minimum(cap, rng.poisson(spec.refs_per_object, n)))
-    nrefs = np.minimum(nrefs, 0xFFFF).astype(np.int64)
+    nrefs = ref_counts(spec, rng, sizes)
     share = np.choose(gen, [spec.old_live, spec.mid_survival, spec.young_survival])
     live = rng.random(n) < share
     ref_start = np.zeros(n + 1, dtype=np.int64)

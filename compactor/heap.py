@@ -140,6 +140,18 @@ def _sample_sizes(spec: HeapSpec, rng: np.random.Generator, n: int) -> npt.NDArr
     return rng.choice(np.asarray(spec.sizes, dtype=np.int64), size=n)
 
 
+def ref_counts(spec: HeapSpec, rng: np.random.Generator, sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Reference slots per object: ordinary objects ~ Poisson(refs_per_object); arrays (> 256 B) mostly primitive
+    (a fifth hold up to 64 references); never more than the object has room for. Draws random(n), then
+    poisson(n)."""
+    n = sizes.size
+    cap = max_refs(sizes)
+    nrefs = np.where(sizes > 256, np.where(rng.random(n) < 0.2, np.minimum(cap, 64), 0),
+                     np.minimum(cap, rng.poisson(spec.refs_per_object, n)))
+    counts: npt.NDArray[np.int64] = np.minimum(nrefs, 0xFFFF).astype(np.int64)
+    return counts
+
+
 def _intended_live(spec: HeapSpec, rng: np.random.Generator, offset: npt.NDArray[np.int64],
                    used_end: int) -> npt.NDArray[np.bool_]:
     n = offset.size
@@ -307,12 +319,7 @@ class Heap:
         offset = ends - sizes
         used_end = int(ends[-1]) if n else 0
 
-        # Reference slots: ordinary objects ~ Poisson(refs_per_object); arrays are mostly primitive.
-        cap = max_refs(sizes)
-        is_array = sizes > 256
-        nrefs = np.where(is_array, np.where(rng.random(n) < 0.2, np.minimum(cap, 64), 0),
-                         np.minimum(cap, rng.poisson(spec.refs_per_object, n)))
-        nrefs = np.minimum(nrefs, 0xFFFF).astype(np.int64)
+        nrefs = ref_counts(spec, rng, sizes)
 
         live = _intended_live(spec, rng, offset, used_end)
         live_idx = np.flatnonzero(live)
