@@ -41,20 +41,28 @@ class MarkResult:
     live_objects: int
     # A young collection: "young"; ``live`` and the bitmap then hold the marked objects of the mid and young
     # generations and the old objects on dirty cards (``card_objects``: scanned as roots, and the only old objects
-    # compaction updates); ``scanned_bytes`` is ART's YoungGcScannedBytes (marked bytes plus the card objects').
+    # compaction updates, their bytes counted in ``live_bytes``).
     kind: str = "full"
     card_objects: Optional[npt.NDArray[np.bool_]] = None
     dirty_cards: int = 0
-    scanned_bytes: int = 0
+
+    @property
+    def scanned_bytes(self) -> int:
+        """ART's YoungGcScannedBytes / FullGcScannedBytes: the marked bytes (a young collection's card objects
+        included)."""
+        return self.live_bytes
 
 
-def mark_reachable(heap: ReferenceGraph) -> npt.NDArray[np.bool_]:
-    """The objects reachable from the roots: one breadth-first pass in the native core, level by level with a
-    visited bit per object, large levels expanded in ascending object order so that the reference table is read
-    in forward sweeps (GIL released); linear in the reachable objects and their references."""
+def mark_reachable(heap: ReferenceGraph, roots: Optional[npt.ArrayLike] = None,
+                   premarked: Optional[npt.NDArray[np.bool_]] = None) -> npt.NDArray[np.bool_]:
+    """The objects reachable from the roots (``roots``: object indices other than the heap's), never entering
+    ``premarked`` objects (which count as reached): one breadth-first pass in the native core, level by level with
+    a visited bit per object, large levels expanded in ascending object order so that the reference table is
+    read in forward sweeps (GIL released); linear in the reachable objects and their references."""
     return _native.mark_reachable(np.ascontiguousarray(heap.ref_start, dtype=np.uint64),
                                   np.ascontiguousarray(heap.refs, dtype=np.int32),
-                                  np.ascontiguousarray(heap.roots, dtype=np.int32))
+                                  np.ascontiguousarray(heap.roots if roots is None else roots, dtype=np.int32),
+                                  premarked=premarked)
 
 
 def live_words_bitmap(heap: Heap, live: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint64]:
@@ -73,13 +81,16 @@ def mark(heap: Heap, kind: str = "full") -> MarkResult:
         raise ValueError(f"unknown collection kind {kind!r}: choose full or young")
     if kind == "young":
         return _mark_young(heap)
-    live = mark_reachable(heap)
+    return _result(heap, mark_reachable(heap))
+
+
+def _result(heap: Heap, live: npt.NDArray[np.bool_], **young: Any) -> MarkResult:
+    """The marking of ``live``: its live-words bitmap and the live bytes per chunk and in all."""
     bitmap = live_words_bitmap(heap, live)
     assert bitmap.size == heap.heap_size // CHUNK_SIZE
     chunk_live = popcount64(bitmap) * 8
-    live_bytes = int(chunk_live.sum())
-    return MarkResult(live=live, live_words=bitmap, chunk_live_bytes=chunk_live, live_bytes=live_bytes,
-                      live_objects=int(live.sum()), scanned_bytes=live_bytes)
+    return MarkResult(live=live, live_words=bitmap, chunk_live_bytes=chunk_live, live_bytes=int(chunk_live.sum()),
+                      live_objects=int(live.sum()), **young)
 
 
 def _mark_young(heap: Heap) -> MarkResult:
@@ -93,12 +104,6 @@ def _mark_young(heap: Heap) -> MarkResult:
     cards = card_objects(heap)
     slot_of_card_object = np.repeat(cards, heap.num_refs.astype(np.int64))
     from_cards = heap.refs[slot_of_card_object]
-    roots = np.concatenate([heap.roots, from_cards[from_cards >= 0]]).astype(np.int32)
-    reached = _native.mark_reachable(np.ascontiguousarray(heap.ref_start, dtype=np.uint64),
-                                     np.ascontiguousarray(heap.refs, dtype=np.int32), roots, premarked=old)
-    live = (reached & ~old) | cards
-    bitmap = live_words_bitmap(heap, live)
-    chunk_live = popcount64(bitmap) * 8
-    return MarkResult(live=live, live_words=bitmap, chunk_live_bytes=chunk_live, live_bytes=int(chunk_live.sum()),
-                      live_objects=int(live.sum()), kind="young", card_objects=cards,
-                      dirty_cards=int(g.dirty_cards.sum()), scanned_bytes=int(chunk_live.sum()))
+    reached = mark_reachable(heap, np.concatenate([heap.roots, from_cards[from_cards >= 0]]), premarked=old)
+    return _result(heap, (reached & ~old) | cards, kind="young", card_objects=cards,
+                   dirty_cards=int(g.dirty_cards.sum()))
