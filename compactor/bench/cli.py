@@ -37,7 +37,7 @@ from .args import ints as _ints
 from .args import share as _share
 from .args import size as _size
 from .config import BenchConfig
-from .generational import GENERATION_DEFAULTS, GENERATION_FLAGS, KINDS
+from .generational import GENERATION_DEFAULTS, GENERATION_FLAGS, KINDS, add_generation_flags, spec_error
 from .schema import ACCEPTED_BY_COMPARE, SWEEPS_ACCEPTED_BY_COMPARE
 from .suite import run_suite
 from .types import BenchError
@@ -125,12 +125,7 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
                          "single-generation heap) and young (ART 16's young collection: the heap becomes "
                          "generational and its mid and young generations are compacted, the old one mapped back); "
                          "e.g. --gc young,full")
-    ap.add_argument("--old-fraction", type=_fraction, help="with --gc young: the old generation's share of the space "
-                    f"(default {GENERATION_DEFAULTS['old_fraction']})")
-    ap.add_argument("--mid-fraction", type=_share, help="with --gc young: the mid generation's share of the space "
-                    f"(default {GENERATION_DEFAULTS['mid_fraction']})")
-    ap.add_argument("--young-survival", type=_share, help="with --gc young: the share of the young generation's "
-                    f"objects still reachable (default {GENERATION_DEFAULTS['young_survival']})")
+    add_generation_flags(ap, "with --gc young: ")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     add_cluster_arguments(ap, "comparison (every strategy of one fault mode, mutator count and profile)")
     add_mutator_flags(ap)
@@ -217,8 +212,7 @@ def generations_from(args) -> Optional[dict]:
     try:
         HeapSpec(size=args.heap or (64 << 20), **shares)
     except ValueError as e:
-        raise BenchError(str(e).replace("old_fraction", "--old-fraction").replace("mid_fraction", "--mid-fraction")
-                         .replace("young_survival", "--young-survival"), 2) from None
+        raise BenchError(spec_error(e), 2) from None
     return shares
 
 

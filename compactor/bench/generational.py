@@ -17,6 +17,28 @@ GENERATION_FLAGS = {"old_fraction": "--old-fraction", "mid_fraction": "--mid-fra
                     "young_survival": "--young-survival"}
 
 
+def add_generation_flags(ap: Any, when: str = "") -> None:
+    """--old-fraction (above 0: a generational heap), --mid-fraction and --young-survival, the HeapSpec shares of
+    a generational heap; `when` prefixes their help (e.g. "with --gc young: ")."""
+    from .args import fraction, share
+
+    ap.add_argument("--old-fraction", type=fraction, help=f"{when}the old generation's share of the space "
+                    f"(default {GENERATION_DEFAULTS['old_fraction']})")
+    ap.add_argument("--mid-fraction", type=share, help=f"{when}the mid generation's share of the space "
+                    f"(default {GENERATION_DEFAULTS['mid_fraction']})")
+    ap.add_argument("--young-survival", type=share, help=f"{when}the share of the young generation's objects (and "
+                    f"of each epoch's allocation, in a lifetime) still reachable (default "
+                    f"{GENERATION_DEFAULTS['young_survival']})")
+
+
+def spec_error(e: ValueError) -> str:
+    """HeapSpec's message for a bad share, naming the flags instead of the field names."""
+    text = str(e)
+    for field, flag in GENERATION_FLAGS.items():
+        text = text.replace(field, flag)
+    return text
+
+
 def art_metrics(kind: str, generational: Dict[str, Any]) -> Dict[str, Any]:
     """ART's names for what a collection did (runtime/gc/heap.cc metrics): {Young,Full}GcScannedBytes,
     {Young,Full}GcFreedBytes and AppSlowPathDuring{Young,Full}Gc (ms: the end of the pause to the last to-space page

@@ -30,9 +30,9 @@ from ..generations import after_collection, mutate
 from ..heap import Heap, HeapSpec
 from ..planning import plan as make_plan
 from . import progress as _progress
-from .args import check_output_paths, int_in, share, size
+from .args import check_output_paths, int_in, size
 from .env import check_memory, check_usable, host_environment, memory_available
-from .generational import GENERATION_DEFAULTS
+from .generational import GENERATION_DEFAULTS, add_generation_flags, spec_error
 from .output import emit_report
 from .schema import LIFETIME_SCHEMA_ID
 from .types import BenchError
@@ -229,12 +229,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cycles", type=int_in(1, 10000), default=DEFAULT_CYCLES, help="collections per strategy "
                                                                                      "(default 20)")
     ap.add_argument("--alloc", type=size, help="bytes allocated per epoch, e.g. 6MiB (default 10%% of the heap)")
-    ap.add_argument("--old-fraction", type=share, help=f"the old generation's share of the space at the start "
-                    f"(default {GENERATION_DEFAULTS['old_fraction']})")
-    ap.add_argument("--mid-fraction", type=share, help=f"the mid generation's share at the start "
-                    f"(default {GENERATION_DEFAULTS['mid_fraction']})")
-    ap.add_argument("--young-survival", type=share, help="the share of the young generation (and of each epoch's "
-                    f"allocation) still reachable (default {GENERATION_DEFAULTS['young_survival']})")
+    add_generation_flags(ap, "at the start: ")
     ap.add_argument("--strategies", type=_strategies, default=LIFETIME_STRATEGIES,
                     help="comma-separated concurrent strategies, each its own lifetime (default copy,move)")
     ap.add_argument("--faults", choices=("sigbus", "thread"), default="sigbus")
@@ -256,13 +251,10 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     """The lifetime for parsed arguments; usage errors through `ap`."""
     check_output_paths(ap, args)
     gens = {k: getattr(args, k) for k in GENERATION_DEFAULTS if getattr(args, k, None) is not None}
-    if args.old_fraction == 0:
-        ap.error("--old-fraction 0 is a single-generation heap: a lifetime of young collections needs an old "
-                 "generation (e.g. --old-fraction 0.5)")
     try:
         HeapSpec(size=args.heap, **dict(GENERATION_DEFAULTS, **gens))
     except ValueError as e:
-        ap.error(str(e))
+        ap.error(spec_error(e))
     if args.alloc is not None and args.alloc >= args.heap:
         ap.error(f"--alloc must be smaller than the heap ({args.heap >> 20} MiB)")
     err = Console(stderr=True)
