@@ -19,6 +19,7 @@ from collections import Counter
 
 import compactor
 from compactor import HeapCorruption, WatchdogTimeout, uffd
+from compactor.collector import make_config
 
 STRATEGIES = ("copy", "move", "move-alloc", "hybrid")
 
@@ -33,6 +34,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.collections < 1:
         ap.error("--collections must be at least 1")
+    try:  # every option checked before anything runs, by the collector's own validation
+        compactor.HeapSpec(size=args.heap)
+        make_config("copy", "sigbus", args.mutators, signal=args.signal, signal_hz=args.hz)
+    except ValueError as e:
+        ap.error(str(e))
     strategies = STRATEGIES if "move" in uffd.probe() else ("copy",)
     heap = compactor.Heap.generate(compactor.HeapSpec(size=args.heap, seed=21))
     plan = compactor.plan(heap)

@@ -20,11 +20,13 @@ import argparse
 import importlib.util
 import os
 import statistics
+import sys
 import tempfile
 import time
 
 import compactor
-from compactor.trace import DEFAULT_EVENTS, collection_name, dropped_events, write_trace
+from compactor.collector import make_config
+from compactor.trace import DEFAULT_EVENTS, collection_name, thread_events, write_trace
 
 STRATEGIES = ("copy", "move")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +41,7 @@ def spread(num: list, den: list) -> str:
     return f"{r[0]:.3f}-{r[-1]:.3f}"
 
 
-def in_this_build(heap_size: str, repeat: int, mutators: int) -> None:
+def in_this_build(heap_size: str, repeat: int, mutators: int) -> bool:
     heap = compactor.Heap.generate(compactor.HeapSpec(size=heap_size, live_fraction=0.5, seed=1))
     plan = compactor.plan(heap)
     gc = {(s, on): [] for s in STRATEGIES for on in (False, True)}
@@ -60,20 +62,23 @@ def in_this_build(heap_size: str, repeat: int, mutators: int) -> None:
                         writes.append(time.perf_counter() - t0)
                         sizes.append(summary.bytes)
                         events.append(summary.events)
-                        dropped += dropped_events(r.trace)
+                        dropped += sum(t.dropped for t in thread_events(r.trace))
     print(f"1. this build, {heap_size}, 50% live, SIGBUS, {mutators} mutator(s), {repeat} repetitions interleaved "
           f"(trace_events {DEFAULT_EVENTS} per thread when on)")
     print(f"  {'strategy':<8} {'GC ms off':>9} {'GC ms on':>9} {'on/off':>7} {'spread':>13}  target <= 1.10x")
+    met = True
     for s in STRATEGIES:
         off, on = gc[(s, False)], gc[(s, True)]
         ratio = paired(on, off)
+        met &= ratio <= 1.10
         print(f"  {s:<8} {1e3 * statistics.median(off):9.1f} {1e3 * statistics.median(on):9.1f} {ratio:6.3f}x "
               f"{spread(on, off):>13}  {'met' if ratio <= 1.10 else 'MISSED'}")
     print(f"  trace per collection: {statistics.median(events):.0f} events, {statistics.median(sizes) / 1024:.0f} KiB, "
           f"written in {1e3 * statistics.median(writes):.1f} ms (median); events dropped: {dropped}")
+    return met
 
 
-def against_baseline(rev: str, heap_size: str, repeat: int, mutators: int) -> None:
+def against_baseline(rev: str, heap_size: str, repeat: int, mutators: int) -> bool:
     spec = importlib.util.spec_from_file_location("compaction_bench", os.path.join(HERE, "compaction.py"))
     assert spec is not None and spec.loader is not None
     cb = importlib.util.module_from_spec(spec)
@@ -98,24 +103,35 @@ def against_baseline(rev: str, heap_size: str, repeat: int, mutators: int) -> No
           f"interleaved")
     print(f"  {'strategy':<8} {'GC ms before':>12} {'GC ms after':>11} {'after/before':>12} {'spread':>13}  "
           f"target <= 1.02x (noise)")
+    met = True
     for s in STRATEGIES:
         before, after = gc[("before", s)], gc[("after", s)]
         ratio = paired(after, before)
+        met &= ratio <= 1.02
         print(f"  {s:<8} {1e3 * statistics.median(before):12.1f} {1e3 * statistics.median(after):11.1f} "
               f"{ratio:11.3f}x {spread(after, before):>13}  {'met' if ratio <= 1.02 else 'MISSED'}")
+    return met
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--heap", default="256MiB")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--mutators", type=int, default=1)
     ap.add_argument("--baseline", metavar="REV", help="also compare tracing off with this commit's runner")
     args = ap.parse_args()
-    in_this_build(args.heap, args.repeat, args.mutators)
+    try:  # checked before anything runs, by the collector's own validation
+        compactor.HeapSpec(size=args.heap)
+        make_config("copy", "sigbus", args.mutators)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    met = in_this_build(args.heap, args.repeat, args.mutators)
     if args.baseline:
-        against_baseline(args.baseline, args.heap, args.repeat, args.mutators)
+        met &= against_baseline(args.baseline, args.heap, args.repeat, args.mutators)
+    return 0 if met else 1  # a missed target is a failure of the run
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
