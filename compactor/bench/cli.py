@@ -282,16 +282,9 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
     for r in report["runs"]:
         if r["status"] == "unsupported":
             err.print(f"[yellow]warning[/yellow]: {r['key']}: {r['reason']}; COPY is still measured")
-    if args.json:
-        text = json.dumps(report, indent=2)
-        if to_stdout_json:
-            sys.stdout.write(text + "\n")
-        else:
-            from .output import atomic_write
-            atomic_write(args.json, (text + "\n").encode())
-    if not to_stdout_json:
-        from .report import render
-        render(report, out)
+    from .output import emit_report
+    from .report import render
+    emit_report(report, args.json, lambda r: render(r, out))
     if args.csv:
         from .output import write_bench_csv
         write_bench_csv(report, args.csv)

@@ -28,6 +28,7 @@ from ..collector import STRATEGIES, collect
 from ..errors import HeapCorruption
 from ..generations import after_collection, mutate
 from ..heap import Heap, HeapSpec
+from ..kernel_facts import MOVE_STRATEGIES
 from ..planning import plan as make_plan
 from . import progress as _progress
 from .args import check_output_paths, int_in, size
@@ -108,7 +109,7 @@ def run_lifetime(heap_bytes: int = DEFAULT_HEAP, cycles: int = DEFAULT_CYCLES, a
     check_usable(env)
     check_memory(heap_bytes * len(strategies), memory_available())
     tick = progress or (lambda *_: None)
-    if not env.get("move") and any(s not in ("copy",) for s in strategies):
+    if not env.get("move") and any(s in MOVE_STRATEGIES for s in strategies):
         raise BenchError("this kernel has no UFFDIO_MOVE (UFFD_FEATURE_MOVE, Linux >= 6.8): run the lifetime with "
                          "--strategies copy", 2)
     shares: Dict[str, Any] = dict(GENERATION_DEFAULTS, **(generations or {}))

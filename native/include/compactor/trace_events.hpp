@@ -104,6 +104,7 @@ public:
     // The recorded events (the buffer is left empty); after the threads that record into it have ended.
     std::vector<TraceEvent> take() {
         events_.resize(size());
+        events_.shrink_to_fit();  // the reserved but unused capacity goes back before verification runs
         std::vector<TraceEvent> out = std::move(events_);
         events_.clear();
         return out;
