@@ -175,6 +175,17 @@ def add_mutator_flags(ap: argparse.ArgumentParser) -> None:
         g.add_argument(o["flag"], **kw)
 
 
+def check_cluster_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace, command: str) -> None:
+    """Usage errors for what a cluster run cannot combine with (`command`: "bench" or "sweep")."""
+    if args.cluster_devices and not args.cluster:
+        ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
+    if args.trace and args.cluster:
+        ap.error(f"--trace records the collections of this machine: run the traced {command} without --cluster")
+    if args.cluster and "young" in args.gc:
+        ap.error("--gc young runs on this machine only (a cluster's workers build single-generation heaps): run it "
+                 "without --cluster")
+
+
 def add_cluster_arguments(ap: argparse.ArgumentParser, unit: str) -> None:
     """--cluster and --cluster-devices (the sweep's and the bench's: each `unit` is one task)."""
     ap.add_argument("--cluster", metavar="ADDRESS",

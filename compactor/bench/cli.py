@@ -23,6 +23,7 @@ from . import progress
 from .args import (
     add_cluster_arguments,
     add_mutator_flags,
+    check_cluster_arguments,
     check_output_paths,
     mutator_flags,
     plot_path,
@@ -250,13 +251,7 @@ def bench_command(ap: argparse.ArgumentParser, args) -> int:
     if args.cluster and (args.device or args.runner or args.heap_from_app):
         ap.error("--cluster runs on the cluster's workers: --device, --runner and --heap-from-app are for this "
                  "machine (a worker's phone: --cluster-devices)")
-    if args.cluster_devices and not args.cluster:
-        ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
-    if args.trace and args.cluster:
-        ap.error("--trace records the collections of this machine: run the traced bench without --cluster")
-    if args.cluster and "young" in args.gc:
-        ap.error("--gc young runs on this machine only (a cluster's workers build single-generation heaps): run it "
-                 "without --cluster")
+    check_cluster_arguments(ap, args, "bench")
     try:
         cfg = config_from(args)
     except BenchError as e:

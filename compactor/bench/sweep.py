@@ -26,6 +26,7 @@ from . import progress
 from .args import (
     add_cluster_arguments,
     add_mutator_flags,
+    check_cluster_arguments,
     check_output_paths,
     choices,
     fraction,
@@ -449,9 +450,6 @@ def young_grid_from(ap: argparse.ArgumentParser, args) -> Dict[str, Any]:
     if args.full:
         ap.error("--full is the live x mutators x batch x profile product of full collections; the young sweep's "
                  "grid is --gc young [--quick] with --old-shares, --mutators, --batch, --profiles")
-    if args.cluster:
-        ap.error("--gc young runs on this machine only (a cluster's workers build single-generation heaps): run "
-                 "the young sweep without --cluster")
     if args.plot:
         ap.error("--plot draws live x batch heatmaps; a young sweep's axis is the old generation's share: read its "
                  "table, --json or --csv")
@@ -497,6 +495,7 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     if args.old_shares and args.gc != "young":
         ap.error("--old-shares is the axis of young sweeps: add --gc young")
     young = args.gc == "young"
+    check_cluster_arguments(ap, args, "sweep")
     grid = young_grid_from(ap, args) if young else grid_from(args)
     options = mutator_flags(args)
     try:
@@ -506,10 +505,6 @@ def run_command(ap: argparse.ArgumentParser, args) -> int:
     except ValueError as e:
         ap.error(str(e))
     err = Console(stderr=True)
-    if args.cluster_devices and not args.cluster:
-        ap.error("--cluster-devices runs on a cluster's phones: give --cluster ADDRESS too")
-    if args.trace and args.cluster:
-        ap.error("--trace records the collections of this machine: run the traced sweep without --cluster")
     from .args import trace_path
 
     try:
