@@ -8,7 +8,8 @@ alloc_rate 0, tlab 32 KiB, pre_pause_ms 10: see `python -m compactor options`).
 Families:
 - `stress`: the stress loop (no pause between access chains): today's bench scenario, the worst case for MOVE.
 - `busy-<N>us`, `sleep-<N>us` (N = 1, 10, 100, 1000): N µs between access chains, spent computing on the CPU
-  (busy: a MOVE's TLB shootdown still reaches that CPU) or blocked off it (sleep: the CPU idles in lazy-TLB mode).
+  (busy: a MOVE's TLB shootdown still reaches that CPU) or blocked off it (sleep: the idle CPU takes only the
+  shootdowns of the first MOVEs after each sleep, two on this x86 VM: the prices' `shootdowns_after_sleep`).
 - `ui-60hz`, `ui-120hz`: a UI thread accessing for 30% of each frame, asleep until the next vsync.
 - `<profile>+alloc`: the same, allocating ALLOC_RATE bytes per second per mutator into TLABs above the
   post-compact end (fresh pages resolved by the strategy: ZEROPAGE for copy, zero-and-MOVE for the MOVE family,

@@ -19,6 +19,8 @@ from compactor import _native
 from conftest import has_tlb_row, require, run_python
 
 PRICE_KEYS = ("copy_ns_per_page", "copy_ns_per_ioctl", "move_ns_per_page", "move_ns_per_ioctl", "shootdown_ns")
+SLEEP_KEYS = ("shootdowns_after_sleep", "shootdowns_after_sleep_timed")
+MOVES_PER_SLEEP = 4  # move_prices.cpp kMovesPerSleep: the MOVEs timed early in each of the sleeping sibling's sleeps
 
 # The prices of uffd-kernel-facts.md: one shootdown ~7 µs, MOVE 165 ns and COPY 300 ns per page in runs of 64.
 FACTS = {"copy_ns_per_page": 300.0, "copy_ns_per_ioctl": 0.0, "move_ns_per_page": 165.0, "move_ns_per_ioctl": 0.0,
@@ -123,6 +125,7 @@ def test_the_decision_is_the_cost_comparison_and_the_break_even_its_threshold(p,
     ({"move_ns_per_page": -1.0}, "finite number >= 0"),
     ({"copy_ns_per_page": math.nan}, "finite number >= 0"),
     ({"copy_ns_per_ioctl": math.inf}, "finite number >= 0"),
+    ({"shootdowns_after_sleep": -1.0}, "shootdowns_after_sleep'\\] must be a finite number >= 0"),
 ])
 def test_malformed_prices_are_refused_by_name(change, message):
     """A missing, negative or non-finite price is a ValueError naming the key, not a silent decision."""
@@ -143,8 +146,9 @@ def test_malformed_prices_are_refused_by_name(change, message):
 def test_the_measured_prices_are_positive_and_finite(need_move):
     """Every price measured here is finite, every per-page and per-ioctl price above 0, and MOVE cheaper per page."""
     p = _native.measure_move_prices()
-    assert set(p) == {*PRICE_KEYS, "measured_ms", "measured"} and p["measured"] is True
+    assert set(p) == {*PRICE_KEYS, *SLEEP_KEYS, "measured_ms", "measured"} and p["measured"] is True
     assert all(math.isfinite(p[k]) for k in PRICE_KEYS) and p["shootdown_ns"] >= 0
+    assert all(0 <= p[k] <= MOVES_PER_SLEEP for k in SLEEP_KEYS), p
     assert all(p[k] > 0 for k in PRICE_KEYS if k != "shootdown_ns"), p
     assert p["move_ns_per_page"] < p["copy_ns_per_page"], p  # MOVE re-points a PTE, COPY copies 4 KiB
 
@@ -196,6 +200,16 @@ def test_a_running_sibling_makes_move_dearer_with_two_cpus(need_move):
     assert sum(s > 0 for s in shootdowns) >= 2, shootdowns
 
 
+def test_a_sleeping_siblings_cpu_takes_as_many_shootdowns_as_the_moves_times_tell(need_move):
+    """A sibling asleep: the MOVEs early in its sleep that /proc/interrupts counts as interrupting its idle CPU are
+    the ones whose times stand out, and the last of each sleep is free (the CPU leaves the mm): in 2 of 3."""
+    require(len(os.sched_getaffinity(0)) >= 2, "needs two CPUs: one to measure on, one for the sleeping sibling")
+    require(has_tlb_row(), "no TLB-shootdown IPIs to count on this architecture (arm64 broadcasts TLBI in hardware)")
+    got = [_native.measure_move_prices(fresh=True) for _ in range(3)]
+    agree = [p["shootdowns_after_sleep"] == p["shootdowns_after_sleep_timed"] < MOVES_PER_SLEEP for p in got]
+    assert sum(agree) >= 2, [{k: p[k] for k in (*SLEEP_KEYS, "shootdown_ns")} for p in got]
+
+
 def test_with_one_cpu_there_is_no_shootdown(need_move):
     """A process allowed a single CPU has no other CPU for a thread to run on: shootdown_ns is 0."""
     r = run_python("""
@@ -207,6 +221,7 @@ def test_with_one_cpu_there_is_no_shootdown(need_move):
     assert r.returncode == 0, r.stderr
     p = json.loads(r.stdout)
     assert p["shootdown_ns"] == 0 and p["move_ns_per_page"] > 0
+    assert p["shootdowns_after_sleep"] == 0 == p["shootdowns_after_sleep_timed"]  # no sibling to sleep
 
 
 def test_concurrent_first_calls_share_one_measurement(need_move):
@@ -268,6 +283,23 @@ def test_dear_shootdowns_make_hybrid_copy_while_a_mutator_computes_and_move_alon
     alone = compactor.collect(heap, "hybrid", mutators=0, plan=plan)
     assert alone.pages["copy"] == 0 and alone.pages["copy_short_run"] == 0
     assert alone.counters["bytes_moved"] > 0  # runs COPYd alone are those the recycle pool had no pages for
+
+
+def test_dear_shootdowns_owed_after_a_sleep_make_hybrid_copy_while_the_mutator_sleeps(what_if, heap16, need_move):
+    """A shootdown priced at 1 s and a mutator asleep 1 ms between chains: with no MOVE owed after a sleep the GC
+    thread MOVEs its runs while the mutator sleeps; with one owed (its idle CPU takes the next MOVE's IPI) it
+    COPYs them all, since every MOVE after a sleep would pay first."""
+    heap, plan = heap16
+    paced = {"mutators": 1, "plan": plan, "think_ns": 1_000_000, "think": "sleep"}
+    what_if(dict(DEAR_SHOOTDOWNS, shootdowns_after_sleep=0.0))
+    skipped = compactor.collect(heap, "hybrid", **paced)
+    assert skipped.raw["priced_policy"]["prices"]["shootdowns_after_sleep"] == 0
+    assert sum(skipped.raw["gc_runs_by_length_log2"]["moved"]) > 0
+    what_if(dict(DEAR_SHOOTDOWNS, shootdowns_after_sleep=1.0))
+    owed = compactor.collect(heap, "hybrid", **paced)
+    assert owed.raw["priced_policy"]["prices"]["shootdowns_after_sleep"] == 1
+    assert sum(owed.raw["gc_runs_by_length_log2"]["moved"]) == 0 and owed.counters["ioctl_move"] == 0
+    assert sum(owed.raw["gc_runs_by_length_log2"]["copied"]) > 0
 
 
 def test_copy_cheaper_per_page_makes_hybrid_never_move(what_if, heap16, need_move):

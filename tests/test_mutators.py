@@ -136,7 +136,8 @@ def tlb_per_move_ioctl(heap, plan, think):
 
 def test_a_sleeping_mutator_causes_fewer_shootdowns_per_move_than_a_busy_one():
     """A mutator computing on the other CPU gets a TLB-shootdown IPI per MOVE ioctl; one asleep between chains
-    (its CPU idle, in lazy-TLB mode) gets few (x86: a remote flush is an IPI; arm64 broadcasts and has no row)."""
+    (its CPU idle) gets only the first MOVEs' after each sleep (x86: a remote flush is an IPI; arm64 broadcasts
+    and has no row)."""
     require(has_tlb_row(), "this kernel's /proc/interrupts has no TLB row (arm64 broadcasts TLB invalidations)")
     require(len(os.sched_getaffinity(0)) >= 2, "needs two CPUs: one for the GC thread, one for the mutator")
     require("move" in features(), "the kernel lacks UFFDIO_MOVE")

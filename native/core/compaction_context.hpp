@@ -116,8 +116,11 @@ struct Context {
     // end of the app's slow-path window.
     std::atomic<bool> all_mapped{false};
     uint64_t t_all_mapped_ns = 0;
-    // Mutators on a CPU now (not sleeping between chains or frames): a MOVE now sends them a shootdown IPI.
+    // Mutators on a CPU now (not sleeping between chains or frames): a MOVE now sends them a shootdown IPI. And
+    // the sleeps they began (bumped as one leaves its CPU): its idle CPU still takes the next MOVEs' IPIs
+    // (MovePrices::shootdowns_after_sleep), which the GC thread counts with a GcShootdownWatch.
     std::atomic<unsigned> mutators_on_cpu{0};
+    std::atomic<uint64_t> mutator_sleeps{0};
     // Allocation: TLABs are handed out from [alloc_base, heap_size) by alloc_top (the free space above the
     // post-compact end, rounded up to a page: registered and missing during the phase).
     uint64_t alloc_base = 0;
@@ -164,31 +167,51 @@ inline bool read_pagemap(int fd, uint64_t addr, uint64_t ps, uint64_t* entries, 
     return fd >= 0 && ::pread(fd, entries, static_cast<size_t>(want), static_cast<off_t>(addr / ps * 8)) == want;
 }
 
-// Whether a MOVE now pays a TLB shootdown: another thread of this process is on a CPU. For the GC thread that is a
-// mutator not asleep; for a mutator or the fault thread, the GC thread always is.
-inline bool another_thread_on_cpu(const Context& ctx, bool by_gc) {
-    return !by_gc || ctx.mutators_on_cpu.load(std::memory_order_relaxed) > 0;
-}
+// Whether the GC thread's next MOVE pays a TLB shootdown: a mutator is on a CPU, or one went to sleep and the GC
+// has not yet made the MOVEs its idle CPU still takes (prices.shootdowns_after_sleep: 2 on this x86 VM, 0 where
+// idle CPUs are skipped). One count for all mutators: with several, a later sleep restarts it for all. (A mutator
+// or the fault thread always pays: the GC thread is on a CPU.)
+class GcShootdownWatch {
+public:
+    bool due(const Context& ctx) {
+        if (ctx.mutators_on_cpu.load(std::memory_order_relaxed) > 0) return true;
+        const uint64_t sleeps = ctx.mutator_sleeps.load(std::memory_order_relaxed);
+        if (sleeps != sleeps_seen_) {
+            sleeps_seen_ = sleeps;
+            moves_since_sleep_ = 0;
+        }
+        return static_cast<double>(moves_since_sleep_) < ctx.prices.shootdowns_after_sleep;
+    }
+    void moved() { moves_since_sleep_ += moves_since_sleep_ < kNone; }  // one MOVE ioctl issued
+
+private:
+    static constexpr uint64_t kNone = ~0ull;  // no mutator has slept yet
+    uint64_t sleeps_seen_ = 0, moves_since_sleep_ = kNone;
+};
 
 // Whether a run of `pages` contiguous to-space pages is installed with MOVE (else COPY): the strategy's policy,
-// in one place. `by_gc`: the GC thread installs it (mutators and the fault thread install single pages).
-inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc) {
+// in one place. `by_gc`: the GC thread installs it (mutators and the fault thread install single pages);
+// `shootdown_due`: a MOVE now pays a TLB shootdown (always for a mutator; GcShootdownWatch for the GC thread).
+inline bool install_with_move(const Context& ctx, uint64_t pages, bool by_gc, bool shootdown_due) {
     switch (ctx.strategy) {
         case Strategy::Move:
         case Strategy::MoveAlloc: return true;
         case Strategy::Hybrid:
             // Priced (move_min_run auto): MOVE when it is cheaper at this machine's prices, the shootdown included
-            // when another thread is on a CPU. Fixed: MOVE where it costs no shootdown IPI (the GC thread's runs
-            // while no mutator runs), else only runs of at least move_min_run pages; mutators' pages COPY.
-            if (ctx.priced) return move_is_cheaper(ctx.current_prices(), pages, another_thread_on_cpu(ctx, by_gc));
+            // when one is due. Fixed: MOVE where it costs no shootdown IPI (the GC thread's runs while no mutator
+            // runs), else only runs of at least move_min_run pages; mutators' pages COPY.
+            if (ctx.priced) return move_is_cheaper(ctx.current_prices(), pages, shootdown_due);
             return by_gc && (ctx.cfg.mutators == 0 || pages >= ctx.cfg.move_min_run.pages);
         default: return false;
     }
 }
 
+// A single page installed by a mutator or the fault thread: MOVE or COPY (the GC thread is on a CPU).
+inline bool install_page_with_move(const Context& ctx) { return install_with_move(ctx, 1, false, true); }
+
 // hybrid: the shortest GC run it MOVEs now (kMoveNever: none; 0 without mutators under the fixed policy).
-inline uint64_t hybrid_min_run(const Context& ctx) {
-    if (ctx.priced) return break_even_run(ctx.current_prices(), another_thread_on_cpu(ctx, true));
+inline uint64_t hybrid_min_run(const Context& ctx, bool shootdown_due) {
+    if (ctx.priced) return break_even_run(ctx.current_prices(), shootdown_due);
     return ctx.cfg.mutators > 0 ? ctx.cfg.move_min_run.pages : 0;
 }
 

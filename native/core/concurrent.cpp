@@ -283,7 +283,8 @@ private:
         // Hybrid while mutators run: runs come out as long as the last one did (mutators take pages all over the
         // to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of into a cold
         // recycled page, until a run reaches move_min_run again.
-        const bool short_expected = ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_);
+        const bool short_expected =
+            ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_, shootdowns_.due(ctx_));
         switch (short_expected ? Strategy::Copy : ctx_.strategy) {
             case Strategy::Copy:
                 run_.region = tc_.buffer;
@@ -343,9 +344,10 @@ private:
         uint8_t* src = run_.dense ? ctx_.from_space + first * ps_ : run_.region + (run_.capacity - run_.pages) * ps_;
         // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
-        const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true);
+        const bool due = shootdowns_.due(ctx_);
+        const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true, due);
         // Measured prices learn the shootdown from the run; a what-if's (injected) prices stay as given.
-        const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && another_thread_on_cpu(ctx_, true);
+        const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && due;
         const uint64_t install_ns_before = c_.gc_install_ns;  // issue_install_ioctl times the GC's ioctls
         const InstallReason why = run_.pool_empty ? InstallReason::PoolEmpty
                                : ctx_.strategy == Strategy::Hybrid ? InstallReason::ShortRun : InstallReason::Compacted;
@@ -353,6 +355,7 @@ private:
         const int bucket = 63 - __builtin_clzll(run_.pages);
         (move ? c_.runs_moved : c_.runs_copied)[bucket < kRunLengthBuckets ? bucket : kRunLengthBuckets - 1] += 1;
         const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
+        if (move) shootdowns_.moved();
         if (ok && learn) LearnShootdown(c_.gc_install_ns - install_ns_before, run_.pages);
         if (ok) {
             for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
@@ -441,6 +444,7 @@ private:
     CompactionRun run_;
     bool stalled_ = false;
     uint64_t last_run_pages_ = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
+    GcShootdownWatch shootdowns_;  // whether its next MOVE pays a shootdown (hybrid's priced policy)
     uint64_t compact_since_ = 0, touch_in_window_ = 0;
 };
 

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <sched.h>
 #include <string>
 
@@ -41,6 +45,13 @@ SiblingThread::SiblingThread(Kind kind, int cpu) {
                 heartbeat_.fetch_add(1, std::memory_order_relaxed);  // a liveness signal only: no data rides on it
             }
             asm volatile("" : : "r"(sink));
+        } else if (kind == Kind::Sleeping) {
+            while (!stop_.load(std::memory_order_relaxed)) {
+                heartbeat_.fetch_add(1, std::memory_order_release);  // this sleep begins (nothing else rides on it)
+                timespec ts{0, static_cast<long>(kSleepNs)};
+                nanosleep(&ts, nullptr);
+                wakes_.fetch_add(1, std::memory_order_release);
+            }
         } else {
             while (!stop_.load(std::memory_order_relaxed)) {
                 sched_yield();
@@ -59,6 +70,45 @@ SiblingThread::~SiblingThread() {
 void SiblingThread::wait_running() const {
     const uint64_t seen = heartbeat_.load(std::memory_order_relaxed);
     while (heartbeat_.load(std::memory_order_relaxed) == seen) sched_yield();
+}
+
+uint64_t SiblingThread::wait_asleep() const {
+    const uint64_t seen = heartbeat_.load(std::memory_order_acquire);
+    while (heartbeat_.load(std::memory_order_acquire) == seen) sched_yield();
+    // The count was bumped just before nanosleep: give the thread time to reach it and leave its CPU.
+    const double until = now_s() + 20e-6;
+    while (now_s() < until) {
+    }
+    return wakes_.load(std::memory_order_acquire);
+}
+
+int64_t tlb_shootdowns_on(int cpu) {
+    std::FILE* f = std::fopen("/proc/interrupts", "re");
+    if (!f) return -1;
+    char line[8192];
+    int column = -1;  // the CPU's column, from the header line "CPU0 CPU1 ..."
+    int64_t out = -1;
+    if (std::fgets(line, sizeof line, f)) {
+        int i = 0;
+        for (char* tok = std::strtok(line, " \t\n"); tok; tok = std::strtok(nullptr, " \t\n"), ++i)
+            if (std::strncmp(tok, "CPU", 3) == 0 && std::atoi(tok + 3) == cpu) column = i;
+    }
+    while (column >= 0 && std::fgets(line, sizeof line, f)) {
+        char* p = line;
+        while (*p == ' ') ++p;
+        if (std::strncmp(p, "TLB:", 4) != 0) continue;
+        p += 4;
+        for (int i = 0; i <= column; ++i) {
+            char* end = nullptr;
+            const long long v = std::strtoll(p, &end, 10);
+            if (end == p) break;
+            if (i == column) out = v;
+            p = end;
+        }
+        break;
+    }
+    std::fclose(f);
+    return out;
 }
 
 std::vector<int> allowed_cpus() {

@@ -28,22 +28,33 @@ public:
     enum class Kind {
         Busy,      // reads memory without pause, as a mutator does
         Yielding,  // calls sched_yield in a loop, as mutators waiting in SIGBUS handlers back off
+        Sleeping,  // sleeps kSleepNs at a time (nanosleep), as a paced mutator between access chains
     };
+    static constexpr uint64_t kSleepNs = 300000;
     // Starts the thread, pinned to `cpu` (-1: not pinned), and returns once it runs (there, when pinned).
     SiblingThread(Kind kind, int cpu = -1);
     ~SiblingThread();  // stops and joins it
     // Returns once the thread has made progress since the call: it is running now, not waiting for its CPU (on a
     // shared machine another process may hold that CPU for milliseconds, and then no IPI is needed).
     void wait_running() const;
+    // Sleeping: returns once the thread has gone to sleep since the call (it counts each sleep before it starts),
+    // and the number of its sleeps that have ended so far; woke_since(that) tells whether one ended since.
+    uint64_t wait_asleep() const;
+    bool woke_since(uint64_t ends) const { return wakes_.load(std::memory_order_acquire) != ends; }
     SiblingThread(const SiblingThread&) = delete;
     SiblingThread& operator=(const SiblingThread&) = delete;
 
 private:
     std::atomic<bool> stop_{false};
     std::atomic<bool> running_{false};
-    std::atomic<uint64_t> heartbeat_{0};  // counts the thread's loop passes
+    std::atomic<uint64_t> heartbeat_{0};  // counts the thread's loop passes (Sleeping: its sleeps begun)
+    std::atomic<uint64_t> wakes_{0};      // Sleeping: its sleeps ended
     std::thread thread_;
 };
+
+// The TLB-shootdown interrupts CPU `cpu` has taken since boot (the "TLB:" row of /proc/interrupts), or -1 where
+// there is no such row (arm64 broadcasts TLBI in hardware) or no such CPU column.
+int64_t tlb_shootdowns_on(int cpu);
 
 // The CPUs the calling thread may run on, in increasing order.
 std::vector<int> allowed_cpus();

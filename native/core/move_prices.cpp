@@ -29,6 +29,11 @@ constexpr unsigned kRepetitions = 7;      // interleaved; each price is a median
 constexpr uint64_t kSingles = 16;         // 1-page ioctls per timed sample (one clock read per 16 ioctls)
 constexpr uint64_t kRunsPerSample = 2;    // kRunPages-page ioctls per timed sample
 constexpr double kMaxRun = 4503599627370496.0;  // 2^52 pages: past any address space
+constexpr unsigned kAttempts = 3;         // measurements while another thread of the process is seen running
+constexpr uint64_t kSettleMs = 30;        // and the wait between them
+constexpr uint64_t kSleeps = 9;           // sleeps of the sleeping sibling probed (a median over them)
+constexpr uint64_t kMovesPerSleep = 4;    // 1-page MOVEs timed one by one early in each sleep
+constexpr uint64_t kSleepAttempts = 3 * kSleeps;  // sleeps tried (one the sibling woke during is not a sample)
 
 void must(const IoResult& r, const char* what) { detail::must(r, "move prices", what); }
 
@@ -71,7 +76,9 @@ struct RepetitionPlan {
     uint64_t move_1_sibling_dst, move_1_sibling_src;
 };
 
-MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
+// `disturbed`: the plain samples (no sibling of ours) sent the sibling's CPU shootdown IPIs, so another thread of
+// the process ran there meanwhile and every price is off (only known where /proc/interrupts counts them).
+MovePrices measure_pinned(int measurer_cpu, int sibling_cpu, bool* disturbed) {
     const uint64_t ps = page_size();
     const uint64_t run_len = kRunPages * ps;
     detail::pin_to(measurer_cpu);
@@ -80,7 +87,8 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
     // Destinations: fresh, registered, with their page tables already allocated (touch one page per page table,
     // then drop it), so that no sample pays a page-table allocation that the others do not.
     const uint64_t per_rep_slots = 3 * kRunPages + 2 * kRunsPerSample * kRunPages;  // generous: 3 single groups
-    Pool dst(kRepetitions * per_rep_slots, ps), src(per_rep_slots, ps);
+    Pool dst(kRepetitions * per_rep_slots + kSleepAttempts * kMovesPerSleep, ps),
+        src(per_rep_slots + kSleepAttempts * kMovesPerSleep, ps);
     // A fork elsewhere in the process must not make the pages to move shared (MOVE: EBUSY).
     src.dontfork();
     dst.dontfork();
@@ -116,6 +124,9 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
     std::memset(reinterpret_cast<void*>(plans[0].move_run_src), 1, kRunsPerSample * run_len);
     std::memset(reinterpret_cast<void*>(plans[0].move_1_src), 1, kSingles * ps);
     std::memset(reinterpret_cast<void*>(plans[0].move_1_sibling_src), 1, kSingles * ps);
+    const uint64_t sleep_pages = kSleepAttempts * kMovesPerSleep;
+    const uint64_t sleep_dst = dst.take(sleep_pages), sleep_src = src.take(sleep_pages);
+    std::memset(reinterpret_cast<void*>(sleep_src), 1, sleep_pages * ps);
     uint64_t range_ioctls = 0;
     must(uffd.register_range(dst.base(), dst.bytes(), UFFDIO_REGISTER_MODE_MISSING, &range_ioctls), "REGISTER");
 
@@ -134,12 +145,16 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
     };
     const uint64_t copy_from = copy_src.address();
     std::vector<double> copy_1, copy_run, move_1, move_run, move_1_sibling;
+    const int64_t quiet0 = sibling_cpu >= 0 ? detail::tlb_shootdowns_on(sibling_cpu) : -1;
     for (const RepetitionPlan& p : plans) {
         copy_1.push_back(ns_per_ioctl(false, p.copy_1_dst, copy_from, ps, 1, kSingles));
         copy_run.push_back(ns_per_ioctl(false, p.copy_run_dst, copy_from, 0, kRunPages, kRunsPerSample));
         move_run.push_back(ns_per_ioctl(true, p.move_run_dst, p.move_run_src, run_len, kRunPages, kRunsPerSample));
         move_1.push_back(ns_per_ioctl(true, p.move_1_dst, p.move_1_src, ps, 1, kSingles));
     }
+    const int64_t quiet1 = sibling_cpu >= 0 ? detail::tlb_shootdowns_on(sibling_cpu) : -1;
+    const int64_t plain_moves = static_cast<int64_t>(kRepetitions * (kSingles + kRunsPerSample));
+    *disturbed = quiet0 >= 0 && quiet1 - quiet0 > plain_moves / 4;
     if (sibling_cpu >= 0) {
         // One sibling for all repetitions, after the plain samples (while it runs every MOVE pays the IPI): on a
         // loaded machine starting or stopping a thread can wait milliseconds for the other CPU, so that is paid once,
@@ -151,7 +166,52 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu) {
         }
     }
 
+    // A sibling that sleeps: early in each of its sleeps, kMovesPerSleep single-page MOVEs timed one by one, and
+    // the TLB-shootdown interrupts its CPU took around them (where /proc/interrupts counts them). A sleep during
+    // which it woke (a late timer, a loaded CPU) is not a sample.
+    std::vector<std::vector<double>> sleep_times;  // per sleep, each MOVE's ns
+    std::vector<double> ipis_per_sleep;
+    if (sibling_cpu >= 0) {
+        detail::SiblingThread sleeper(detail::SiblingThread::Kind::Sleeping, sibling_cpu);
+        uint64_t next = 0;
+        for (uint64_t attempt = 0; attempt < kSleepAttempts && sleep_times.size() < kSleeps; ++attempt) {
+            const uint64_t wakes = sleeper.wait_asleep();
+            const int64_t irq0 = detail::tlb_shootdowns_on(sibling_cpu);
+            std::vector<double> times;
+            for (uint64_t i = 0; i < kMovesPerSleep; ++i, ++next) {
+                const double t0 = now_s();
+                must(uffd.move(sleep_dst + next * ps, sleep_src + next * ps, ps, 0), "MOVE");
+                times.push_back((now_s() - t0) * 1e9);
+            }
+            const int64_t irq1 = detail::tlb_shootdowns_on(sibling_cpu);
+            if (sleeper.woke_since(wakes)) continue;
+            sleep_times.push_back(times);
+            if (irq0 >= 0 && irq1 >= irq0) ipis_per_sleep.push_back(static_cast<double>(irq1 - irq0));
+        }
+    }
+
     MovePrices out;
+    if (!sleep_times.empty()) {
+        // Read from the times: the last MOVE of a sleep is taken as free; one that took more than half the
+        // difference between the first and the last over the last paid. No difference worth a MOVE of its own
+        // (arm64's broadcast TLBI): none paid.
+        std::vector<double> first, last;
+        for (const auto& t : sleep_times) {
+            first.push_back(t.front());
+            last.push_back(t.back());
+        }
+        const double free_ns = detail::median(last), extra = detail::median(first) - free_ns;
+        std::vector<double> paid;
+        for (const auto& t : sleep_times)
+            paid.push_back(extra > free_ns ? static_cast<double>(std::count_if(t.begin(), t.end(), [&](double ns) {
+                               return ns > free_ns + 0.5 * extra;
+                           }))
+                                           : 0.0);
+        out.shootdowns_after_sleep_timed = detail::median(paid);
+        // Counted where the kernel counts them (exact), else as timed.
+        out.shootdowns_after_sleep =
+            ipis_per_sleep.size() == sleep_times.size() ? detail::median(ipis_per_sleep) : out.shootdowns_after_sleep_timed;
+    }
     const double span_pages = static_cast<double>(kRunPages - 1);
     const double c1 = detail::median(copy_1), cn = detail::median(copy_run);
     const double m1 = detail::median(move_1), mn = detail::median(move_run);
@@ -188,18 +248,25 @@ MovePrices measure_move_prices() {
                 break;
             }
     }
-    // A thread of its own, so that pinning it leaves the caller's affinity alone.
+    // A thread of its own, so that pinning it leaves the caller's affinity alone. Measured again (up to
+    // kAttempts times, kSettleMs apart) while another thread of the process was seen running: a thread pool that
+    // spins for a while after it starts (OpenBLAS's, when numpy loads) makes every MOVE pay the IPI.
     MovePrices out;
-    std::exception_ptr error;
-    std::thread measurer([&] {
-        try {
-            out = measure_pinned(measurer_cpu, sibling_cpu);
-        } catch (...) {
-            error = std::current_exception();
-        }
-    });
-    measurer.join();  // orders the thread's writes to out and error before the reads below
-    if (error) std::rethrow_exception(error);
+    for (unsigned attempt = 0; attempt < kAttempts; ++attempt) {
+        bool disturbed = false;
+        std::exception_ptr error;
+        std::thread measurer([&] {
+            try {
+                out = measure_pinned(measurer_cpu, sibling_cpu, &disturbed);
+            } catch (...) {
+                error = std::current_exception();
+            }
+        });
+        measurer.join();  // orders the thread's writes to out, disturbed and error before the reads below
+        if (error) std::rethrow_exception(error);
+        if (!disturbed) break;
+        detail::sleep_for_ns(kSettleMs * 1000000);
+    }
     out.measured_ms = (now_s() - t0) * 1e3;
     return out;
 }
@@ -249,8 +316,14 @@ uint64_t break_even_run(const MovePrices& p, bool another_thread_on_cpu) {
     const double fixed = p.copy_ns_per_ioctl - p.move_ns_per_ioctl - (another_thread_on_cpu ? p.shootdown_ns : 0.0);
     const double per_page = p.copy_ns_per_page - p.move_ns_per_page;
     if (!(per_page >= 0)) return kMoveNever;  // long runs lose (or NaN prices): no threshold holds
-    if (move_is_cheaper(p, 1, another_thread_on_cpu)) return 1;  // wins at 1 and, per_page >= 0, at every length
-    if (per_page == 0) return kMoveNever;
+    if (per_page == 0) {
+        // Equal per-page prices: the fixed prices alone decide, at every length — unless the advantage is so small
+        // that rounding loses it on long runs (then no threshold holds for every length).
+        const bool wins_everywhere = move_is_cheaper(p, 1, another_thread_on_cpu) &&
+                                     move_is_cheaper(p, static_cast<uint64_t>(kMaxRun), another_thread_on_cpu);
+        return wins_everywhere ? 1 : kMoveNever;
+    }
+    if (move_is_cheaper(p, 1, another_thread_on_cpu)) return 1;  // wins at 1 and, per_page > 0, at every length
     const double past = -fixed / per_page;  // MOVE wins iff n > past
     if (!(past < kMaxRun)) return kMoveNever;
     uint64_t n = static_cast<uint64_t>(std::floor(past)) + 1;

@@ -281,6 +281,7 @@ private:
 
     // Sleeps until `until` (CLOCK_MONOTONIC ns), in slices, off the CPU as far as the TLB-shootdown decision goes.
     void SleepOffCpu(uint64_t until) {
+        ctx_.mutator_sleeps.fetch_add(1, std::memory_order_relaxed);
         ctx_.mutators_on_cpu.fetch_sub(1, std::memory_order_relaxed);
         for (uint64_t now = now_ns(); now < until && !stopped(); now = now_ns())
             sleep_for_ns(until - now < kSleepSliceNs ? until - now : kSleepSliceNs);

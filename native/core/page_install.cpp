@@ -346,7 +346,7 @@ bool install_zeropage(Context& ctx, ThreadCtx* tc, uint64_t page) {
 // the phase): ART 16's ZeroAndMoveFreePage for the MOVE family — a recycled from-space page (move-alloc: a freshly
 // allocated one) zeroed and MOVEd — and UFFDIO_ZEROPAGE for the COPY family and when the recycle pool is empty.
 bool install_fresh_page(Context& ctx, ThreadCtx* tc, uint64_t page) {
-    if (tc && install_with_move(ctx, 1, false)) {
+    if (tc && install_page_with_move(ctx)) {
         if (ctx.strategy == Strategy::MoveAlloc) {
             std::memset(tc->fresh, 0, ctx.ps);
             return install_pages(ctx, *tc, page, tc->fresh, 1, true, false, InstallReason::FreshPage);
@@ -376,7 +376,7 @@ void compact_traced(ThreadCtx& tc, const PlanView& p, const uint8_t* from_space,
 // the policy decides MOVE or COPY for a single-page run not installed by the GC thread.
 bool resolve_claimed(Context& ctx, ThreadCtx& tc, uint64_t page) {
     const PlanView& p = ctx.plan;
-    const bool move = install_with_move(ctx, 1, false);
+    const bool move = install_page_with_move(ctx);
     if (page_kind(p, page) == PageKind::Dense) {
         uint8_t* in_place = ctx.from_space + page * ctx.ps;
         compact_traced(tc, p, ctx.from_space, in_place, page);

@@ -177,7 +177,8 @@ std::string collection_json(const CollectionOutcome& out, bool with_trace) {
         Obj prices;
         prices.kv("copy_ns_per_page", num(p.copy_ns_per_page)).kv("copy_ns_per_ioctl", num(p.copy_ns_per_ioctl))
             .kv("move_ns_per_page", num(p.move_ns_per_page)).kv("move_ns_per_ioctl", num(p.move_ns_per_ioctl))
-            .kv("shootdown_ns", num(p.shootdown_ns)).kv("measured_ms", num(p.measured_ms))
+            .kv("shootdown_ns", num(p.shootdown_ns)).kv("shootdowns_after_sleep", num(p.shootdowns_after_sleep))
+            .kv("shootdowns_after_sleep_timed", num(p.shootdowns_after_sleep_timed)).kv("measured_ms", num(p.measured_ms))
             .kv("measured", p.measured ? "true" : "false");
         auto run = [](uint64_t n) { return n == kMoveNever ? std::string("null") : num(n); };
         MovePrices learned = p;

@@ -16,16 +16,20 @@ py::dict prices_dict(const MovePrices& p) {
     d["move_ns_per_page"] = p.move_ns_per_page;
     d["move_ns_per_ioctl"] = p.move_ns_per_ioctl;
     d["shootdown_ns"] = p.shootdown_ns;
+    d["shootdowns_after_sleep"] = p.shootdowns_after_sleep;
+    d["shootdowns_after_sleep_timed"] = p.shootdowns_after_sleep_timed;
     d["measured_ms"] = p.measured_ms;
     d["measured"] = p.measured;
     return d;
 }
 
-// Injected prices: the five prices are required, finite and not negative; measured_ms and measured are optional
-// (a dict from measure_move_prices() passes as it is).
+// Injected prices: the five prices are required, finite and not negative; shootdowns_after_sleep (and its timed
+// check) are optional (0: a sleeping thread's CPU takes no shootdown) and checked alike; measured_ms and measured
+// are optional (a dict from measure_move_prices() passes as it is).
 MovePrices prices_from(const py::dict& d) {
     MovePrices p;
-    auto price = [&](const char* key) {
+    auto price = [&](const char* key, bool optional = false) {
+        if (optional && !d.contains(key)) return 0.0;
         if (!d.contains(key)) throw py::value_error(std::string("prices lacks '") + key + "'");
         const double v = py::cast<double>(d[key]);
         if (!std::isfinite(v) || v < 0)
@@ -38,6 +42,8 @@ MovePrices prices_from(const py::dict& d) {
     p.move_ns_per_page = price("move_ns_per_page");
     p.move_ns_per_ioctl = price("move_ns_per_ioctl");
     p.shootdown_ns = price("shootdown_ns");
+    p.shootdowns_after_sleep = price("shootdowns_after_sleep", true);
+    p.shootdowns_after_sleep_timed = price("shootdowns_after_sleep_timed", true);
     if (d.contains("measured_ms")) p.measured_ms = py::cast<double>(d["measured_ms"]);
     if (d.contains("measured")) p.measured = py::cast<bool>(d["measured"]);
     return p;
@@ -55,7 +61,7 @@ void register_prices(py::module_& m) {
         return prices_dict(p);
     }, py::arg("fresh") = false,
           "This machine's COPY and MOVE prices in ns (per page, per ioctl, and MOVE's shootdown while another thread "
-          "runs): measured once per process and cached, or measured anew with fresh=True (the cache is kept). Raises "
+          "runs), and how many MOVEs after another thread went to sleep still pay the shootdown: measured once per process and cached, or measured anew with fresh=True (the cache is kept). Raises "
           "UffdUnavailable without UFFDIO_MOVE.");
     m.def("set_collector_move_prices", [](const py::object& prices) {
         if (prices.is_none()) {
