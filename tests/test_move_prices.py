@@ -302,6 +302,20 @@ def test_dear_shootdowns_owed_after_a_sleep_make_hybrid_copy_while_the_mutator_s
     assert sum(owed.raw["gc_runs_by_length_log2"]["copied"]) > 0
 
 
+def test_a_shootdown_owed_after_a_sleep_is_paid_when_the_sleep_is_long_enough_to_earn_it(what_if, heap16, need_move):
+    """A shootdown (100 µs) dearer than MOVE saves on any run (800 ns a page, runs of at most 64), owed once after
+    each sleep: the GC thread MOVEs while a mutator sleeps 1 ms (the pages it installs before the mutator wakes
+    earn the shootdown back), and never while it sleeps 10 µs."""
+    heap, plan = heap16
+    what_if(dict(FREE_SHOOTDOWNS, shootdown_ns=100_000.0, shootdowns_after_sleep=1.0))
+    long_sleeps = compactor.collect(heap, "hybrid", mutators=1, plan=plan, batch=64, think_ns=1_000_000, think="sleep")
+    assert long_sleeps.raw["priced_policy"]["break_even_run_under_load"] > 64  # no run of the batch earns it alone
+    assert sum(long_sleeps.raw["gc_runs_by_length_log2"]["moved"]) > 0
+    short_sleeps = compactor.collect(heap, "hybrid", mutators=1, plan=plan, batch=64, think_ns=10_000, think="sleep")
+    assert sum(short_sleeps.raw["gc_runs_by_length_log2"]["moved"]) == 0
+    assert sum(short_sleeps.raw["gc_runs_by_length_log2"]["copied"]) > 0
+
+
 def test_copy_cheaper_per_page_makes_hybrid_never_move(what_if, heap16, need_move):
     """MOVE priced above COPY per page: no run is long enough, alone or not; the prices are reported as given."""
     heap, plan = heap16

@@ -121,6 +121,8 @@ struct Context {
     // (MovePrices::shootdowns_after_sleep), which the GC thread counts with a GcShootdownWatch.
     std::atomic<unsigned> mutators_on_cpu{0};
     std::atomic<uint64_t> mutator_sleeps{0};
+    std::atomic<uint64_t> last_sleep_start_ns{0};  // when the latest of those sleeps began (CLOCK_MONOTONIC)
+    std::atomic<uint64_t> mutator_sleep_ns{0};     // how long a sleep lasts: an exponential average (1/4 each)
     // Allocation: TLABs are handed out from [alloc_base, heap_size) by alloc_top (the free space above the
     // post-compact end, rounded up to a page: registered and missing during the phase).
     uint64_t alloc_base = 0;
@@ -167,25 +169,32 @@ inline bool read_pagemap(int fd, uint64_t addr, uint64_t ps, uint64_t* entries, 
     return fd >= 0 && ::pread(fd, entries, static_cast<size_t>(want), static_cast<off_t>(addr / ps * 8)) == want;
 }
 
-// Whether the GC thread's next MOVE pays a TLB shootdown: a mutator is on a CPU, or one went to sleep and the GC
-// has not yet made the MOVEs its idle CPU still takes (prices.shootdowns_after_sleep: 2 on this x86 VM, 0 where
-// idle CPUs are skipped). One count for all mutators: with several, a later sleep restarts it for all. (A mutator
-// or the fault thread always pays: the GC thread is on a CPU.)
+// Whether the GC thread's next MOVE is priced with a TLB shootdown: yes while a mutator is on a CPU. After a
+// mutator went to sleep, its idle CPU still takes the IPIs of the GC's next MOVEs (prices.shootdowns_after_sleep:
+// 2 on this x86 VM, 0 where idle CPUs are skipped) — once per sleep, whichever MOVEs come first. Those are worth
+// paying when MOVE saves more than they cost on the pages the GC expects to install before the mutator wakes
+// (`horizon_pages()`): then a MOVE now costs no more than one alone (not due); otherwise the next MOVEs are priced
+// with the shootdown, and only a run long enough by itself is MOVEd. One count for all mutators: with several, a
+// later sleep restarts it for all. (A mutator or the fault thread always pays: the GC thread is on a CPU.)
 class GcShootdownWatch {
 public:
-    bool due(const Context& ctx) {
+    template <typename Horizon>
+    bool due(const Context& ctx, const Horizon& horizon_pages) {
         if (ctx.mutators_on_cpu.load(std::memory_order_relaxed) > 0) return true;
         const uint64_t sleeps = ctx.mutator_sleeps.load(std::memory_order_relaxed);
         if (sleeps != sleeps_seen_) {
             sleeps_seen_ = sleeps;
             moves_since_sleep_ = 0;
         }
-        return static_cast<double>(moves_since_sleep_) < ctx.prices.shootdowns_after_sleep;
+        const double owed = ctx.prices.shootdowns_after_sleep - static_cast<double>(moves_since_sleep_);
+        if (!(owed > 0)) return false;
+        const MovePrices p = ctx.current_prices();
+        return horizon_pages() * (p.copy_ns_per_page - p.move_ns_per_page) <= owed * p.shootdown_ns;
     }
     void moved() { moves_since_sleep_ += moves_since_sleep_ < kNone; }  // one MOVE ioctl issued
 
 private:
-    static constexpr uint64_t kNone = ~0ull;  // no mutator has slept yet
+    static constexpr uint64_t kNone = ~0ull >> 1;  // no mutator has slept yet (owes nothing)
     uint64_t sleeps_seen_ = 0, moves_since_sleep_ = kNone;
 };
 

@@ -210,7 +210,7 @@ public:
 
     void Run() {
         pin_to(ctx_.cfg.gc_cpu);
-        const uint64_t t_start = now_ns();
+        t_start_ = now_ns();
         const double cpu0 = thread_cpu_seconds();
         const rusage ru0 = usage_of(RUSAGE_THREAD);
         CompactPagesHighToLow();
@@ -221,7 +221,7 @@ public:
         }
         ReleaseRestOfFromSpace();
         const uint64_t t_end = now_ns();
-        out_.gc_thread_s = static_cast<double>(t_end - t_start) * 1e-9;
+        out_.gc_thread_s = static_cast<double>(t_end - t_start_) * 1e-9;
         out_.gc_thread_cpu_s = thread_cpu_seconds() - cpu0;
         const rusage ru1 = usage_of(RUSAGE_THREAD);
         out_.gc_minor_faults = static_cast<uint64_t>(ru1.ru_minflt - ru0.ru_minflt);
@@ -284,7 +284,7 @@ private:
         // to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of into a cold
         // recycled page, until a run reaches move_min_run again.
         const bool short_expected =
-            ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_, shootdowns_.due(ctx_));
+            ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_, ShootdownDue());
         switch (short_expected ? Strategy::Copy : ctx_.strategy) {
             case Strategy::Copy:
                 run_.region = tc_.buffer;
@@ -344,7 +344,7 @@ private:
         uint8_t* src = run_.dense ? ctx_.from_space + first * ps_ : run_.region + (run_.capacity - run_.pages) * ps_;
         // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
-        const bool due = shootdowns_.due(ctx_);
+        const bool due = ShootdownDue();
         const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true, due);
         // Measured prices learn the shootdown from the run; a what-if's (injected) prices stay as given.
         const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && due;
@@ -358,6 +358,7 @@ private:
         if (move) shootdowns_.moved();
         if (ok && learn) LearnShootdown(c_.gc_install_ns - install_ns_before, run_.pages);
         if (ok) {
+            installed_pages_ += run_.pages;
             for (uint64_t q = first; q <= run_.top_page; ++q) ctx_.page_states->mark_mapped(q);
             const uint64_t mapped = ctx_.progress.fetch_add(run_.pages, std::memory_order_relaxed) + run_.pages;
             ctx_.pages_mapped();
@@ -367,6 +368,19 @@ private:
         run_.pages = 0;
         AdvanceReclaimBoundary();
         return ok;
+    }
+
+    // hybrid (priced): whether a MOVE now is priced with a shootdown (GcShootdownWatch), with the pages this thread
+    // expects to install before the mutator that went to sleep last wakes: what is left of an average sleep, at
+    // the GC thread's pace so far.
+    bool ShootdownDue() {
+        return shootdowns_.due(ctx_, [this] {
+            const uint64_t sleep_ns = ctx_.mutator_sleep_ns.load(std::memory_order_relaxed);
+            const uint64_t began = ctx_.last_sleep_start_ns.load(std::memory_order_relaxed), now = now_ns();
+            if (sleep_ns == 0 || installed_pages_ == 0 || now - began >= sleep_ns) return 0.0;
+            const double ns_per_page = static_cast<double>(now - t_start_) / static_cast<double>(installed_pages_);
+            return static_cast<double>(sleep_ns - (now - began)) / ns_per_page;
+        });
     }
 
     // hybrid (priced): a MOVE of `pages` pages under load took `ns`; what it took beyond the model's MOVE is this
@@ -445,6 +459,8 @@ private:
     bool stalled_ = false;
     uint64_t last_run_pages_ = UINT64_MAX;  // pages in the last run installed (hybrid's predictor of the next run)
     GcShootdownWatch shootdowns_;  // whether its next MOVE pays a shootdown (hybrid's priced policy)
+    uint64_t t_start_ = 0;         // when the thread started (CLOCK_MONOTONIC)
+    uint64_t installed_pages_ = 0; // pages its runs installed so far
     uint64_t compact_since_ = 0, touch_in_window_ = 0;
 };
 

@@ -280,12 +280,18 @@ private:
     }
 
     // Sleeps until `until` (CLOCK_MONOTONIC ns), in slices, off the CPU as far as the TLB-shootdown decision goes.
+    // Counts the sleep, when it began and (after it) how long sleeps last, for the GC thread's shootdown pricing.
     void SleepOffCpu(uint64_t until) {
+        const uint64_t t0 = now_ns();
+        ctx_.last_sleep_start_ns.store(t0, std::memory_order_relaxed);
         ctx_.mutator_sleeps.fetch_add(1, std::memory_order_relaxed);
         ctx_.mutators_on_cpu.fetch_sub(1, std::memory_order_relaxed);
-        for (uint64_t now = now_ns(); now < until && !stopped(); now = now_ns())
+        uint64_t now = t0;
+        for (; now < until && !stopped(); now = now_ns())
             sleep_for_ns(until - now < kSleepSliceNs ? until - now : kSleepSliceNs);
         ctx_.mutators_on_cpu.fetch_add(1, std::memory_order_relaxed);
+        const uint64_t slept = now - t0, avg = ctx_.mutator_sleep_ns.load(std::memory_order_relaxed);
+        ctx_.mutator_sleep_ns.store(avg ? (3 * avg + slept) / 4 : slept, std::memory_order_relaxed);
     }
 
     bool stopped() const { return ctx_.stop_mutators.load(std::memory_order_relaxed); }
