@@ -43,8 +43,8 @@ struct MovePrices {
                                    // over a few sleeps of the TLB-shootdown interrupts its CPU took (where
                                    // /proc/interrupts counts them), else of shootdowns_after_sleep_timed; 0 where
                                    // idle CPUs are skipped or a shootdown costs nothing
-    double shootdowns_after_sleep_timed = 0;  // the same read from the MOVEs' times alone (those that took the
-                                   // extra time the first MOVE of a sleep takes over the last): the check
+    double shootdowns_after_sleep_timed = 0;  // the same read from the MOVEs' times alone (those that took more
+                                   // than a fifth of the first's extra time over the last's): the check
     double measured_ms = 0;        // wall time the measurement took (0 when injected)
     bool measured = false;         // true when measured on this machine, false when given (tests, what-ifs)
 };
