@@ -197,6 +197,8 @@ def _heatmap_profile(report: dict) -> str:
 
 def _crossover_panel(ax, group: Optional[dict]) -> None:
     """The best MOVE-based strategy's time against COPY per profile, over the mutators' pages per ms."""
+    from matplotlib.ticker import NullFormatter  # matplotlib is optional: imported where a plot is drawn
+
     if not group or not group.get("points"):
         ax.axis("off")
         return
@@ -209,6 +211,9 @@ def _crossover_panel(ax, group: Optional[dict]) -> None:
     if group.get("threshold_pages_per_ms"):
         ax.axvline(group["threshold_pages_per_ms"], color="#c84", lw=0.8, ls="--")
     ax.set_xscale("log")
+    # Minor ticks unlabelled: within one decade matplotlib labels them all ("2x10^1 3x10^1 ..."), on top of
+    # each other at this size.
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("pages mutators resolved per ms", fontsize=7)
     ax.tick_params(labelsize=6)
     ax.set_title(f"live {group['live_fraction']:g}, batch {group['batch']}: "
