@@ -344,7 +344,7 @@ private:
         uint8_t* src = run_.dense ? ctx_.from_space + first * ps_ : run_.region + (run_.capacity - run_.pages) * ps_;
         // A run in the GC's buffer (pool empty, or hybrid expecting a short run) is COPYed. Otherwise the policy
         // decides for a run of this length.
-        const bool due = ShootdownDue();
+        const bool due = ctx_.priced && ShootdownDue();  // only the priced policy asks
         const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true, due);
         // Measured prices learn the shootdown from the run; a what-if's (injected) prices stay as given.
         const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && due;

@@ -90,7 +90,8 @@ int64_t tlb_shootdowns_on(int cpu) {
     int64_t out = -1;
     if (std::fgets(line, sizeof line, f)) {
         int i = 0;
-        for (char* tok = std::strtok(line, " \t\n"); tok; tok = std::strtok(nullptr, " \t\n"), ++i)
+        char* save = nullptr;
+        for (char* tok = strtok_r(line, " \t\n", &save); tok; tok = strtok_r(nullptr, " \t\n", &save), ++i)
             if (std::strncmp(tok, "CPU", 3) == 0 && std::atoi(tok + 3) == cpu) column = i;
     }
     while (column >= 0 && std::fgets(line, sizeof line, f)) {
