@@ -119,6 +119,19 @@ def test_claim_1_reports_the_stress_and_the_app_like_scenario_and_the_crossover(
     assert {p["profile"] for p in claim["crossover"]["points"]} == {"stress", "app"}
 
 
+def test_claim_1_says_what_a_sleeping_thread_costs_move_from_hybrids_prices():
+    """With hybrid priced, the move-vs-copy verdict names the MOVEs after each sleep that still interrupt the
+    sleeping thread's CPU, as many as the prices hybrid measured say."""
+    report = json.loads(bench(*TINY, "--strategies", "copy,move,hybrid", "--json", "-").stdout)
+    verdict = next(c for c in report["claims"] if c["id"] == "move-vs-copy")["verdict"]
+    hybrid = next(r for r in report["runs"] if r["strategy"] == "hybrid" and r["mutators"] == 1)
+    owed = hybrid["priced_policy"][0]["prices"]["shootdowns_after_sleep"]
+    if owed > 0:
+        assert f"the shootdowns of the first {owed:g} MOVEs after each sleep began" in verdict, verdict
+    else:
+        assert "A thread asleep between accesses costs MOVE no shootdown here" in verdict, verdict
+
+
 def test_every_run_reports_its_profile_and_mutator_view_and_the_json_validates(default_profiles_report):
     """The report validates against the schema; each measured run has a profile, a mutator view and its fault rate."""
     jsonschema.validate(default_profiles_report, SCHEMA)

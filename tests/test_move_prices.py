@@ -345,16 +345,3 @@ def test_measured_prices_learn_the_shootdown_from_the_runs_moves_under_load(heap
     moved_runs = sum(r.raw["gc_runs_by_length_log2"]["moved"])
     assert policy["moves_learned_from"] > 0 and moved_runs >= policy["moves_learned_from"]
     assert math.isfinite(policy["shootdown_ns_learned"]) and policy["shootdown_ns_learned"] >= 0
-
-
-def test_a_mutator_asleep_between_chains_leaves_hybrid_moving_most_pages(heap16, need_move):
-    """Regression: with this machine's prices and a mutator asleep 100 µs between chains, hybrid COPYs at most a
-    quarter of the pages as short runs (median of 3): the shootdowns each sleep owes the next MOVEs are paid once
-    for the sleep. Priced into every run instead, they made it COPY 31-46% of the pages here, and lose to move."""
-    heap, plan = heap16
-    _native.set_collector_move_prices(None)
-    shares = []
-    for _ in range(3):
-        r = compactor.collect(heap, "hybrid", mutators=1, plan=plan, think_ns=100_000, think="sleep")
-        shares.append(r.pages["copy_short_run"] / r.pages["total"])
-    assert sorted(shares)[1] < 0.25, shares

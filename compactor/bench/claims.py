@@ -173,7 +173,23 @@ def _shootdown_cause(runs) -> str:
              "thread of the process (a VM exit in a VM); COPY fills empty PTEs and flushes nothing. On arm64 "
              "(the Pixel 6) TLBI instructions are broadcast in hardware without IPIs, so this cost does not "
              "carry over there.")
-    return text
+    return text + _sleep_words(runs)
+
+
+def _sleep_words(runs) -> str:
+    """What a sleeping thread costs MOVE here: the shootdowns its idle CPU still takes after each sleep (measured
+    with hybrid's prices), or "" where hybrid did not run priced."""
+    owed = [pp["prices"].get("shootdowns_after_sleep") for r in runs if r["strategy"] == "hybrid"
+            for pp in (r.get("priced_policy") or []) if pp and pp.get("prices")]
+    owed = [o for o in owed if o is not None]
+    if not owed:
+        return ""
+    n = statistics.median(owed)
+    if n <= 0:
+        return " A thread asleep between accesses costs MOVE no shootdown here: its idle CPU is skipped."
+    return (f" A thread asleep between accesses does not escape them: its idle CPU still took the shootdowns of the "
+            f"first {n:g} MOVEs after each sleep began (measured with hybrid's prices: shootdowns_after_sleep), so a "
+            f"thread that wakes every 100-150 µs costs MOVE about {n:g} per wake-up, however few pages it touches.")
 
 
 def _copy_vs_move_alloc(runs, limits) -> dict:

@@ -317,23 +317,35 @@ uint64_t break_even_run(const MovePrices& p, bool another_thread_on_cpu) {
     const double fixed = p.copy_ns_per_ioctl - p.move_ns_per_ioctl - (another_thread_on_cpu ? p.shootdown_ns : 0.0);
     const double per_page = p.copy_ns_per_page - p.move_ns_per_page;
     if (!(per_page >= 0)) return kMoveNever;  // long runs lose (or NaN prices): no threshold holds
-    if (per_page == 0) {
-        // Equal per-page prices: the fixed prices alone decide, at every length — unless the advantage is so small
-        // that rounding loses it on long runs (then no threshold holds for every length).
-        const bool wins_everywhere = move_is_cheaper(p, 1, another_thread_on_cpu) &&
-                                     move_is_cheaper(p, static_cast<uint64_t>(kMaxRun), another_thread_on_cpu);
-        return wins_everywhere ? 1 : kMoveNever;
+    // Per-page prices equal to within their sums' rounding (a relative difference below 2^-45): the fixed prices
+    // decide at every length, when they outweigh that rounding up to runs of 2^41 pages (8 PiB of 4 KiB pages).
+    const double scale = std::max(p.copy_ns_per_page, p.move_ns_per_page);
+    if (per_page <= scale * 0x1p-45)
+        return fixed > scale * 0x1p-11 && move_is_cheaper(p, 1, another_thread_on_cpu) ? 1 : kMoveNever;
+    uint64_t n = 1;
+    if (!move_is_cheaper(p, 1, another_thread_on_cpu)) {
+        const double past = -fixed / per_page;  // MOVE wins iff n > past
+        if (!(past < kMaxRun)) return kMoveNever;
+        n = static_cast<uint64_t>(std::floor(past)) + 1;
     }
-    if (move_is_cheaper(p, 1, another_thread_on_cpu)) return 1;  // wins at 1 and, per_page > 0, at every length
-    const double past = -fixed / per_page;  // MOVE wins iff n > past
-    if (!(past < kMaxRun)) return kMoveNever;
-    uint64_t n = static_cast<uint64_t>(std::floor(past)) + 1;
-    // Rounding in the division may be off by one from the cost comparison itself: settle on the first winner.
-    while (n > 1 && move_is_cheaper(p, n - 1, another_thread_on_cpu)) --n;
-    while (!move_is_cheaper(p, n, another_thread_on_cpu)) {
-        if (static_cast<double>(n) >= kMaxRun) return kMoveNever;
-        ++n;
-    }
+    // Past the break-even MOVE's margin grows by per_page a page, but the sums' rounding can hide it for about
+    // `band` pages: more than a few, and rounding, not the prices, decides there (nearly equal per-page prices
+    // with a long break-even): no threshold holds.
+    constexpr uint64_t kSettleSteps = 64;
+    const double band = (std::fabs(fixed) + static_cast<double>(n) * scale) * 0x1p-51 / per_page;
+    if (!(band < static_cast<double>(kSettleSteps))) return kMoveNever;
+    // Rounding in the division may be off by a few from the cost comparison itself: settle on the first winner, a
+    // bounded number of steps either way, then check that MOVE keeps winning beyond it (right after it and at every
+    // power of two up to 2^41 pages).
+    uint64_t steps = 0;
+    for (; n > 1 && move_is_cheaper(p, n - 1, another_thread_on_cpu); --n)
+        if (++steps > kSettleSteps) return kMoveNever;
+    for (steps = 0; !move_is_cheaper(p, n, another_thread_on_cpu); ++n)
+        if (++steps > kSettleSteps || static_cast<double>(n) >= kMaxRun) return kMoveNever;
+    for (uint64_t d = 1; d <= kSettleSteps; ++d)
+        if (!move_is_cheaper(p, n + d, another_thread_on_cpu)) return kMoveNever;
+    for (unsigned b = 0; b <= 41; ++b)
+        if (!move_is_cheaper(p, n + (uint64_t{1} << b), another_thread_on_cpu)) return kMoveNever;
     return n;
 }
 

@@ -82,11 +82,13 @@ inline constexpr uint64_t kMoveNever = std::numeric_limits<uint64_t>::max();
 
 // The shortest run from which on MOVE is cheaper, at that length and every longer one: 1 when MOVE always wins,
 // kMoveNever when no run is long enough — MOVE costs more per page than COPY, or the same per page and not less
-// per ioctl (or less by so little that rounding loses it on a run of 2^52 pages), or the break-even lies past any address space (beyond 2^52 pages). Where MOVE costs more per page but
+// per ioctl, or the break-even lies past any address space (beyond 2^52 pages). Where MOVE costs more per page but
 // less per ioctl (no real kernel; a what-if), short runs win and long ones lose: no threshold "MOVE runs of at
-// least k pages" holds, so that is kMoveNever too, while move_is_cheaper still answers for each length.
-// So pages >= break_even_run(p, t) implies move_is_cheaper(p, pages, t), and for a real kernel (MOVE cheaper per
-// page) the converse holds as well.
+// least k pages" holds, so that is kMoveNever too, while move_is_cheaper still answers for each length. So is a
+// what-if whose comparison rounding decides: per-page prices equal to their last few digits, whose costs tie on
+// long runs or flip near a break-even of billions of pages.
+// So pages >= break_even_run(p, t) implies move_is_cheaper(p, pages, t) (checked up to 2^41 pages past it), and for
+// a real kernel (MOVE cheaper per page) the converse holds as well.
 uint64_t break_even_run(const MovePrices& p, bool another_thread_on_cpu);
 
 // The prices hybrid's auto policy follows: this machine's (machine_move_prices()), unless a what-if replaced them
