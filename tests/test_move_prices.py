@@ -93,6 +93,15 @@ def test_equal_per_page_prices_leave_it_to_the_fixed_prices():
     assert _native.break_even_run(prices(move_ns_per_page=300.0), True) is None
 
 
+def test_an_ioctl_advantage_below_the_ioctls_own_rounding_is_no_threshold():
+    """Regression: equal per-page prices and a per-ioctl advantage of 2^-22 ns on 1.5 * 2^30 ns ioctls: MOVE wins one
+    page, but rounding ties the costs of long runs (2^41 + 1 pages), so no break-even holds."""
+    p = prices(copy_ns_per_page=2.0 ** -12, move_ns_per_page=2.0 ** -12, copy_ns_per_ioctl=1.5 * 2 ** 30,
+               move_ns_per_ioctl=1.5 * 2 ** 30 - 2.0 ** -22, shootdown_ns=0.0)
+    assert _native.move_is_cheaper(p, 1, False) and not _native.move_is_cheaper(p, 2 ** 41 + 1, False)
+    assert _native.break_even_run(p, False) is None
+
+
 def test_move_dearer_per_page_but_cheaper_per_ioctl_wins_only_short_runs():
     """A what-if: short runs go to MOVE, long ones to COPY; no threshold holds, so break_even_run says None."""
     p = prices(move_ns_per_page=310.0, shootdown_ns=0.0, copy_ns_per_ioctl=1000.0)

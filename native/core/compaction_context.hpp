@@ -171,7 +171,8 @@ inline bool read_pagemap(int fd, uint64_t addr, uint64_t ps, uint64_t* entries, 
 
 // Whether the GC thread's next MOVE is priced with a TLB shootdown: yes while a mutator is on a CPU. After a
 // mutator went to sleep, its idle CPU still takes the IPIs of the GC's next MOVEs (prices.shootdowns_after_sleep:
-// 2 on this x86 VM, 0 where idle CPUs are skipped) — once per sleep, whichever MOVEs come first. Those are worth
+// 2 on this x86 VM, 0 where idle CPUs are skipped) — once per sleep (each 1 ms slice of a longer sleep is one),
+// whichever MOVEs come first. Those are worth
 // paying when MOVE saves more than they cost on the pages the GC expects to install before the mutator wakes
 // (`horizon_pages()`): then a MOVE now costs no more than one alone (not due); otherwise the next MOVEs are priced
 // with the shootdown, and only a run long enough by itself is MOVEd. One count for all mutators: with several, a
@@ -180,7 +181,8 @@ class GcShootdownWatch {
 public:
     template <typename Horizon>
     bool due(const Context& ctx, const Horizon& horizon_pages) {
-        if (ctx.mutators_on_cpu.load(std::memory_order_relaxed) > 0) return true;
+        // acquire: pairs with a sleeping mutator's release, so the sleep it counted first is seen with it.
+        if (ctx.mutators_on_cpu.load(std::memory_order_acquire) > 0) return true;
         const uint64_t sleeps = ctx.mutator_sleeps.load(std::memory_order_relaxed);
         if (sleeps != sleeps_seen_) {
             sleeps_seen_ = sleeps;
@@ -191,7 +193,10 @@ public:
         const MovePrices p = ctx.current_prices();
         return horizon_pages() * (p.copy_ns_per_page - p.move_ns_per_page) <= owed * p.shootdown_ns;
     }
-    void moved() { moves_since_sleep_ += moves_since_sleep_ < kNone; }  // one MOVE ioctl issued
+    // `ioctls` MOVE ioctls issued (a run takes more than one after a partial install).
+    void moved(uint64_t ioctls) {
+        if (moves_since_sleep_ < kNone) moves_since_sleep_ += ioctls;
+    }
 
 private:
     static constexpr uint64_t kNone = ~0ull >> 1;  // no mutator has slept yet (owes nothing)

@@ -284,7 +284,7 @@ private:
         // to-space); after a run too short to MOVE, compact into the hot buffer and COPY instead of into a cold
         // recycled page, until a run reaches move_min_run again.
         const bool short_expected =
-            ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_, ShootdownDue());
+            ctx_.strategy == Strategy::Hybrid && last_run_pages_ < hybrid_min_run(ctx_, ctx_.priced && ShootdownDue());
         switch (short_expected ? Strategy::Copy : ctx_.strategy) {
             case Strategy::Copy:
                 run_.region = tc_.buffer;
@@ -347,15 +347,18 @@ private:
         const bool due = ctx_.priced && ShootdownDue();  // only the priced policy asks
         const bool move = !run_.pool_empty && !run_.expect_short && install_with_move(ctx_, run_.pages, true, due);
         // Measured prices learn the shootdown from the run; a what-if's (injected) prices stay as given.
-        const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense && due;
+        // Learned only from MOVEs while a mutator runs: the shootdown an idle CPU takes after a sleep costs less.
+        const bool learn = move && ctx_.priced && ctx_.prices.measured && !run_.dense &&
+                           ctx_.mutators_on_cpu.load(std::memory_order_relaxed) > 0;
         const uint64_t install_ns_before = c_.gc_install_ns;  // issue_install_ioctl times the GC's ioctls
         const InstallReason why = run_.pool_empty ? InstallReason::PoolEmpty
                                : ctx_.strategy == Strategy::Hybrid ? InstallReason::ShortRun : InstallReason::Compacted;
         last_run_pages_ = run_.pages;
         const int bucket = 63 - __builtin_clzll(run_.pages);
         (move ? c_.runs_moved : c_.runs_copied)[bucket < kRunLengthBuckets ? bucket : kRunLengthBuckets - 1] += 1;
+        const uint64_t moves_before = c_.ioctl_move;
         const bool ok = install_pages(ctx_, tc_, first, src, run_.pages, move, run_.dense, why);
-        if (move) shootdowns_.moved();
+        shootdowns_.moved(c_.ioctl_move - moves_before);
         if (ok && learn) LearnShootdown(c_.gc_install_ns - install_ns_before, run_.pages);
         if (ok) {
             installed_pages_ += run_.pages;

@@ -175,18 +175,23 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu, bool* disturbed) {
         detail::SiblingThread sleeper(detail::SiblingThread::Kind::Sleeping, sibling_cpu);
         uint64_t next = 0;
         for (uint64_t attempt = 0; attempt < kSleepAttempts && sleep_times.size() < kSleeps; ++attempt) {
-            const uint64_t wakes = sleeper.wait_asleep();
+            // The counts are read outside the sleep (a read of /proc/interrupts can outlast it on a large machine;
+            // a wake-up sends no TLB IPI).
             const int64_t irq0 = detail::tlb_shootdowns_on(sibling_cpu);
+            const uint64_t wakes = sleeper.wait_asleep();
             std::vector<double> times;
             for (uint64_t i = 0; i < kMovesPerSleep; ++i, ++next) {
                 const double t0 = now_s();
                 must(uffd.move(sleep_dst + next * ps, sleep_src + next * ps, ps, 0), "MOVE");
                 times.push_back((now_s() - t0) * 1e9);
             }
+            const bool woke = sleeper.woke_since(wakes);
             const int64_t irq1 = detail::tlb_shootdowns_on(sibling_cpu);
-            if (sleeper.woke_since(wakes)) continue;
+            if (woke) continue;
             sleep_times.push_back(times);
-            if (irq0 >= 0 && irq1 >= irq0) ipis_per_sleep.push_back(static_cast<double>(irq1 - irq0));
+            // At most one per MOVE (the row also counts other processes' shootdowns on that CPU).
+            if (irq0 >= 0 && irq1 >= irq0)
+                ipis_per_sleep.push_back(static_cast<double>(std::min<int64_t>(irq1 - irq0, kMovesPerSleep)));
         }
     }
 
@@ -265,7 +270,7 @@ MovePrices measure_move_prices() {
         });
         measurer.join();  // orders the thread's writes to out, disturbed and error before the reads below
         if (error) std::rethrow_exception(error);
-        if (!disturbed) break;
+        if (!disturbed || attempt + 1 == kAttempts) break;
         detail::sleep_for_ns(kSettleMs * 1000000);
     }
     out.measured_ms = (now_s() - t0) * 1e3;
@@ -318,10 +323,15 @@ uint64_t break_even_run(const MovePrices& p, bool another_thread_on_cpu) {
     const double per_page = p.copy_ns_per_page - p.move_ns_per_page;
     if (!(per_page >= 0)) return kMoveNever;  // long runs lose (or NaN prices): no threshold holds
     // Per-page prices equal to within their sums' rounding (a relative difference below 2^-45): the fixed prices
-    // decide at every length, when they outweigh that rounding up to runs of 2^41 pages (8 PiB of 4 KiB pages).
+    // decide at every length, when they outweigh the sums' rounding up to runs of 2^41 pages (8 PiB of 4 KiB
+    // pages), the per-ioctl terms' own included.
+    // `scale` and `fixed_scale`: the magnitudes whose rounding the comparison suffers (per page, per ioctl).
     const double scale = std::max(p.copy_ns_per_page, p.move_ns_per_page);
-    if (per_page <= scale * 0x1p-45)
-        return fixed > scale * 0x1p-11 && move_is_cheaper(p, 1, another_thread_on_cpu) ? 1 : kMoveNever;
+    const double fixed_scale =
+        std::max(p.copy_ns_per_ioctl, p.move_ns_per_ioctl + (another_thread_on_cpu ? p.shootdown_ns : 0.0));
+    const bool equal = per_page <= scale * 0x1p-45;
+    if (equal && !(fixed > (fixed_scale + scale * 0x1p41) * 0x1p-50 && move_is_cheaper(p, 1, another_thread_on_cpu)))
+        return kMoveNever;
     uint64_t n = 1;
     if (!move_is_cheaper(p, 1, another_thread_on_cpu)) {
         const double past = -fixed / per_page;  // MOVE wins iff n > past
@@ -332,8 +342,8 @@ uint64_t break_even_run(const MovePrices& p, bool another_thread_on_cpu) {
     // `band` pages: more than a few, and rounding, not the prices, decides there (nearly equal per-page prices
     // with a long break-even): no threshold holds.
     constexpr uint64_t kSettleSteps = 64;
-    const double band = (std::fabs(fixed) + static_cast<double>(n) * scale) * 0x1p-51 / per_page;
-    if (!(band < static_cast<double>(kSettleSteps))) return kMoveNever;
+    const double band = (fixed_scale + static_cast<double>(n) * scale) * 0x1p-51 / per_page;
+    if (!equal && !(band < static_cast<double>(kSettleSteps))) return kMoveNever;
     // Rounding in the division may be off by a few from the cost comparison itself: settle on the first winner, a
     // bounded number of steps either way, then check that MOVE keeps winning beyond it (right after it and at every
     // power of two up to 2^41 pages).

@@ -280,18 +280,23 @@ private:
     }
 
     // Sleeps until `until` (CLOCK_MONOTONIC ns), in slices, off the CPU as far as the TLB-shootdown decision goes.
-    // Counts the sleep, when it began and (after it) how long sleeps last, for the GC thread's shootdown pricing.
+    // Each slice is a sleep of its own to the kernel (the thread wakes between them, and its CPU then owes the next
+    // MOVEs' shootdowns again): each is counted, with when it began and how long slices last, for the GC thread's
+    // shootdown pricing. The sleep count is bumped before the on-CPU count drops (release; the GC thread reads
+    // them acquire), so that a GC thread that sees this mutator off its CPU also sees the sleep.
     void SleepOffCpu(uint64_t until) {
-        const uint64_t t0 = now_ns();
-        ctx_.last_sleep_start_ns.store(t0, std::memory_order_relaxed);
-        ctx_.mutator_sleeps.fetch_add(1, std::memory_order_relaxed);
-        ctx_.mutators_on_cpu.fetch_sub(1, std::memory_order_relaxed);
-        uint64_t now = t0;
-        for (; now < until && !stopped(); now = now_ns())
+        bool off = false;
+        for (uint64_t now = now_ns(); now < until && !stopped();) {
+            ctx_.last_sleep_start_ns.store(now, std::memory_order_relaxed);
+            ctx_.mutator_sleeps.fetch_add(1, std::memory_order_relaxed);
+            if (!off) ctx_.mutators_on_cpu.fetch_sub(1, std::memory_order_release);
+            off = true;
             sleep_for_ns(until - now < kSleepSliceNs ? until - now : kSleepSliceNs);
-        ctx_.mutators_on_cpu.fetch_add(1, std::memory_order_relaxed);
-        const uint64_t slept = now - t0, avg = ctx_.mutator_sleep_ns.load(std::memory_order_relaxed);
-        ctx_.mutator_sleep_ns.store(avg ? (3 * avg + slept) / 4 : slept, std::memory_order_relaxed);
+            const uint64_t woke = now_ns(), avg = ctx_.mutator_sleep_ns.load(std::memory_order_relaxed);
+            ctx_.mutator_sleep_ns.store(avg ? (3 * avg + (woke - now)) / 4 : woke - now, std::memory_order_relaxed);
+            now = woke;
+        }
+        if (off) ctx_.mutators_on_cpu.fetch_add(1, std::memory_order_relaxed);
     }
 
     bool stopped() const { return ctx_.stop_mutators.load(std::memory_order_relaxed); }

@@ -42,7 +42,8 @@ struct MovePrices {
                                    // went to sleep still pay shootdown_ns (its idle CPU takes the IPI): the median
                                    // over a few sleeps of the TLB-shootdown interrupts its CPU took (where
                                    // /proc/interrupts counts them), else of shootdowns_after_sleep_timed; 0 where
-                                   // idle CPUs are skipped or a shootdown costs nothing
+                                   // idle CPUs are skipped or a shootdown costs nothing; at most 4, the MOVEs
+                                   // timed per sleep (a kernel that interrupts an idle CPU every time reads 4)
     double shootdowns_after_sleep_timed = 0;  // the same read from the MOVEs' times alone (those that took more
                                    // than a fifth of the first's extra time over the last's): the check
     double measured_ms = 0;        // wall time the measurement took (0 when injected)
