@@ -172,11 +172,11 @@ inline bool read_pagemap(int fd, uint64_t addr, uint64_t ps, uint64_t* entries, 
 // Whether the GC thread's next MOVE is priced with a TLB shootdown: yes while a mutator is on a CPU. After a
 // mutator went to sleep, its idle CPU still takes the IPIs of the GC's next MOVEs (prices.shootdowns_after_sleep:
 // 2 on this x86 VM, 0 where idle CPUs are skipped) — once per sleep (each 1 ms slice of a longer sleep is one),
-// whichever MOVEs come first. Those are worth
-// paying when MOVE saves more than they cost on the pages the GC expects to install before the mutator wakes
-// (`horizon_pages()`): then a MOVE now costs no more than one alone (not due); otherwise the next MOVEs are priced
-// with the shootdown, and only a run long enough by itself is MOVEd. One count for all mutators: with several, a
-// later sleep restarts it for all. (A mutator or the fault thread always pays: the GC thread is on a CPU.)
+// whichever MOVEs come first. Those are worth paying when MOVE saves more than they cost on the pages the GC
+// expects to install before the mutator wakes (`horizon_pages()`): then a MOVE now costs no more than one alone
+// (not due); otherwise the next MOVEs are priced with the shootdown, and only a run long enough by itself is
+// MOVEd. One count for all mutators: with several, a later sleep restarts it for all. (A mutator or the fault
+// thread always pays: the GC thread is on a CPU.)
 class GcShootdownWatch {
 public:
     template <typename Horizon>

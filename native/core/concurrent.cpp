@@ -23,6 +23,7 @@
 #include "compactor/errors.hpp"
 #include "compactor/page_compaction.hpp"
 #include "concurrent.hpp"
+#include "measure_helpers.hpp"
 
 namespace compactor::detail {
 
@@ -99,32 +100,10 @@ rusage usage_of(int who) {
     return ru;
 }
 
-// The "TLB:" (TLB-shootdown IPIs) and "CAL:" (function-call IPIs) rows of /proc/interrupts, summed over CPUs;
-// -1 where the row does not exist. Read outside the timed intervals: it allocates.
+// The TLB-shootdown and function-call IPIs since boot, summed over CPUs (-1 where the kernel has no such row).
 InterruptDelta read_interrupts() {
-    InterruptDelta out;
-    FILE* f = std::fopen("/proc/interrupts", "r");
-    if (!f) return out;
-    char line[8192];
-    while (std::fgets(line, sizeof line, f)) {
-        char* p = line;
-        while (*p == ' ') ++p;
-        int64_t* slot = std::strncmp(p, "TLB:", 4) == 0 ? &out.tlb_shootdowns
-                        : std::strncmp(p, "CAL:", 4) == 0 ? &out.function_call : nullptr;
-        if (!slot) continue;
-        p += 4;
-        int64_t sum = 0;
-        for (;;) {
-            char* end = nullptr;
-            const unsigned long long v = std::strtoull(p, &end, 10);
-            if (end == p) break;  // the row's description follows the per-CPU counts
-            sum += static_cast<int64_t>(v);
-            p = end;
-        }
-        *slot = sum;
-    }
-    std::fclose(f);
-    return out;
+    const InterruptRows rows = read_interrupt_rows();
+    return {InterruptRows::sum(rows.tlb), InterruptRows::sum(rows.function_call)};
 }
 
 int64_t delta(int64_t before, int64_t after) { return before < 0 || after < 0 ? -1 : after - before; }

@@ -82,34 +82,46 @@ uint64_t SiblingThread::wait_asleep() const {
     return wakes_.load(std::memory_order_acquire);
 }
 
-int64_t tlb_shootdowns_on(int cpu) {
+InterruptRows read_interrupt_rows() {
+    InterruptRows out;
     std::FILE* f = std::fopen("/proc/interrupts", "re");
-    if (!f) return -1;
+    if (!f) return out;
     char line[8192];
-    int column = -1;  // the CPU's column, from the header line "CPU0 CPU1 ..."
-    int64_t out = -1;
     if (std::fgets(line, sizeof line, f)) {
-        int i = 0;
         char* save = nullptr;
-        for (char* tok = strtok_r(line, " \t\n", &save); tok; tok = strtok_r(nullptr, " \t\n", &save), ++i)
-            if (std::strncmp(tok, "CPU", 3) == 0 && std::atoi(tok + 3) == cpu) column = i;
+        for (char* tok = strtok_r(line, " \t\n", &save); tok; tok = strtok_r(nullptr, " \t\n", &save))
+            if (std::strncmp(tok, "CPU", 3) == 0) out.cpus.push_back(std::atoi(tok + 3));
     }
-    while (column >= 0 && std::fgets(line, sizeof line, f)) {
+    while (std::fgets(line, sizeof line, f)) {
         char* p = line;
         while (*p == ' ') ++p;
-        if (std::strncmp(p, "TLB:", 4) != 0) continue;
+        std::vector<int64_t>* row = std::strncmp(p, "TLB:", 4) == 0 ? &out.tlb
+                                    : std::strncmp(p, "CAL:", 4) == 0 ? &out.function_call : nullptr;
+        if (!row) continue;
         p += 4;
-        for (int i = 0; i <= column; ++i) {
+        for (;;) {  // the row's description follows the per-CPU counts
             char* end = nullptr;
             const long long v = std::strtoll(p, &end, 10);
             if (end == p) break;
-            if (i == column) out = v;
+            row->push_back(v);
             p = end;
         }
-        break;
     }
     std::fclose(f);
     return out;
+}
+
+int64_t InterruptRows::sum(const std::vector<int64_t>& row) {
+    if (row.empty()) return -1;
+    int64_t total = 0;
+    for (const int64_t v : row) total += v;
+    return total;
+}
+
+int64_t InterruptRows::on(const std::vector<int64_t>& row, int cpu) const {
+    for (size_t i = 0; i < cpus.size() && i < row.size(); ++i)
+        if (cpus[i] == cpu) return row[i];
+    return -1;
 }
 
 std::vector<int> allowed_cpus() {

@@ -52,9 +52,18 @@ private:
     std::thread thread_;
 };
 
-// The TLB-shootdown interrupts CPU `cpu` has taken since boot (the "TLB:" row of /proc/interrupts), or -1 where
-// there is no such row (arm64 broadcasts TLBI in hardware) or no such CPU column.
-int64_t tlb_shootdowns_on(int cpu);
+// The "TLB:" (TLB-shootdown IPIs) and "CAL:" (function-call IPIs) rows of /proc/interrupts, per CPU since boot,
+// read in one pass: `cpus` names each column's CPU (the header's "CPUn"). A row the kernel does not have (arm64
+// broadcasts TLBI in hardware) is empty. Read outside timed intervals: it allocates.
+struct InterruptRows {
+    std::vector<int> cpus;
+    std::vector<int64_t> tlb, function_call;
+    // A row summed over CPUs, or -1 where it is missing.
+    static int64_t sum(const std::vector<int64_t>& row);
+    // A row's count on CPU `cpu`, or -1 where the row or the CPU's column is missing.
+    int64_t on(const std::vector<int64_t>& row, int cpu) const;
+};
+InterruptRows read_interrupt_rows();
 
 // The CPUs the calling thread may run on, in increasing order.
 std::vector<int> allowed_cpus();

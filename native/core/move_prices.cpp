@@ -76,6 +76,64 @@ struct RepetitionPlan {
     uint64_t move_1_sibling_dst, move_1_sibling_src;
 };
 
+// The TLB-shootdown interrupts CPU `cpu` has taken since boot; -1 where they are not counted (or cpu is -1).
+int64_t tlb_shootdowns_on(int cpu) {
+    if (cpu < 0) return -1;
+    const detail::InterruptRows rows = detail::read_interrupt_rows();
+    return rows.on(rows.tlb, cpu);
+}
+
+// shootdowns_after_sleep and its timed check: a sibling on `sibling_cpu` sleeps; early in each of its sleeps,
+// kMovesPerSleep single-page MOVEs (from `src` into the registered `dst`, page after page) are timed one by one,
+// and the TLB-shootdown interrupts its CPU took around them are counted (where /proc/interrupts counts them). A
+// sleep during which it woke (a late timer, a loaded CPU) is not a sample.
+void probe_sleeping_sibling(const Userfaultfd& uffd, int sibling_cpu, uint64_t dst, uint64_t src, uint64_t ps,
+                            MovePrices& out) {
+    std::vector<std::vector<double>> sleep_times;  // per sleep, each MOVE's ns
+    std::vector<double> ipis_per_sleep;
+    detail::SiblingThread sleeper(detail::SiblingThread::Kind::Sleeping, sibling_cpu);
+    uint64_t next = 0;
+    for (uint64_t attempt = 0; attempt < kSleepAttempts && sleep_times.size() < kSleeps; ++attempt) {
+        // The counts are read outside the sleep (a read of /proc/interrupts can outlast it on a large machine; a
+        // wake-up sends no TLB IPI).
+        const int64_t irq0 = tlb_shootdowns_on(sibling_cpu);
+        const uint64_t wakes = sleeper.wait_asleep();
+        std::vector<double> times;
+        for (uint64_t i = 0; i < kMovesPerSleep; ++i, ++next) {
+            const double t0 = now_s();
+            must(uffd.move(dst + next * ps, src + next * ps, ps, 0), "MOVE");
+            times.push_back((now_s() - t0) * 1e9);
+        }
+        const bool woke = sleeper.woke_since(wakes);
+        const int64_t irq1 = tlb_shootdowns_on(sibling_cpu);
+        if (woke) continue;
+        sleep_times.push_back(times);
+        // At most one per MOVE (the row also counts other processes' shootdowns on that CPU).
+        if (irq0 >= 0 && irq1 >= irq0)
+            ipis_per_sleep.push_back(static_cast<double>(std::min<int64_t>(irq1 - irq0, kMovesPerSleep)));
+    }
+    if (sleep_times.empty()) return;
+    // Read from the times: the last MOVE of a sleep is taken as free; one that took more than a fifth of the
+    // difference between the first and the last over the last paid (an IPI that finds the idle CPU still polling,
+    // not halted, costs far less than the first, which wakes it: 2-4 µs against 15 here). No difference worth a
+    // MOVE of its own (arm64's broadcast TLBI): none paid.
+    std::vector<double> first, last;
+    for (const auto& t : sleep_times) {
+        first.push_back(t.front());
+        last.push_back(t.back());
+    }
+    const double free_ns = detail::median(last), extra = detail::median(first) - free_ns;
+    std::vector<double> paid;
+    for (const auto& t : sleep_times)
+        paid.push_back(extra > free_ns ? static_cast<double>(std::count_if(
+                                             t.begin(), t.end(), [&](double ns) { return ns > free_ns + 0.2 * extra; }))
+                                       : 0.0);
+    out.shootdowns_after_sleep_timed = detail::median(paid);
+    // Counted where the kernel counts them (exact), else as timed.
+    out.shootdowns_after_sleep =
+        ipis_per_sleep.size() == sleep_times.size() ? detail::median(ipis_per_sleep) : out.shootdowns_after_sleep_timed;
+}
+
 // `disturbed`: the plain samples (no sibling of ours) sent the sibling's CPU shootdown IPIs, so another thread of
 // the process ran there meanwhile and every price is off (only known where /proc/interrupts counts them).
 MovePrices measure_pinned(int measurer_cpu, int sibling_cpu, bool* disturbed) {
@@ -145,14 +203,14 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu, bool* disturbed) {
     };
     const uint64_t copy_from = copy_src.address();
     std::vector<double> copy_1, copy_run, move_1, move_run, move_1_sibling;
-    const int64_t quiet0 = sibling_cpu >= 0 ? detail::tlb_shootdowns_on(sibling_cpu) : -1;
+    const int64_t quiet0 = tlb_shootdowns_on(sibling_cpu);
     for (const RepetitionPlan& p : plans) {
         copy_1.push_back(ns_per_ioctl(false, p.copy_1_dst, copy_from, ps, 1, kSingles));
         copy_run.push_back(ns_per_ioctl(false, p.copy_run_dst, copy_from, 0, kRunPages, kRunsPerSample));
         move_run.push_back(ns_per_ioctl(true, p.move_run_dst, p.move_run_src, run_len, kRunPages, kRunsPerSample));
         move_1.push_back(ns_per_ioctl(true, p.move_1_dst, p.move_1_src, ps, 1, kSingles));
     }
-    const int64_t quiet1 = sibling_cpu >= 0 ? detail::tlb_shootdowns_on(sibling_cpu) : -1;
+    const int64_t quiet1 = tlb_shootdowns_on(sibling_cpu);
     const int64_t plain_moves = static_cast<int64_t>(kRepetitions * (kSingles + kRunsPerSample));
     *disturbed = quiet0 >= 0 && quiet1 - quiet0 > plain_moves / 4;
     if (sibling_cpu >= 0) {
@@ -166,58 +224,8 @@ MovePrices measure_pinned(int measurer_cpu, int sibling_cpu, bool* disturbed) {
         }
     }
 
-    // A sibling that sleeps: early in each of its sleeps, kMovesPerSleep single-page MOVEs timed one by one, and
-    // the TLB-shootdown interrupts its CPU took around them (where /proc/interrupts counts them). A sleep during
-    // which it woke (a late timer, a loaded CPU) is not a sample.
-    std::vector<std::vector<double>> sleep_times;  // per sleep, each MOVE's ns
-    std::vector<double> ipis_per_sleep;
-    if (sibling_cpu >= 0) {
-        detail::SiblingThread sleeper(detail::SiblingThread::Kind::Sleeping, sibling_cpu);
-        uint64_t next = 0;
-        for (uint64_t attempt = 0; attempt < kSleepAttempts && sleep_times.size() < kSleeps; ++attempt) {
-            // The counts are read outside the sleep (a read of /proc/interrupts can outlast it on a large machine;
-            // a wake-up sends no TLB IPI).
-            const int64_t irq0 = detail::tlb_shootdowns_on(sibling_cpu);
-            const uint64_t wakes = sleeper.wait_asleep();
-            std::vector<double> times;
-            for (uint64_t i = 0; i < kMovesPerSleep; ++i, ++next) {
-                const double t0 = now_s();
-                must(uffd.move(sleep_dst + next * ps, sleep_src + next * ps, ps, 0), "MOVE");
-                times.push_back((now_s() - t0) * 1e9);
-            }
-            const bool woke = sleeper.woke_since(wakes);
-            const int64_t irq1 = detail::tlb_shootdowns_on(sibling_cpu);
-            if (woke) continue;
-            sleep_times.push_back(times);
-            // At most one per MOVE (the row also counts other processes' shootdowns on that CPU).
-            if (irq0 >= 0 && irq1 >= irq0)
-                ipis_per_sleep.push_back(static_cast<double>(std::min<int64_t>(irq1 - irq0, kMovesPerSleep)));
-        }
-    }
-
     MovePrices out;
-    if (!sleep_times.empty()) {
-        // Read from the times: the last MOVE of a sleep is taken as free; one that took more than a fifth of the
-        // difference between the first and the last over the last paid (an IPI that finds the idle CPU still
-        // polling, not halted, costs far less than the first, which wakes it: 2-4 µs against 15 here). No
-        // difference worth a MOVE of its own (arm64's broadcast TLBI): none paid.
-        std::vector<double> first, last;
-        for (const auto& t : sleep_times) {
-            first.push_back(t.front());
-            last.push_back(t.back());
-        }
-        const double free_ns = detail::median(last), extra = detail::median(first) - free_ns;
-        std::vector<double> paid;
-        for (const auto& t : sleep_times)
-            paid.push_back(extra > free_ns ? static_cast<double>(std::count_if(t.begin(), t.end(), [&](double ns) {
-                               return ns > free_ns + 0.2 * extra;
-                           }))
-                                           : 0.0);
-        out.shootdowns_after_sleep_timed = detail::median(paid);
-        // Counted where the kernel counts them (exact), else as timed.
-        out.shootdowns_after_sleep =
-            ipis_per_sleep.size() == sleep_times.size() ? detail::median(ipis_per_sleep) : out.shootdowns_after_sleep_timed;
-    }
+    if (sibling_cpu >= 0) probe_sleeping_sibling(uffd, sibling_cpu, sleep_dst, sleep_src, ps, out);
     const double span_pages = static_cast<double>(kRunPages - 1);
     const double c1 = detail::median(copy_1), cn = detail::median(copy_run);
     const double m1 = detail::median(move_1), mn = detail::median(move_run);
