@@ -69,13 +69,6 @@ def cgroup_dirs() -> List[Tuple[str, str]]:
     return [(str(v), str(d)) for v, d in _native.cgroup_dirs()]
 
 
-def _status_kib(field: str) -> Optional[int]:
-    for line in (_read("/proc/self/status") or "").splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return None
-
-
 def limits() -> List[Limit]:
     """Every limit on the memory this process may still use, read now (see the module's documentation; the core's
     definition, which compactor-runner checks too). Raises ValueError for a COMPACTOR_MEMORY_LIMIT that is not a

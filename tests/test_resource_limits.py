@@ -19,9 +19,11 @@ from conftest import require, run_python
 CHILD_PRELUDE = """
 import os, resource, sys
 import compactor
-from compactor.memory import _status_kib
+def vm_size():  # bytes of address space this process has mapped (VmSize in /proc/self/status)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
 def limit_address_space(extra):
-    resource.setrlimit(resource.RLIMIT_AS, (_status_kib("VmSize") + extra, resource.RLIM_INFINITY))
+    resource.setrlimit(resource.RLIMIT_AS, (vm_size() + extra, resource.RLIM_INFINITY))
 """
 
 
@@ -35,11 +37,11 @@ def test_rlimit_as_too_small_refuses_collect_before_mapping():
     p = run_python(CHILD_PRELUDE + """
 h = compactor.Heap.generate(compactor.HeapSpec(size="256MiB", seed=1))
 limit_address_space(300 << 20)
-before = _status_kib("VmSize")
+before = vm_size()
 try:
     compactor.collect(h, "copy")
 except compactor.InsufficientMemory as e:
-    print(e.limit, e.need > e.available, _status_kib("VmSize") - before)
+    print(e.limit, e.need > e.available, vm_size() - before)
     print(e)
 """, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -152,13 +154,13 @@ def test_cgroup_memory_limit_too_small_refuses_collect_before_mapping():
             f.write(str(600 << 20))
         p = child(JOIN + """
 h = compactor.Heap.generate(compactor.HeapSpec(size="256MiB", seed=1))
-before = _status_kib("VmSize")
+before = vm_size()
 try:
     compactor.collect(h, "move")
 except compactor.InsufficientMemory as e:
     print(e.limit)
     print(e)
-    print(_status_kib("VmSize") - before)
+    print(vm_size() - before)
 """, cg)
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err

@@ -15,7 +15,7 @@ from compactor import _native
 from compactor.heap import Heap, HeapSpec
 from compactor.marking import live_words_bitmap, mark_reachable
 
-from conftest import bench, run_python
+from conftest import bench, require, run_python
 
 HPROF = pathlib.Path(__file__).parent / "data" / "hprof"
 
@@ -179,7 +179,7 @@ def test_the_threaded_digest_of_a_large_heap_equals_the_precise_traversal(shape)
     """On a heap large enough for the threaded passes, the fast digest alone (method="fast": no fallback to the
     precise one), pristine and after a move collection, equals the single-threaded depth-first traversal's digest,
     object count and bytes."""
-    assert (os.cpu_count() or 1) >= 2, "the threaded passes need two CPUs"
+    require((os.cpu_count() or 1) >= 2, "the threaded passes need two CPUs")
     heap = Heap.generate(HeapSpec(size=LARGE, **shape))
     heap.reset()
     fast, precise = heap.space.digest(method="fast"), heap.space.digest(method="precise")
